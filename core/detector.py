@@ -1,0 +1,173 @@
+"""The FeatherFace detector: one class for every attention variant (chosen by `ModelConfig.attention`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.anchors import generate_anchors
+from core.backbone import MobileNetV1
+from core.bifpn import BiFPN
+from core.config import ModelConfig
+from core.heads import DetectionHead
+from core.image_input import rgb_to_model_tensor, to_rgb_uint8
+from core.layers.attention import MaskedAttention
+from core.layers.create_attn import create_attn
+from core.postprocess import Detections, postprocess
+from core.ssh import SSH
+
+STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3")
+LEVELS: tuple[str, ...] = ("P3", "P4", "P5")
+PARTS: tuple[str, ...] = ("backbone", "attention", "bifpn", "ssh", "heads")
+
+Heatmaps = dict[str, dict[str, dict[str, np.ndarray]]]
+
+
+class AttentionUnavailableError(RuntimeError):
+    """Raised when masks are asked of a model built without attention (the "none" ablation)."""
+
+
+class FeatherFace(nn.Module):
+    """MobileNetV1-0.25 -> attention -> BiFPN (52 ch, x3) -> attention -> SSH(DCN)+shuffle -> 1x1 heads.
+
+    `forward` returns raw (box offsets (B,A,4), class logits (B,A,2), landmark offsets (B,A,10)).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.body = MobileNetV1()
+        c = cfg.neck_channels
+        self.backbone_attention = nn.ModuleList(create_attn(cfg.attention, ch) for ch in cfg.backbone_channels)
+        self.bifpn = BiFPN(cfg.backbone_channels, c, cfg.bifpn_repeats)
+        self.bifpn_attention = nn.ModuleList(create_attn(cfg.attention, c) for _ in LEVELS)
+        self.ssh = nn.ModuleList(SSH(c, c, cfg.shuffle_groups) for _ in LEVELS)
+        self.heads = DetectionHead(c, cfg.num_anchors, len(LEVELS))
+        self._anchor_cache: dict[tuple[int, int], torch.Tensor] = {}
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def has_attention(self) -> bool:
+        return self.cfg.attention != "none"
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        stages = [attn(f) for attn, f in zip(self.backbone_attention, self.body(x), strict=True)]
+        levels = [attn(f) for attn, f in zip(self.bifpn_attention, self.bifpn(stages), strict=True)]
+        return self.heads([ssh(f) for ssh, f in zip(self.ssh, levels, strict=True)])
+
+    def parts(self) -> dict[str, list[nn.Module]]:
+        """Top-level modules of each part, the grouping `get_parameter_count` reports."""
+        return {
+            "backbone": [self.body],
+            "attention": [self.backbone_attention, self.bifpn_attention],
+            "bifpn": [self.bifpn],
+            "ssh": [self.ssh],
+            "heads": [self.heads],
+        }
+
+    def get_parameter_count(self) -> dict[str, int]:
+        """{"total", "trainable", "backbone", "attention", "bifpn", "ssh", "heads"} parameter counts.
+
+        Also "attention_backbone" and "attention_bifpn", the two halves of "attention".
+        """
+        counts = {part: sum(p.numel() for m in mods for p in m.parameters()) for part, mods in self.parts().items()}
+        counts["attention_backbone"] = sum(p.numel() for p in self.backbone_attention.parameters())
+        counts["attention_bifpn"] = sum(p.numel() for p in self.bifpn_attention.parameters())
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        counts["trainable"] = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return counts
+
+    def attention_blocks(self) -> dict[str, MaskedAttention]:
+        """Named attention blocks: stage1..stage3 then P3..P5 (empty for the "none" ablation)."""
+        named = zip(STAGES + LEVELS, [*self.backbone_attention, *self.bifpn_attention], strict=True)
+        return {name: block for name, block in named if isinstance(block, MaskedAttention)}
+
+    def anchors_for(self, image_hw: tuple[int, int], device: torch.device) -> torch.Tensor:
+        """Anchors for an input size, cached since the dashboard and predictor reuse sizes."""
+        key = (int(image_hw[0]), int(image_hw[1]))
+        if key not in self._anchor_cache:
+            self._anchor_cache[key] = generate_anchors(key, self.cfg.anchors)
+        return self._anchor_cache[key].to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def prepare_image(self, image: object) -> tuple[np.ndarray, torch.Tensor]:
+        """Validate/convert a user image (RGB) and build the model input on the model's device."""
+        rgb = to_rgb_uint8(image)
+        return rgb, rgb_to_model_tensor(rgb, self.cfg.bgr_mean).to(self.device)
+
+    @torch.inference_mode()
+    def detect(self, image: object, conf_thresh: float = 0.5, nms_thresh: float = 0.4) -> Detections:
+        """RGB image (numpy HxWx3 uint8, any size, or tensor) -> boxes, scores and 5 landmarks in pixels."""
+        return self.inspect(image, conf_thresh, nms_thresh, with_masks=False)[0]
+
+    def get_attention_heatmaps(self, image: object) -> Heatmaps:
+        """Masks captured from the real forward pass on `image` (RGB, any size, or a tensor).
+
+        Returns {"backbone": {"stage1".."stage3": m}, "bifpn": {"P3".."P5": m}} where each m is
+        {"channel_mask": (C,), "spatial_mask": (H, W), "hybrid_mask": (H, W)} float32 in [0, 1] at
+        the feature resolution. "hybrid_mask" is the C x H x W mask the block actually multiplied its
+        input by (M_c * M_s), averaged over channels. For sequential blocks (CBAM, ECA-CBAM) the
+        spatial mask is computed from the channel-refined features, as in the forward pass.
+        Raises `AttentionUnavailableError` for the "none" ablation.
+        """
+        return self.inspect(image, with_masks=True)[1]
+
+    @torch.inference_mode()
+    def inspect(
+        self, image: object, conf_thresh: float = 0.5, nms_thresh: float = 0.4, with_masks: bool = True
+    ) -> tuple[Detections, Heatmaps]:
+        """Detections and (optionally) attention masks from a single forward pass."""
+        if with_masks and not self.has_attention:
+            raise AttentionUnavailableError(
+                f"model {self.name!r} is the no-attention ablation: it has no channel/spatial/hybrid masks"
+            )
+        was_training = self.training
+        self.eval()
+        rgb, x = self.prepare_image(image)
+        try:
+            (loc, conf, landm), raw = capture_masks(self, x) if with_masks else (self(x), {})
+        finally:
+            self.train(was_training)
+        anchors = self.anchors_for(rgb.shape[:2], x.device)
+        dets = postprocess(loc[0], conf[0], landm[0], anchors, rgb.shape[:2], self.cfg.anchors.variances,
+                           conf_thresh, nms_thresh)
+        heatmaps: Heatmaps = {"backbone": {}, "bifpn": {}} if with_masks else {}
+        for name, masks in raw.items():
+            group = "backbone" if name in STAGES else "bifpn"
+            heatmaps[group][name] = {
+                "channel_mask": masks["channel"][0, :, 0, 0].float().cpu().numpy(),
+                "spatial_mask": masks["spatial"][0, 0].float().cpu().numpy(),
+                "hybrid_mask": masks["hybrid"][0].float().mean(dim=0).cpu().numpy(),
+            }
+        return dets, heatmaps
+
+
+def capture_masks(model: FeatherFace, x: torch.Tensor) -> tuple[tuple, dict[str, dict[str, torch.Tensor]]]:
+    """Run `model(x)` with forward hooks on every attention tap; return outputs and the raw masks."""
+    raw: dict[str, dict[str, torch.Tensor]] = {}
+    handles = []
+    for name, block in model.attention_blocks().items():
+        raw[name] = {}
+        for kind in ("channel", "spatial", "hybrid"):
+            tap = getattr(block, f"{kind}_tap")
+            handles.append(tap.register_forward_hook(_store(raw[name], kind)))
+    try:
+        outputs = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return outputs, raw
+
+
+def _store(target: dict[str, torch.Tensor], key: str):
+    def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        target[key] = output.detach()
+
+    return hook

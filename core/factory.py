@@ -1,0 +1,19 @@
+"""`build_model(name)`: the only way the rest of the project creates a detector."""
+
+from __future__ import annotations
+
+import torch
+
+from core.config import MODEL_CONFIGS, ModelConfig, get_config
+from core.detector import FeatherFace
+
+
+def build_model(name_or_cfg: str | ModelConfig, device: str | torch.device | None = None) -> FeatherFace:
+    """Build a randomly initialised variant: "cbam", "eca_cbam", "eca_cbam_parallel" or "none"."""
+    cfg = get_config(name_or_cfg) if isinstance(name_or_cfg, str) else name_or_cfg
+    model = FeatherFace(cfg)
+    return model.to(device) if device is not None else model
+
+
+def list_models() -> list[str]:
+    return list(MODEL_CONFIGS)

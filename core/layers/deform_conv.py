@@ -1,0 +1,77 @@
+"""Modulated deformable convolution (DCNv2, Zhu et al. 2019) with two interchangeable kernels.
+
+`torchvision.ops.deform_conv2d` is the reference; on CPU it is slow, so the default CPU kernel
+samples the nine displaced taps with one `grid_sample` call and applies the weights as one matmul.
+Both compute the same function (bilinear sampling, zero outside the image); tests check equality.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import deform_conv2d
+
+KERNELS: tuple[str, ...] = ("auto", "torchvision", "grid_sample")
+
+
+def deform_conv2d_grid_sample(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    padding: int = 1,
+) -> torch.Tensor:
+    """Stride-1 DCNv2 as gather + GEMM; offsets laid out like torchvision's ((dy, dx) per tap)."""
+    n, c, h, w = x.shape
+    out_ch, _, kh, kw = weight.shape
+    taps = kh * kw
+    ho, wo = offset.shape[-2:]
+    dev, dt = x.device, x.dtype
+    ky, kx = torch.meshgrid(torch.arange(kh, device=dev, dtype=dt), torch.arange(kw, device=dev, dtype=dt),
+                            indexing="ij")
+    off = offset.view(n, taps, 2, ho, wo)
+    rows = torch.arange(ho, device=dev, dtype=dt).view(1, 1, ho, 1) - padding
+    cols = torch.arange(wo, device=dev, dtype=dt).view(1, 1, 1, wo) - padding
+    py = rows + ky.reshape(1, taps, 1, 1) + off[:, :, 0]
+    px = cols + kx.reshape(1, taps, 1, 1) + off[:, :, 1]
+    grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1).view(n, taps * ho, wo, 2)
+    sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    columns = sampled.view(n, c, taps, ho * wo) * mask.view(n, 1, taps, ho * wo)
+    out = torch.matmul(weight.view(out_ch, c * taps), columns.view(n, c * taps, ho * wo))
+    if bias is not None:
+        out = out + bias.view(1, out_ch, 1)
+    return out.view(n, out_ch, ho, wo)
+
+
+class ModulatedDeformConv2d(nn.Module):
+    """3x3 stride-1 DCNv2: one 3x3 conv predicts 18 offsets + 9 modulation logits from the input.
+
+    The offset/mask conv is zero-initialised, so at start the layer is a plain 3x3 conv with every
+    tap scaled by sigmoid(0) = 0.5 (the DCNv2 initialisation).
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: str = "auto", bias: bool = False) -> None:
+        super().__init__()
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown deformable-conv kernel {kernel!r}; choose one of {KERNELS}")
+        self.kernel = kernel
+        self.weight = nn.Parameter(torch.empty(out_ch, in_ch, 3, 3))
+        self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.offset_mask = nn.Conv2d(in_ch, 27, 3, padding=1)
+        nn.init.zeros_(self.offset_mask.weight)
+        nn.init.zeros_(self.offset_mask.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        om = self.offset_mask(x)
+        offset = om[:, :18]
+        mask = torch.sigmoid(om[:, 18:])
+        use_torchvision = self.kernel == "torchvision" or (self.kernel == "auto" and x.is_cuda)
+        if use_torchvision:
+            return deform_conv2d(x, offset.contiguous(), self.weight, self.bias, padding=1,
+                                 mask=mask.contiguous())
+        return deform_conv2d_grid_sample(x, offset, mask, self.weight, self.bias, padding=1)
