@@ -127,7 +127,7 @@ class WiderFaceDetection(Dataset):
         if self.transform is None:
             return image, targets
         image, targets = self.transform(image, targets)
-        return torch.from_numpy(image), torch.from_numpy(targets)
+        return torch.as_tensor(image), torch.as_tensor(targets)
 
     def _load_or_substitute(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``load(index)``; under ``"skip"`` an unreadable image is warned about once and the
