@@ -33,15 +33,15 @@ def deform_conv2d_grid_sample(
     dev, dt = x.device, x.dtype
     ky, kx = torch.meshgrid(torch.arange(kh, device=dev, dtype=dt), torch.arange(kw, device=dev, dtype=dt),
                             indexing="ij")
-    off = offset.view(n, taps, 2, ho, wo)
+    off = offset.reshape(n, taps, 2, ho, wo)
     rows = torch.arange(ho, device=dev, dtype=dt).view(1, 1, ho, 1) - padding
     cols = torch.arange(wo, device=dev, dtype=dt).view(1, 1, 1, wo) - padding
     py = rows + ky.reshape(1, taps, 1, 1) + off[:, :, 0]
     px = cols + kx.reshape(1, taps, 1, 1) + off[:, :, 1]
     grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1).view(n, taps * ho, wo, 2)
     sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    columns = sampled.view(n, c, taps, ho * wo) * mask.view(n, 1, taps, ho * wo)
-    out = torch.matmul(weight.view(out_ch, c * taps), columns.view(n, c * taps, ho * wo))
+    columns = sampled.reshape(n, c, taps, ho * wo) * mask.reshape(n, 1, taps, ho * wo)
+    out = torch.matmul(weight.reshape(out_ch, c * taps), columns.view(n, c * taps, ho * wo))
     if bias is not None:
         out = out + bias.view(1, out_ch, 1)
     return out.view(n, out_ch, ho, wo)

@@ -1,0 +1,99 @@
+"""Checkpoints as plain dicts (state dict + embedded config), saved atomically, loaded weights-only."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.config import config_from_dict
+from core.detector import FeatherFace
+
+FORMAT = "featherface-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, truncated, corrupt, or for a different variant; the message says which."""
+
+
+def atomic_torch_save(obj: Any, path: Path | str) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: Path | str, model: FeatherFace, **extra: Any) -> None:
+    """Save weights with the model name and config; `extra` (epoch, optimizer state, ...) rides along."""
+    state = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    cfg = _unwrap(model).cfg
+    atomic_torch_save({"format": FORMAT, "version": VERSION, "model_name": cfg.name, "config": asdict(cfg),
+                       "state_dict": state, **extra}, path)
+
+
+def read_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and validate a checkpoint dict with `weights_only=True`; raise `CheckpointError` on problems."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt and cannot be read ({exc})") from exc
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise CheckpointError(f"{path} is not a FeatherFace checkpoint (no 'state_dict' entry)")
+    if data.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a FeatherFace checkpoint (format {data.get('format')!r})")
+    return data
+
+
+def load_checkpoint(
+    path: Path | str, expected_name: str | None = None, map_location: str | torch.device = "cpu"
+) -> tuple[FeatherFace, dict[str, Any]]:
+    """Rebuild the model stored in `path`; if `expected_name` is given, refuse another variant."""
+    data = read_checkpoint(path, map_location)
+    name = data.get("model_name")
+    if expected_name is not None and name != expected_name:
+        raise CheckpointError(f"checkpoint {path} holds model {name!r}, but {expected_name!r} was requested")
+    try:
+        model = FeatherFace(config_from_dict(data["config"]))
+    except (TypeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} has an unusable config ({exc})") from exc
+    load_weights(model, data["state_dict"], source=str(path))
+    return model.to(map_location), data
+
+
+def load_weights(model: FeatherFace, state_dict: dict[str, torch.Tensor], source: str = "state dict") -> None:
+    """Strict load with a message that names the missing/unexpected/mis-shaped keys."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    shapes = [k for k in own if k in state_dict and own[k].shape != state_dict[k].shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"{source} does not fit model {model.name!r}: {len(missing)} missing keys {missing[:3]}, "
+            f"{len(unexpected)} unexpected keys {unexpected[:3]}, {len(shapes)} shape mismatches {shapes[:3]}"
+        )
+    model.load_state_dict(state_dict)
+
+
+def _unwrap(model: torch.nn.Module) -> FeatherFace:
+    """Strip DistributedDataParallel / torch.compile wrappers."""
+    inner = getattr(model, "module", model)
+    return getattr(inner, "_orig_mod", inner)

@@ -1,0 +1,38 @@
+"""Shared fixtures: small deterministic models and images; every test runs on CPU."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.factory import build_model
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give BN layers non-trivial statistics so eval-mode tests exercise them."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
+    return model
+
+
+@pytest.fixture
+def rgb_image() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, size=(120, 160, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="session")
+def models() -> dict[str, torch.nn.Module]:
+    return {name: build_model(name).eval() for name in ("cbam", "eca_cbam", "eca_cbam_parallel", "none")}
