@@ -1,0 +1,162 @@
+"""Where results live on disk and what their files contain: the contract between train, eval and
+the dashboard. Writes are atomic (temp file + rename) so a crash never loses or half-writes results.
+
+Layout under a results root (the repo's `results/`, or `assets/demo/results/` for the shipped demo):
+  comparison_table.csv        one row per (model, dataset, weights) evaluation: COMPARISON_COLUMNS
+  latency_benchmark.csv       one row per latency measurement: LATENCY_COLUMNS
+  reference_results.csv       published rows and targets, never mixed with measured rows
+  eval/<model>__<dataset>__<tag>.json   full evaluation (PR curves, per-attribute AP)
+Layout of a training run directory (under `runs/`, or `assets/demo/runs/`):
+  <run>/run.json              RUN_FIELDS: model, dataset, seed, ...
+  <run>/events.out.tfevents.* TensorBoard scalars, tags in TB_TAGS
+  <run>/weights/{last,best,Final}.pth
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+COMPARISON_COLUMNS: tuple[str, ...] = (
+    "model", "display_name", "params", "easy", "medium", "hard", "mAP", "latency_ms", "latency_device",
+    "dataset", "dataset_path", "weights", "epochs", "seed", "date",
+)
+LATENCY_COLUMNS: tuple[str, ...] = (
+    "date", "model", "device", "device_name", "threads", "torch_version", "input_h", "input_w", "batch",
+    "runs", "warmup", "optimized", "mean_ms", "median_ms", "p90_ms", "std_ms", "fps", "overhead_vs_none_ms",
+)
+REFERENCE_COLUMNS: tuple[str, ...] = (
+    "kind", "model", "display_name", "params", "easy", "medium", "hard", "mAP", "latency_ms", "source",
+)
+DATASETS: tuple[str, ...] = ("widerface", "synthetic")
+RUN_FIELDS: tuple[str, ...] = ("model", "dataset", "seed", "max_epoch", "batch_size", "lr", "optimizer", "created")
+
+# TensorBoard scalar tags written by training and read by the dashboard. AP values are in percent.
+TB_TAGS: dict[str, str] = {
+    "step_loss": "train_step/loss_total",
+    "step_loss_box": "train_step/loss_box",
+    "step_loss_cls": "train_step/loss_cls",
+    "step_loss_landmark": "train_step/loss_landmark",
+    "step_lr": "train_step/lr",
+    "train_loss": "train/loss_total",
+    "train_loss_box": "train/loss_box",
+    "train_loss_cls": "train/loss_cls",
+    "train_loss_landmark": "train/loss_landmark",
+    "val_loss": "val/loss_total",
+    "val_loss_box": "val/loss_box",
+    "val_loss_cls": "val/loss_cls",
+    "val_loss_landmark": "val/loss_landmark",
+    "lr": "train/lr",
+    "ap_easy": "val/ap_easy",
+    "ap_medium": "val/ap_medium",
+    "ap_hard": "val/ap_hard",
+    "epoch_time": "perf/epoch_time_s",
+    "images_per_s": "perf/images_per_s",
+}
+
+TARGETS: dict[str, float] = {"easy": 94.5, "medium": 92.5, "hard": 80.5, "mAP": 89.2}
+
+
+class ResultsFileError(ValueError):
+    """A results file is missing, empty or malformed; the message names the file and the problem."""
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write via a temp file in the same folder and `os.replace`, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path | str, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_write_csv(frame: pd.DataFrame, path: Path | str) -> None:
+    buf = io.StringIO()
+    frame.to_csv(buf, index=False)
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_results_csv(path: Path | str, columns: tuple[str, ...]) -> pd.DataFrame:
+    """Read a results CSV and check it has the expected columns; raise `ResultsFileError` otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultsFileError(f"{path}: file not found")
+    if path.stat().st_size == 0:
+        raise ResultsFileError(f"{path}: file is empty")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ResultsFileError(f"{path}: not a readable CSV ({exc})") from exc
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ResultsFileError(f"{path}: missing columns {missing}; expected {list(columns)}")
+    return frame
+
+
+def append_rows(path: Path | str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+    """Append rows to a results CSV (creating it), refusing to touch a malformed existing file."""
+    path = Path(path)
+    new = pd.DataFrame(rows, columns=list(columns))
+    if path.exists():
+        old = read_results_csv(path, columns)
+        new = pd.concat([old, new], ignore_index=True)
+    atomic_write_csv(new, path)
+    return new
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A training run directory and its run.json metadata."""
+
+    path: Path
+    name: str
+    model: str
+    dataset: str
+    seed: int | None
+    meta: dict[str, Any]
+
+
+def write_run_info(run_dir: Path | str, meta: dict[str, Any]) -> None:
+    missing = [f for f in ("model", "dataset") if f not in meta]
+    if missing:
+        raise ValueError(f"run metadata needs {missing}")
+    atomic_write_json(Path(run_dir) / "run.json", meta)
+
+
+def find_runs(root: Path | str) -> tuple[list[RunInfo], list[str]]:
+    """Every run under `root` (a folder holding run.json), plus warnings for unreadable run.json files."""
+    root = Path(root)
+    runs: list[RunInfo] = []
+    warnings: list[str] = []
+    if not root.is_dir():
+        return runs, warnings
+    for meta_path in sorted(root.rglob("run.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+            runs.append(RunInfo(path=meta_path.parent, name=meta_path.parent.name, model=str(meta["model"]),
+                                dataset=str(meta["dataset"]), seed=meta.get("seed"), meta=meta))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.append(f"{meta_path}: unreadable run metadata ({exc})")
+    return runs, warnings
