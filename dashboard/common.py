@@ -1,0 +1,170 @@
+"""Shared dashboard plumbing: data roots, the weights sidebar, cached models. Every page imports this.
+
+Pages call `render_sidebar()` once (it is safe to call on every page: the choice is remembered in
+session state across page switches) and `get_roots()` for the folders; nothing here takes a
+free-text path from the UI.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from core.config import COMPARED_MODELS, MODEL_CONFIGS
+from eval.sources import (
+    CHECKPOINT_SUFFIX,
+    RESULTS_ENV,
+    RUNS_ENV,
+    CheckpointScan,
+    Roots,
+    WeightsOption,
+    discover_weights,
+    iter_files,
+    load_inference_model,
+    read_manifest,
+    resolve_roots,
+    scan_checkpoints,
+)
+
+__all__ = ["Roots", "Selection", "WeightsOption", "get_roots", "render_sidebar", "get_model", "load_models",
+           "get_selection", "get_scan", "display_name"]
+
+Selection = dict[str, WeightsOption]
+_CHOICE_PREFIX = "_ff_weights_choice_"  # plain session-state keys: survive page switches, unlike widget keys
+_SELECTION_KEY = "_ff_selection"
+
+
+def get_roots() -> Roots:
+    """The active roots for this process (CLI args after `--`, env vars, then defaults)."""
+    return _roots(tuple(sys.argv[1:]), os.environ.get(RESULTS_ENV, ""), os.environ.get(RUNS_ENV, ""))
+
+
+@st.cache_resource(show_spinner=False)
+def _roots(argv: tuple[str, ...], env_results: str, env_runs: str) -> Roots:
+    env = {k: v for k, v in ((RESULTS_ENV, env_results), (RUNS_ENV, env_runs)) if v}
+    return resolve_roots(argv, env)
+
+
+def display_name(model: str) -> str:
+    cfg = MODEL_CONFIGS.get(model)
+    return cfg.display_name if cfg else model
+
+
+def _weights_stamp(roots: Roots) -> tuple[tuple[str, int, int], ...]:
+    """Cheap fingerprint (path, size, mtime) of every checkpoint: a new or rewritten file triggers a rescan."""
+    stamp = []
+    for root in roots.weights:
+        for path in iter_files(root, CHECKPOINT_SUFFIX):
+            try:
+                st_ = path.stat()
+            except OSError:
+                continue
+            stamp.append((str(path), st_.st_size, st_.st_mtime_ns))
+    return tuple(stamp)
+
+
+def get_scan(roots: Roots | None = None) -> CheckpointScan:
+    """Checkpoints under the weights roots (re-read only when files change)."""
+    roots = roots or get_roots()
+    return _scan(_weights_stamp(roots), tuple(map(str, roots.weights)), roots)
+
+
+@st.cache_data(show_spinner="Scanning checkpoints…", max_entries=8)
+def _scan(stamp: tuple, weights_key: tuple[str, ...], _roots: Roots) -> CheckpointScan:
+    """Keyed on the file fingerprint and the roots; `_roots` itself is not hashed."""
+    return scan_checkpoints(_roots)
+
+
+def weights_options(roots: Roots | None = None) -> dict[str, list[WeightsOption]]:
+    """Weights choices per compared model (demo, matching checkpoints, random init)."""
+    roots = roots or get_roots()
+    scan = get_scan(roots)
+    manifest = read_manifest(roots)
+    return {name: discover_weights(name, roots, scan=scan, manifest=manifest) for name in COMPARED_MODELS}
+
+
+def render_sidebar() -> Selection:
+    """Sidebar: one weights picker per compared model, labelled by source; the active data folders."""
+    roots = get_roots()
+    options = weights_options(roots)
+    selection: Selection = {}
+    sb = st.sidebar
+    sb.header("Weights")
+    for name, opts in options.items():
+        by_key = {o.key: o for o in opts}
+        widget_key = f"ff_weights_{name}"
+        stored = st.session_state.get(_CHOICE_PREFIX + name)
+        if widget_key not in st.session_state or st.session_state[widget_key] not in by_key:
+            st.session_state[widget_key] = stored if stored in by_key else opts[0].key
+        chosen = sb.selectbox(display_name(name), list(by_key), key=widget_key,
+                              format_func=lambda k, by_key=by_key: by_key[k].label)
+        st.session_state[_CHOICE_PREFIX + name] = chosen
+        selection[name] = by_key[chosen]
+        if not selection[name].trained:
+            sb.caption(f"⚠️ {name}: untrained weights, detections and masks are meaningless")
+    skipped = get_scan(roots).skipped
+    if skipped:
+        with sb.expander(f"⚠️ {len(skipped)} checkpoint file(s) skipped"):
+            for msg in skipped:
+                st.caption(msg)
+    with sb.expander("Data folders"):
+        st.caption(f"results: `{_fmt(roots.results)}`")
+        for p in roots.runs:
+            st.caption(f"runs: `{_fmt(p)}`")
+        for p in roots.weights:
+            st.caption(f"weights: `{_fmt(p)}`")
+        st.caption(f"Change with `streamlit run dashboard/app.py -- --results-dir DIR --runs-dir DIR` "
+                   f"or {RESULTS_ENV} / {RUNS_ENV}.")
+    st.session_state[_SELECTION_KEY] = selection
+    return selection
+
+
+def get_selection() -> Selection:
+    """The last selection made in the sidebar (or the defaults if no page rendered it yet)."""
+    sel = st.session_state.get(_SELECTION_KEY)
+    if sel:
+        return sel
+    return {name: opts[0] for name, opts in weights_options().items()}
+
+
+def _fmt(path: Path) -> str:
+    return f"{path}" + ("" if path.exists() else "  (not found)")
+
+
+def get_model(name: str, option: WeightsOption):
+    """Eval-mode, BN-folded model for `option` (cached per file version); raises CheckpointError/SourceError."""
+    if option.model != name:
+        raise ValueError(f"weights option for {option.model!r} given for model {name!r}")
+    roots = get_roots()
+    stamp = (0, 0)
+    if option.path is not None:
+        try:
+            s = Path(option.path).stat()
+            stamp = (s.st_size, s.st_mtime_ns)
+        except OSError:
+            pass
+    return _load_model(name, option.key, stamp, tuple(map(str, roots.weights)), option, roots)
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=24)
+def _load_model(name: str, key: str, stamp: tuple[int, int], weights_key: tuple[str, ...],
+                _option: WeightsOption, _roots: Roots):
+    return load_inference_model(_option, _roots)
+
+
+def load_models(selection: Selection, names: tuple[str, ...] | None = None) -> dict:
+    """Models that loaded; each failure becomes an st.error naming the model and the reason."""
+    from core.checkpoint import CheckpointError
+    from eval.sources import SourceError
+
+    models = {}
+    for name in names or tuple(selection):
+        try:
+            models[name] = get_model(name, selection[name])
+        except (CheckpointError, SourceError, ValueError, OSError) as exc:
+            st.error(f"**{display_name(name)}** could not be loaded from "
+                     f"`{selection[name].label}`: {exc}")
+    return models

@@ -1,0 +1,4 @@
+"""Placeholder: owned by dashboard B."""
+import streamlit as st
+
+st.info("This page is not built yet.")

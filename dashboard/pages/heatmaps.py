@@ -1,0 +1,4 @@
+"""heatmaps page (in progress)."""
+import streamlit as st
+
+st.info("This page is being built.")

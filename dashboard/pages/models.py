@@ -1,0 +1,4 @@
+"""models page (in progress)."""
+import streamlit as st
+
+st.info("This page is being built.")
