@@ -1,0 +1,119 @@
+"""RetinaFace's MultiBoxLoss: anchor matching, 3:1 hard negative mining, box/class/landmark terms.
+
+Conventions (Pytorch_Retinaface ``layers/modules/multibox_loss.py``):
+
+- every image is matched on its own (``core.matching.match_anchors``, IoU 0.35); an anchor's
+  target label is 1 (face with landmarks), -1 (face without landmarks) or 0 (background);
+- positives are anchors with label != 0; they get the smooth-L1 box term and count as "face" in
+  the classification term;
+- hard negative mining keeps, per image, the ``3 * num_pos`` background anchors with the highest
+  classification loss (an image without positives contributes no classification loss, as in the
+  reference);
+- the landmark term uses only positives whose face has landmarks (label 1);
+- every term is a sum normalised by the number of positives in the batch (the landmark term by
+  the positives with landmarks), each count at least 1.
+
+``total = box_weight * box + cls + landmark_weight * landmark`` with ``box_weight = 2.0`` (the
+published ``loc_weight``); the returned ``box`` term is unweighted so logs compare with RetinaFace's.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.matching import match_anchors
+
+
+class LossTerms(NamedTuple):
+    """Scalar tensors; ``total`` carries the gradient, the others are for logging (also differentiable)."""
+
+    total: torch.Tensor
+    box: torch.Tensor
+    cls: torch.Tensor
+    landmark: torch.Tensor
+
+
+def build_targets(
+    targets: list[torch.Tensor],
+    anchors: torch.Tensor,
+    threshold: float = 0.35,
+    variances: tuple[float, float] = (0.1, 0.2),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image matching of (N,15) normalised targets -> stacked (B,A,4), (B,A) long, (B,A,10)."""
+    locs, confs, landms = [], [], []
+    for t in targets:
+        t = t.to(anchors.device, torch.float32).reshape(-1, 15)
+        loc, conf, landm = match_anchors(t[:, :4], t[:, 14], t[:, 4:14], anchors, threshold, variances)
+        locs.append(loc)
+        confs.append(conf)
+        landms.append(landm)
+    return torch.stack(locs), torch.stack(confs), torch.stack(landms)
+
+
+def hard_negative_mask(cls_loss: torch.Tensor, positive: torch.Tensor, neg_pos_ratio: int) -> torch.Tensor:
+    """(B,A) bool: per image, the ``neg_pos_ratio * num_pos`` hardest background anchors.
+
+    Ranking by a double argsort (rank of each anchor in its image's descending loss order), so the
+    whole batch is mined at once.
+    """
+    ranked = cls_loss.detach().masked_fill(positive, 0.0)
+    order = ranked.argsort(dim=1, descending=True)
+    rank = order.argsort(dim=1)
+    num_pos = positive.sum(dim=1, keepdim=True)
+    num_neg = (neg_pos_ratio * num_pos).clamp(max=positive.shape[1] - 1)
+    return (rank < num_neg) & ~positive
+
+
+class MultiBoxLoss(nn.Module):
+    """``loss(predictions, anchors, targets) -> LossTerms`` for raw FeatherFace outputs.
+
+    predictions: (loc (B,A,4), conf logits (B,A,2), landm (B,A,10)); anchors: (A,4) centre form;
+    targets: list of B tensors (N_i, 15) as produced by the dataset (normalised xyxy, landmarks, ±1).
+    The loss is computed in float32 even under autocast, since the sums over ~17k anchors and the
+    mining ranks are not safe in half precision.
+    """
+
+    def __init__(
+        self,
+        variances: tuple[float, float] = (0.1, 0.2),
+        overlap_threshold: float = 0.35,
+        neg_pos_ratio: int = 3,
+        box_weight: float = 2.0,
+        landmark_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.variances = tuple(variances)
+        self.overlap_threshold = overlap_threshold
+        self.neg_pos_ratio = neg_pos_ratio
+        self.box_weight = box_weight
+        self.landmark_weight = landmark_weight
+
+    def forward(
+        self,
+        predictions: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        anchors: torch.Tensor,
+        targets: list[torch.Tensor],
+    ) -> LossTerms:
+        loc, conf, landm = (p.float() for p in predictions)
+        with torch.no_grad():
+            loc_t, conf_t, landm_t = build_targets(targets, anchors, self.overlap_threshold, self.variances)
+
+        positive = conf_t != 0
+        with_landmarks = conf_t > 0
+        num_pos = positive.sum().clamp(min=1).float()
+        num_landm = with_landmarks.sum().clamp(min=1).float()
+
+        box = F.smooth_l1_loss(loc[positive], loc_t[positive], reduction="sum") / num_pos
+        landmark = F.smooth_l1_loss(landm[with_landmarks], landm_t[with_landmarks], reduction="sum") / num_landm
+
+        labels = positive.long()  # faces with and without landmarks are both class 1
+        per_anchor = F.cross_entropy(conf.reshape(-1, 2), labels.reshape(-1), reduction="none").view_as(labels)
+        chosen = positive | hard_negative_mask(per_anchor, positive, self.neg_pos_ratio)
+        cls = per_anchor[chosen].sum() / num_pos
+
+        total = self.box_weight * box + cls + self.landmark_weight * landmark
+        return LossTerms(total, box, cls, landmark)

@@ -1,0 +1,133 @@
+"""MultiBoxLoss: hand-built cases for each term, hard negative mining, and a tiny overfit run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.box_coder import encode_boxes, encode_landmarks
+from core.data.augment import TrainTransform
+from core.data.dataset import WiderFaceDetection, detection_collate
+from core.data.synth import generate_dataset
+from core.factory import build_model
+from core.losses import MultiBoxLoss, build_targets, hard_negative_mask
+
+VARIANCES = (0.1, 0.2)
+# Four anchors (cx, cy, w, h): two on the left half, two on the right, no overlap between halves.
+ANCHORS = torch.tensor([[0.25, 0.25, 0.2, 0.2], [0.25, 0.75, 0.2, 0.2], [0.75, 0.25, 0.2, 0.2], [0.75, 0.75, 0.2, 0.2]])
+LANDMARKS = [0.2, 0.2, 0.3, 0.2, 0.25, 0.25, 0.2, 0.3, 0.3, 0.3]
+
+
+def face(box: list[float], landmarks: list[float] | None) -> list[float]:
+    """One (15,) target row; label -1 and landmarks -1 when ``landmarks`` is None."""
+    if landmarks is None:
+        return [*box, *([-1.0] * 10), -1.0]
+    return [*box, *landmarks, 1.0]
+
+
+def predictions(batch: int, seed: int = 0, requires_grad: bool = False) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(seed)
+    shapes = ((batch, 4, 4), (batch, 4, 2), (batch, 4, 10))
+    return tuple(torch.randn(s, generator=gen).requires_grad_(requires_grad) for s in shapes)
+
+
+def test_no_faces_gives_zero_loss_and_zero_gradients() -> None:
+    loc, conf, landm = predictions(2, requires_grad=True)
+    terms = MultiBoxLoss(VARIANCES)((loc, conf, landm), ANCHORS, [torch.zeros(0, 15), torch.zeros(0, 15)])
+    assert all(t.item() == 0.0 for t in terms)
+    terms.total.backward()  # must not fail (empty selections) and must not push anything
+    for p in (loc, conf, landm):
+        assert p.grad is not None and torch.all(p.grad == 0)
+
+
+def test_image_without_positives_has_zero_box_loss_but_batch_still_trains_classes() -> None:
+    """Image 0 has a face on anchor 0, image 1 has none: only image 0 contributes, normalised by 1."""
+    loc, conf, landm = predictions(2)
+    targets = [torch.tensor([face([0.15, 0.15, 0.35, 0.35], LANDMARKS)]), torch.zeros(0, 15)]
+    terms = MultiBoxLoss(VARIANCES)((loc, conf, landm), ANCHORS, targets)
+
+    loc_t = encode_boxes(targets[0][:, :4], ANCHORS[:1], VARIANCES)
+    landm_t = encode_landmarks(targets[0][:, 4:14], ANCHORS[:1], VARIANCES)
+    expected_box = F.smooth_l1_loss(loc[0, :1], loc_t, reduction="sum")
+    expected_landm = F.smooth_l1_loss(landm[0, :1], landm_t, reduction="sum")
+    # 1 positive -> 3 mined negatives = the other three anchors of image 0; image 1 mines none.
+    expected_cls = F.cross_entropy(conf[0], torch.tensor([1, 0, 0, 0]), reduction="sum")
+    torch.testing.assert_close(terms.box, expected_box)
+    torch.testing.assert_close(terms.landmark, expected_landm)
+    torch.testing.assert_close(terms.cls, expected_cls)
+    torch.testing.assert_close(terms.total, 2.0 * expected_box + expected_cls + expected_landm)
+
+
+def test_landmark_term_ignores_faces_without_landmarks() -> None:
+    """A label -1 face is a positive for box/class but never for landmarks (its landmarks are -1)."""
+    loc, conf, landm = predictions(1, requires_grad=True)
+    with_lm = face([0.15, 0.15, 0.35, 0.35], LANDMARKS)
+    without_lm = face([0.65, 0.65, 0.85, 0.85], None)
+    terms = MultiBoxLoss(VARIANCES)((loc, conf, landm), ANCHORS, [torch.tensor([with_lm, without_lm])])
+
+    landm_t = encode_landmarks(torch.tensor([LANDMARKS]), ANCHORS[:1], VARIANCES)
+    expected_landm = F.smooth_l1_loss(landm[0, :1], landm_t, reduction="sum") / 1  # one face with landmarks
+    torch.testing.assert_close(terms.landmark, expected_landm)
+    loc_t = encode_boxes(torch.tensor([with_lm[:4], without_lm[:4]]), ANCHORS[[0, 3]], VARIANCES)
+    torch.testing.assert_close(terms.box, F.smooth_l1_loss(loc[0, [0, 3]], loc_t, reduction="sum") / 2)
+
+    terms.landmark.backward()
+    assert torch.all(landm.grad[0, 3] == 0), "landmark gradient reached the anchor of a face without landmarks"
+    assert torch.any(landm.grad[0, 0] != 0)
+
+
+def test_only_faces_without_landmarks_gives_zero_landmark_loss() -> None:
+    loc, conf, landm = predictions(1)
+    terms = MultiBoxLoss(VARIANCES)((loc, conf, landm), ANCHORS, [torch.tensor([face([0.15, 0.15, 0.35, 0.35], None)])])
+    assert terms.landmark.item() == 0.0
+    assert terms.box.item() > 0 and terms.cls.item() > 0
+
+
+def test_build_targets_labels() -> None:
+    targets = [torch.tensor([face([0.15, 0.15, 0.35, 0.35], LANDMARKS), face([0.65, 0.65, 0.85, 0.85], None)])]
+    _, conf_t, _ = build_targets(targets, ANCHORS)
+    assert conf_t.tolist() == [[1, 0, 0, -1]]
+
+
+def test_hard_negative_mining_keeps_three_hardest_per_positive_per_image() -> None:
+    loss = torch.tensor([[9.0, 1.0, 5.0, 2.0, 7.0, 3.0, 0.5, 4.0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]])
+    positive = torch.zeros_like(loss, dtype=torch.bool)
+    positive[0, 0] = True  # the highest loss is a positive: it must not be counted as a negative
+    mask = hard_negative_mask(loss, positive, 3)
+    assert mask[0].nonzero().flatten().tolist() == [2, 4, 7]
+    assert not mask[1].any(), "an image without positives mines no negatives"
+
+
+def test_negatives_are_capped_by_the_number_of_anchors() -> None:
+    loss = torch.rand(1, 4)
+    positive = torch.tensor([[True, True, False, False]])
+    assert hard_negative_mask(loss, positive, 3).sum().item() == 2
+
+
+@pytest.fixture(scope="module")
+def tiny_batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    root = generate_dataset(tmp_path_factory.mktemp("synth") / "ds", num_train=2, num_val=0, seed=0)
+    dataset = WiderFaceDetection(root, "train", TrainTransform(128, rng=np.random.default_rng(0), photometric=False))
+    return detection_collate([dataset[i] for i in range(2)])
+
+
+def test_loss_decreases_when_overfitting_a_tiny_batch(tiny_batch: tuple[torch.Tensor, list[torch.Tensor]]) -> None:
+    images, targets = tiny_batch
+    torch.manual_seed(0)
+    model = build_model("eca_cbam")
+    anchors = model.anchors_for(images.shape[-2:], torch.device("cpu"))
+    criterion = MultiBoxLoss(model.cfg.anchors.variances)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    history = []
+    for _ in range(30):
+        terms = criterion(model(images), anchors, targets)
+        optimizer.zero_grad()
+        terms.total.backward()
+        optimizer.step()
+        history.append([t.item() for t in terms])
+    first, last = np.array(history[0]), np.array(history[-1])
+    assert np.isfinite(history).all()
+    assert last[0] < 0.5 * first[0], f"total loss went {first[0]:.3f} -> {last[0]:.3f}"
+    assert (last[1:] < first[1:]).all(), f"every term should fall: {first} -> {last}"
