@@ -1,0 +1,422 @@
+"""Training curves from TensorBoard event files: incremental reading, smoothing, seed bands, stability.
+
+Why a cache with our own record framing in front of tbparse: runs are read while training still
+writes them, so a file's tail may hold half a record, and a damaged file must become a counted
+warning instead of silently shorter curves (tbparse stops quietly at the first bad record). Each
+event file is framed once (length + CRC checks of TFRecord); only the new, whole, valid records
+since the last read are handed to tbparse, so a growing 50 MB file costs only its new bytes.
+
+Pure Python/pandas/plotly: the Convergence page only wires widgets to these functions.
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from core.artifacts import TB_TAGS, RunInfo, find_runs
+from core.config import MODEL_CONFIGS
+
+EVENT_GLOB = "events.out.tfevents.*"
+SCALAR_COLUMNS: tuple[str, ...] = ("tag", "step", "value", "wall_time")
+RUN_COLUMNS: tuple[str, ...] = ("run", "model", "display_name", "dataset", "seed", "root", "event_files",
+                                "last_epoch", "points", "status")
+MODEL_COLORS: dict[str, str] = {
+    "cbam": "#1f77b4",
+    "eca_cbam": "#ff7f0e",
+    "eca_cbam_parallel": "#2ca02c",
+    "none": "#7f7f7f",
+}
+DATASET_DASH: dict[str, str] = {"widerface": "solid", "synthetic": "dot"}
+
+# What the page offers, in display order: label -> TensorBoard tag (epoch-level except the step ones).
+METRICS: dict[str, str] = {
+    "Train loss (total)": TB_TAGS["train_loss"],
+    "Val loss (total)": TB_TAGS["val_loss"],
+    "Train loss: box": TB_TAGS["train_loss_box"],
+    "Train loss: class": TB_TAGS["train_loss_cls"],
+    "Train loss: landmark": TB_TAGS["train_loss_landmark"],
+    "Val loss: box": TB_TAGS["val_loss_box"],
+    "Val loss: class": TB_TAGS["val_loss_cls"],
+    "Val loss: landmark": TB_TAGS["val_loss_landmark"],
+    "Learning rate": TB_TAGS["lr"],
+    "Val AP easy (%)": TB_TAGS["ap_easy"],
+    "Val AP medium (%)": TB_TAGS["ap_medium"],
+    "Val AP hard (%)": TB_TAGS["ap_hard"],
+    "Train loss per step": TB_TAGS["step_loss"],
+    "Learning rate per step": TB_TAGS["step_lr"],
+}
+Direction = Literal["below", "above"]
+Band = Literal["minmax", "std"]
+
+
+# --------------------------------------------------------------------------- event file reading
+
+
+def _masked_crc32c(data: bytes) -> int:
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    return masked_crc32c(data)
+
+
+def scan_records(buf: bytes) -> tuple[int, str | None]:
+    """Byte length of the prefix of `buf` made of whole, CRC-valid TFRecords, and why scanning stopped.
+
+    The reason is None at a clean end, "incomplete" for a partial last record (file truncated, or
+    a writer mid-flush) and "corrupt" for a failed length/data checksum (nothing after it is trusted).
+    """
+    pos, n = 0, len(buf)
+    while pos < n:
+        if n - pos < 12:
+            return pos, "incomplete"
+        header = buf[pos:pos + 8]
+        (length,) = struct.unpack("<Q", header)
+        (header_crc,) = struct.unpack_from("<I", buf, pos + 8)
+        if _masked_crc32c(header) != header_crc:
+            return pos, "corrupt"
+        end = pos + 12 + length + 4
+        if end > n:
+            return pos, "incomplete"
+        (data_crc,) = struct.unpack_from("<I", buf, pos + 12 + length)
+        if _masked_crc32c(buf[pos + 12:pos + 12 + length]) != data_crc:
+            return pos, "corrupt"
+        pos = end
+    return pos, None
+
+
+def parse_records(data: bytes) -> pd.DataFrame:
+    """Scalars (tag, step, value, wall_time) of a run of whole event records, parsed by tbparse."""
+    from tbparse import SummaryReader
+
+    if not data:
+        return _empty_scalars()
+    with tempfile.TemporaryDirectory(prefix="ff_tb_") as tmp:
+        path = Path(tmp) / "events.out.tfevents.chunk"  # tbparse only reads files named like event files
+        path.write_bytes(data)
+        frame = SummaryReader(str(path), extra_columns={"wall_time"}).scalars
+    if frame.empty:
+        return _empty_scalars()
+    return frame.reindex(columns=list(SCALAR_COLUMNS)).astype({"step": "int64", "value": "float64"})
+
+
+def _empty_scalars() -> pd.DataFrame:
+    return pd.DataFrame({"tag": pd.Series(dtype=str), "step": pd.Series(dtype="int64"),
+                         "value": pd.Series(dtype="float64"), "wall_time": pd.Series(dtype="float64")})
+
+
+@dataclass
+class _FileState:
+    size: int = -1
+    mtime_ns: int = -1
+    offset: int = 0  # bytes of whole valid records already parsed
+    head: bytes = b""  # first bytes, to notice a file rewritten from scratch
+    chunks: list[pd.DataFrame] = field(default_factory=list)
+    problem: str | None = None
+    parses: int = 0  # how many times tbparse ran on this file (tests check reads are incremental)
+
+
+@dataclass(frozen=True)
+class FileRead:
+    """Scalars of one event file as of now, plus a warning when part of it could not be read."""
+
+    path: Path
+    scalars: pd.DataFrame
+    warning: str | None
+    parses: int
+
+
+class EventCache:
+    """Per-file incremental reader, keyed by path and invalidated by (size, mtime).
+
+    One instance is shared by all dashboard sessions (hence the lock); tests use their own.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[Path, _FileState] = {}
+        self._lock = threading.Lock()
+
+    def read(self, path: Path | str) -> FileRead:
+        path = Path(path)
+        with self._lock:
+            state = self._files.setdefault(path, _FileState())
+            try:
+                self._refresh(path, state)
+            except OSError as exc:
+                state.problem = f"{path}: unreadable ({exc})"
+            frame = pd.concat(state.chunks, ignore_index=True) if state.chunks else _empty_scalars()
+            return FileRead(path=path, scalars=frame, warning=state.problem, parses=state.parses)
+
+    def _refresh(self, path: Path, state: _FileState) -> None:
+        stat = path.stat()
+        if (stat.st_size, stat.st_mtime_ns) == (state.size, state.mtime_ns):
+            return
+        with path.open("rb") as f:
+            head = f.read(64)
+            rewritten = stat.st_size < state.offset or head[:len(state.head)] != state.head
+            if rewritten:
+                state.offset, state.chunks, state.head = 0, [], b""
+            f.seek(state.offset)
+            new = f.read(stat.st_size - state.offset)
+        state.size, state.mtime_ns = stat.st_size, stat.st_mtime_ns
+        if not state.head:
+            state.head = head
+        whole, reason = scan_records(new)
+        if whole:
+            try:
+                state.chunks.append(parse_records(new[:whole]))
+            except Exception as exc:  # noqa: BLE001 - a valid frame with odd protobuf content must not crash a page
+                state.problem = f"{path}: tbparse could not parse {whole} bytes at offset {state.offset} ({exc})"
+                return
+            state.parses += 1
+            state.offset += whole
+        left = len(new) - whole
+        if reason == "corrupt":
+            state.problem = (f"{path}: corrupt record at byte {state.offset} (checksum mismatch); "
+                             f"the last {left} bytes are ignored")
+        elif reason == "incomplete":
+            state.problem = (f"{path}: incomplete last record ({left} bytes at byte {state.offset}): "
+                             f"the file is truncated, or still being written")
+        else:
+            state.problem = None
+
+
+_DEFAULT_CACHE = EventCache()
+
+
+def default_cache() -> EventCache:
+    """The process-wide cache (the dashboard keeps using it across reruns and sessions)."""
+    return _DEFAULT_CACHE
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class ConvergenceData:
+    """All runs found under the roots: one row per run, long-format scalars, and every warning."""
+
+    runs: pd.DataFrame  # RUN_COLUMNS
+    scalars: pd.DataFrame  # run, model, dataset, seed, tag, step, value, wall_time
+    warnings: tuple[str, ...]
+
+    @property
+    def tags(self) -> list[str]:
+        return sorted(self.scalars["tag"].unique()) if not self.scalars.empty else []
+
+
+def _run_ids(found: list[tuple[Path, RunInfo]]) -> list[str]:
+    """Short unique names: path relative to its root, with the root's name added only on a clash."""
+    rel = [str(info.path.relative_to(root)) if info.path != root else info.name for root, info in found]
+    clashes = {r for r in rel if rel.count(r) > 1}
+    return [f"{root.name}/{r}" if r in clashes else r for (root, _), r in zip(found, rel, strict=True)]
+
+
+def load_convergence(roots: Iterable[Path | str], cache: EventCache | None = None) -> ConvergenceData:
+    """Read every run (folder with run.json) under `roots`; missing roots are simply empty."""
+    cache = cache or default_cache()
+    found: list[tuple[Path, RunInfo]] = []
+    warnings: list[str] = []
+    seen: set[Path] = set()
+    for root in map(Path, roots):
+        infos, warns = find_runs(root)
+        warnings += warns
+        for info in infos:
+            if info.path.resolve() not in seen:
+                seen.add(info.path.resolve())
+                found.append((root, info))
+    rows, frames = [], []
+    for (root, info), run_id in zip(found, _run_ids(found), strict=True):
+        files = sorted(p for p in info.path.rglob(EVENT_GLOB) if p.is_file())
+        reads = [cache.read(p) for p in files]
+        problems = [r.warning for r in reads if r.warning]
+        warnings += problems
+        parts = [r.scalars for r in reads if not r.scalars.empty]
+        scalars = pd.concat(parts, ignore_index=True) if parts else _empty_scalars()
+        # A resumed run rewrites some steps: keep the latest value of each (tag, step).
+        scalars = (scalars.sort_values("wall_time", kind="stable")
+                   .drop_duplicates(["tag", "step"], keep="last").sort_values(["tag", "step"]))
+        epoch_tags = [t for t in scalars["tag"].unique() if not str(t).startswith("train_step/")]
+        epoch_rows = scalars[scalars["tag"].isin(epoch_tags)]
+        status = "no event file" if not files else ("; ".join(problems) if problems else "ok")
+        if files and not problems and scalars.empty:
+            status = "no scalars yet"
+        rows.append({
+            "run": run_id, "model": info.model, "display_name": _display(info.model), "dataset": info.dataset,
+            "seed": info.seed, "root": str(root), "event_files": len(files),
+            "last_epoch": int(epoch_rows["step"].max()) if not epoch_rows.empty else None,
+            "points": len(scalars), "status": status,
+        })
+        frames.append(scalars.assign(run=run_id, model=info.model, dataset=info.dataset, seed=info.seed))
+    runs = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+    cols = ["run", "model", "dataset", "seed", *SCALAR_COLUMNS]
+    scalars = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+    return ConvergenceData(runs=runs, scalars=scalars, warnings=tuple(warnings))
+
+
+def _display(model: str) -> str:
+    cfg = MODEL_CONFIGS.get(model)
+    return cfg.display_name if cfg else model
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def ema_smooth(values: Sequence[float] | np.ndarray, weight: float) -> np.ndarray:
+    """TensorBoard's scalar smoothing: debiased EMA, NaN/inf passed through, constant series untouched."""
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
+    y = np.asarray(values, dtype=np.float64)
+    finite = y[np.isfinite(y)]
+    if weight == 0 or finite.size == 0 or np.all(finite == finite[0]):
+        return y.copy()
+    out = np.empty_like(y)
+    last, count = 0.0, 0
+    for i, v in enumerate(y):
+        if not np.isfinite(v):
+            out[i] = v
+            continue
+        last = last * weight + (1 - weight) * v
+        count += 1
+        out[i] = last / (1 - weight ** count)
+    return out
+
+
+def series(data: ConvergenceData | pd.DataFrame, tag: str, smoothing: float = 0.0) -> pd.DataFrame:
+    """One tag for every run, sorted by step, with a `smoothed` column (EMA per run)."""
+    scalars = data.scalars if isinstance(data, ConvergenceData) else data
+    sub = scalars[scalars["tag"] == tag].sort_values(["run", "step"])
+    if sub.empty:
+        return sub.assign(smoothed=pd.Series(dtype="float64"))
+    smoothed = [pd.Series(ema_smooth(g["value"].to_numpy(), smoothing), index=g.index)
+                for _, g in sub.groupby("run", sort=False)]
+    return sub.assign(smoothed=pd.concat(smoothed))
+
+
+def aggregate_seeds(curves: pd.DataFrame, column: str = "smoothed") -> pd.DataFrame:
+    """Mean/std/min/max over runs per (model, dataset, step); `n` says how many runs had that step.
+
+    Datasets are never pooled. std is the sample std (0 where a single run has the step).
+    """
+    if curves.empty:
+        return pd.DataFrame(columns=["model", "dataset", "step", "mean", "std", "min", "max", "n"])
+    agg = (curves.groupby(["model", "dataset", "step"])[column]
+           .agg(mean="mean", std="std", min="min", max="max", n="count").reset_index())
+    agg["std"] = agg["std"].fillna(0.0)
+    return agg
+
+
+def first_crossing(steps: Sequence[int], values: Sequence[float], threshold: float,
+                   direction: Direction = "below") -> int | None:
+    """First step where the value reaches the threshold (<= for losses, >= for AP), or None."""
+    v = np.asarray(values, dtype=np.float64)
+    hit = v <= threshold if direction == "below" else v >= threshold
+    idx = np.flatnonzero(hit)
+    return int(np.asarray(steps)[idx[0]]) if idx.size else None
+
+
+def tail_stats(values: Sequence[float], last_n: int) -> tuple[float, float]:
+    """Mean and (population) variance of the last N values: small variance = settled training."""
+    v = np.asarray(values, dtype=np.float64)[-max(1, last_n):]
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return float("nan"), float("nan")
+    return float(v.mean()), float(v.var())
+
+
+def default_direction(tag: str) -> Direction:
+    return "above" if "/ap_" in tag else "below"
+
+
+def stability_table(data: ConvergenceData, tag: str, threshold: float, last_n: int = 5,
+                    smoothing: float = 0.0, direction: Direction | None = None) -> pd.DataFrame:
+    """Per run: epochs run, first epoch reaching `threshold`, mean/variance of the last N epochs."""
+    direction = direction or default_direction(tag)
+    curves = series(data, tag, smoothing)
+    rows = []
+    for run, g in curves.groupby("run", sort=True):
+        mean, var = tail_stats(g["smoothed"].to_numpy(), last_n)
+        rows.append({
+            "run": run, "model": g["model"].iloc[0], "dataset": g["dataset"].iloc[0], "seed": g["seed"].iloc[0],
+            "epochs": int(g["step"].max()), "reached_at": first_crossing(g["step"], g["smoothed"], threshold,
+                                                                        direction),
+            f"last{last_n}_mean": mean, f"last{last_n}_var": var,
+        })
+    cols = ["run", "model", "dataset", "seed", "epochs", "reached_at", f"last{last_n}_mean", f"last{last_n}_var"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def stability_by_model(table: pd.DataFrame) -> pd.DataFrame:
+    """Stability summarised per (model, dataset): how many runs reached the threshold, and when on average."""
+    if table.empty:
+        return pd.DataFrame(columns=["model", "dataset", "runs", "reached", "mean_reached_at"])
+    tail = [c for c in table.columns if c.startswith("last")]
+    out = (table.groupby(["model", "dataset"])
+           .agg(runs=("run", "count"), reached=("reached_at", "count"),
+                mean_reached_at=("reached_at", "mean"), **{c: (c, "mean") for c in tail})
+           .reset_index())
+    return out
+
+
+def threshold_default(data: ConvergenceData, tag: str) -> float:
+    """A sensible starting threshold: midway between the first and best values over all runs."""
+    sub = data.scalars[data.scalars["tag"] == tag].sort_values("step")
+    if sub.empty:
+        return 0.0
+    first = float(sub.groupby("run")["value"].first().mean())
+    best = float(sub["value"].max() if default_direction(tag) == "above" else sub["value"].min())
+    return round((first + best) / 2, 4)
+
+
+def _legend(model: str, dataset: str, seed: object = None) -> str:
+    base = f"{_display(model)} · {dataset}"
+    return base if seed is None or pd.isna(seed) else f"{base} · seed {seed}"
+
+
+def curve_figure(data: ConvergenceData, tag: str, smoothing: float = 0.0, log_y: bool = False,
+                 aggregate: bool = False, band: Band = "minmax", title: str | None = None) -> go.Figure:
+    """Runs overlaid (colour = model, dash = dataset), or per-model mean with a min-max / ±std band."""
+    curves = series(data, tag, smoothing)
+    fig = go.Figure()
+    x_title = "step" if tag.startswith("train_step/") else "epoch"
+    if aggregate:
+        for (model, dataset), g in aggregate_seeds(curves).groupby(["model", "dataset"], sort=True):
+            color = MODEL_COLORS.get(model, "#444")
+            lo, hi = (g["min"], g["max"]) if band == "minmax" else (g["mean"] - g["std"], g["mean"] + g["std"])
+            name = f"{_legend(model, dataset)} (n={int(g['n'].max())})"
+            fig.add_trace(go.Scatter(x=g["step"], y=hi, mode="lines", line={"width": 0}, showlegend=False,
+                                     hoverinfo="skip", legendgroup=name))
+            fig.add_trace(go.Scatter(x=g["step"], y=lo, mode="lines", line={"width": 0}, fill="tonexty",
+                                     fillcolor=_rgba(color, 0.2), showlegend=False, hoverinfo="skip",
+                                     legendgroup=name))
+            fig.add_trace(go.Scatter(x=g["step"], y=g["mean"], mode="lines", name=name, legendgroup=name,
+                                     line={"color": color, "dash": DATASET_DASH.get(dataset, "dash")}))
+    else:
+        for run, g in curves.groupby("run", sort=True):
+            model, dataset = g["model"].iloc[0], g["dataset"].iloc[0]
+            color = MODEL_COLORS.get(model, "#444")
+            name = f"{run} ({_legend(model, dataset, g['seed'].iloc[0])})"
+            if smoothing > 0:
+                fig.add_trace(go.Scatter(x=g["step"], y=g["value"], mode="lines", opacity=0.25, showlegend=False,
+                                         line={"color": color}, hoverinfo="skip", legendgroup=run))
+            fig.add_trace(go.Scatter(x=g["step"], y=g["smoothed"], mode="lines", name=name, legendgroup=run,
+                                     line={"color": color, "dash": DATASET_DASH.get(dataset, "dash")}))
+    fig.update_layout(title=title or tag, xaxis_title=x_title, yaxis_title=tag, height=380,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"font": {"size": 10}})
+    if log_y:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
