@@ -262,6 +262,41 @@ def load_convergence(roots: Iterable[Path | str], cache: EventCache | None = Non
     return ConvergenceData(runs=runs, scalars=scalars, warnings=tuple(warnings))
 
 
+def fingerprint(roots: Iterable[Path | str]) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime) of every run.json and event file: a cheap key that changes when any run grows."""
+    stamp = []
+    for root in map(Path, roots):
+        if not root.is_dir():
+            continue
+        for path in sorted([*root.rglob("run.json"), *root.rglob(EVENT_GLOB)]):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            stamp.append((str(path), st.st_size, st.st_mtime_ns))
+    return tuple(stamp)
+
+
+def select_runs(data: ConvergenceData, models: Iterable[str] | None = None,
+                datasets: Iterable[str] | None = None) -> ConvergenceData:
+    """The runs of the chosen models and datasets (None keeps all)."""
+    keep = data.runs
+    if models is not None:
+        keep = keep[keep["model"].isin(list(models))]
+    if datasets is not None:
+        keep = keep[keep["dataset"].isin(list(datasets))]
+    scalars = data.scalars[data.scalars["run"].isin(keep["run"])]
+    return ConvergenceData(runs=keep.reset_index(drop=True), scalars=scalars, warnings=data.warnings)
+
+
+def available_metrics(data: ConvergenceData) -> dict[str, str]:
+    """METRICS entries that at least one run has logged, then any other logged tag under its own name."""
+    tags = set(data.tags)
+    known = {label: tag for label, tag in METRICS.items() if tag in tags}
+    extra = {tag: tag for tag in sorted(tags - set(METRICS.values()))}
+    return known | extra
+
+
 def _display(model: str) -> str:
     cfg = MODEL_CONFIGS.get(model)
     return cfg.display_name if cfg else model

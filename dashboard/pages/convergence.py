@@ -1,4 +1,97 @@
-"""Placeholder: owned by dashboard B."""
+"""Convergence page: training curves of every run under the runs roots. Logic lives in eval.convergence."""
+
+from __future__ import annotations
+
 import streamlit as st
 
-st.info("This page is not built yet.")
+from dashboard.common import get_roots, render_sidebar
+from eval.convergence import (
+    ConvergenceData,
+    available_metrics,
+    curve_figure,
+    default_cache,
+    default_direction,
+    fingerprint,
+    load_convergence,
+    select_runs,
+    stability_by_model,
+    stability_table,
+    threshold_default,
+)
+
+
+@st.cache_resource(show_spinner="Reading TensorBoard event files…", max_entries=4)
+def _load(stamp: tuple, roots: tuple[str, ...]) -> ConvergenceData:
+    """Re-read (incrementally) only when a run.json or event file changed size or mtime."""
+    return load_convergence(roots, default_cache())
+
+
+render_sidebar()
+st.title("Convergence")
+roots = get_roots()
+st.caption("Curves from the TensorBoard event files of every run (a folder with run.json) under: "
+           + ", ".join(f"`{p}`" for p in roots.runs) + ". Runs still training are re-read as they grow.")
+
+st.button("Reload runs", help="Pick up new epochs now (any interaction also re-checks the files)")
+data = _load(fingerprint(roots.runs), tuple(map(str, roots.runs)))
+
+if data.warnings:
+    st.warning(f"{len(data.warnings)} warning(s) while reading runs; the readable part is shown.")
+    with st.expander("Warnings"):
+        for msg in data.warnings:
+            st.text(msg)
+if data.runs.empty:
+    st.info("No training runs found. Train one with `python -m train --model cbam ...`; it writes run.json and "
+            "TensorBoard events under `runs/<run>/`.")
+    st.stop()
+
+st.subheader("Runs")
+st.dataframe(data.runs.drop(columns=["root"]), hide_index=True, width="stretch")
+datasets = sorted(data.runs["dataset"].unique())
+if len(datasets) > 1:
+    st.caption("⚠️ Runs use different datasets (" + ", ".join(datasets) + "): curves of different datasets are "
+               "drawn with different dashes and never averaged together.")
+
+c1, c2 = st.columns(2)
+models = c1.multiselect("Models", sorted(data.runs["model"].unique()), default=sorted(data.runs["model"].unique()),
+                        key="conv_models")
+chosen_ds = c2.multiselect("Datasets", datasets, default=datasets, key="conv_datasets")
+view = select_runs(data, models, chosen_ds)
+metrics = available_metrics(view)
+if not metrics:
+    st.info("The selected runs have no scalars yet.")
+    st.stop()
+
+c1, c2, c3, c4 = st.columns([3, 2, 1.3, 1.3])
+preferred = [m for m in ("Train loss (total)", "Val loss (total)", "Val AP hard (%)") if m in metrics]
+labels = c1.multiselect("Curves", list(metrics), default=preferred or list(metrics)[:1], key="conv_metrics")
+smoothing = c2.slider("Smoothing (EMA, as TensorBoard)", 0.0, 0.99, 0.6, 0.01, key="conv_smoothing")
+log_y = c3.toggle("Log scale", value=False, key="conv_log")
+aggregate = c4.toggle("Mean of seeds", value=False, key="conv_aggregate",
+                      help="One line per model and dataset with a band over its runs (seeds)")
+band = "minmax"
+if aggregate:
+    band = st.radio("Band", ["minmax", "std"], horizontal=True, key="conv_band",
+                    format_func=lambda b: "min–max" if b == "minmax" else "±1 std")
+
+cols = st.columns(2)
+for i, label in enumerate(labels):
+    fig = curve_figure(view, metrics[label], smoothing=smoothing, log_y=log_y, aggregate=aggregate, band=band,
+                       title=label)
+    cols[i % 2].plotly_chart(fig, width="stretch", key=f"conv_fig_{label}")
+
+st.subheader("Stability")
+c1, c2, c3 = st.columns(3)
+stab_label = c1.selectbox("Metric", list(metrics), key="conv_stab_metric")
+stab_tag = metrics[stab_label]
+direction = default_direction(stab_tag)
+threshold = c2.number_input(f"Threshold (first epoch {'≥' if direction == 'above' else '≤'})",
+                            value=float(threshold_default(view, stab_tag)), format="%.4f",
+                            key=f"conv_threshold_{stab_tag}")
+last_n = c3.slider("Last N epochs", 1, 20, 5, key="conv_last_n")
+table = stability_table(view, stab_tag, threshold, last_n=last_n, smoothing=smoothing, direction=direction)
+st.caption(f"`reached_at`: first epoch whose smoothed value is {'≥' if direction == 'above' else '≤'} the "
+           f"threshold (empty: never). Mean and variance over the last {last_n} epochs (smoothed, weight "
+           f"{smoothing:.2f}); a small variance means training has settled.")
+st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(stability_by_model(table), hide_index=True, width="stretch")
