@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -150,19 +150,27 @@ def predict_to_dir(
     nms_thresh: float = 0.4,
     meta: dict[str, Any] | None = None,
     overwrite: bool = False,
+    on_change: Literal["error", "restart"] = "error",
     progress: bool = True,
     on_image: Callable[[int, int], None] | None = None,
 ) -> PredictSummary:
     """Write `<out>/<event>/<image>.txt` for every listed image, skipping files already present.
 
     `meta` identifies the producer (network, weights hash, ...); thresholds and size are added. A
-    folder made with other settings is refused unless `overwrite`, which rewrites every file.
-    `on_image(done, total)` is called after each image.
+    folder made by another producer or settings raises `PredictError`, or with `on_change="restart"`
+    is rewritten from scratch; `overwrite` always rewrites every file. `on_image(done, total)` is
+    called after each image.
     """
     data_root, out_dir = Path(data_root), Path(out_dir)
     entries = list_val_images(data_root)
     settings = {"max_side": max_side, "conf_thresh": conf_thresh, "nms_thresh": nms_thresh}
-    _check_meta(out_dir, {**(meta or {}), **settings}, overwrite)
+    try:
+        _check_meta(out_dir, {**(meta or {}), **settings}, overwrite)
+    except PredictError:
+        if on_change != "restart":
+            raise
+        overwrite = True
+        _check_meta(out_dir, {**(meta or {}), **settings}, overwrite)
     fast = inference_copy(model)
     written = skipped = 0
     for i, (event, image) in enumerate(tqdm(entries, desc="predict", disable=not progress, unit="img"), start=1):

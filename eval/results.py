@@ -1,0 +1,338 @@
+"""One command from trained weights to the results the dashboard reads.
+
+For each compared model: predict the val list (resumable, `<out>/predictions/...`), evaluate with
+the official protocol, write `<out>/eval/<model>__<dataset>__<tag>.json` (APs, PR curves,
+per-attribute AP), the attention heatmap figure, and one comparison_table.csv row (AP in percent).
+Latency of the four entries (the three plus "none", for the overhead) is appended to
+latency_benchmark.csv. A rerun for the same (model, dataset, weights) replaces that row, never
+duplicates it. Every input (data, ground truth, CSVs, checkpoints, image) is checked before any
+long step starts, so a bad file fails in seconds and nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from core.artifacts import (
+    COMPARISON_COLUMNS,
+    DATASETS,
+    LATENCY_COLUMNS,
+    ResultsFileError,
+    atomic_write_csv,
+    atomic_write_json,
+    read_results_csv,
+)
+from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from core.config import COMPARED_MODELS, MODEL_CONFIGS
+from core.data.wider_gt import WiderGTError, load_wider_gt
+from core.device import device_name, select_device
+from eval.figures import FigureError, read_image_rgb, write_heatmap_figure
+from eval.latency import run_latency
+from eval.predict import PredictError, file_sha256, list_val_images, predict_to_dir
+from eval.predictions import PredictionFormatError, read_predictions
+from eval.widerface import evaluate
+
+KEY: tuple[str, ...] = ("model", "dataset", "weights")
+DEFAULT_IMAGE = Path("assets/samples/astronaut.png")
+
+
+class WeightsError(ValueError):
+    """No usable checkpoint could be found for a model; the message says where it looked."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A checkpoint chosen for a model, with what it says about its training."""
+
+    model: str
+    path: Path
+    epochs: int | None
+    seed: int | None
+
+
+def detect_dataset(data_root: Path | str, override: str | None = None) -> str:
+    """The dataset label: manifest.json "dataset" if present, else "widerface"; an override must agree."""
+    manifest = Path(data_root) / "manifest.json"
+    found = "widerface"
+    if manifest.is_file():
+        try:
+            found = str(json.loads(manifest.read_text(encoding="utf-8")).get("dataset") or "widerface")
+        except (ValueError, AttributeError) as exc:
+            raise ResultsFileError(f"{manifest}: unreadable manifest ({exc})") from exc
+    if override is not None and override != found:
+        raise ValueError(f"--dataset {override!r} contradicts {manifest} (dataset {found!r})")
+    if found not in DATASETS:
+        raise ValueError(f"{manifest}: unknown dataset {found!r}; expected one of {list(DATASETS)}")
+    return found
+
+
+def display_path(path: Path | str) -> str:
+    """Path as stored in the tables: relative to the working directory when inside it, else absolute."""
+    real = Path(path).resolve()
+    try:
+        return real.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return real.as_posix()
+
+
+def weights_tag(weights: str) -> str:
+    """Readable, stable file tag for a weights path string: `<run>-<stem>-<hash8>`.
+
+    Derived from the `weights` column (not the file), so the dashboard can find a row's JSON even
+    where the checkpoint itself is absent.
+    """
+    path = Path(weights)
+    owner = next((p.name for p in path.parents if p.name and p.name != "weights"), "")
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{owner}-{path.stem}" if owner else path.stem).strip("_.-")
+    return f"{slug}-{hashlib.sha1(weights.encode()).hexdigest()[:8]}"
+
+
+def artifact_stem(model: str, dataset: str, weights: str) -> str:
+    return f"{model}__{dataset}__{weights_tag(weights)}"
+
+
+def eval_json_path(results_root: Path | str, model: str, dataset: str, weights: str) -> Path:
+    """Where the full evaluation of one comparison row lives."""
+    return Path(results_root) / "eval" / f"{artifact_stem(model, dataset, weights)}.json"
+
+
+def _path_names_model(path: Path) -> str | None:
+    """A model name the file's own name or folder claims (cbam.pth, cbam/Final.pth), if any."""
+    for name in (path.stem, path.parent.name):
+        if name in MODEL_CONFIGS:
+            return name
+    return None
+
+
+def _from_manifest(manifest: Path, models: Sequence[str]) -> dict[str, Path]:
+    """{"weights": {model: path}}, {"models": {model: path | {"weights": path}}} or {model: path}.
+
+    A model listed without a path uses `<manifest dir>/weights/<model>.pth` (the demo layout).
+    Relative paths are taken from the manifest's folder.
+    """
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{manifest}: unreadable weights manifest ({exc})") from exc
+    table = data.get("weights") or data.get("models") or data if isinstance(data, dict) else None
+    if not isinstance(table, dict):
+        raise WeightsError(f"{manifest}: expected a JSON object mapping model names to checkpoints")
+    out = {}
+    for model in models:
+        entry = table.get(model)
+        if isinstance(entry, dict):
+            entry = entry.get("weights") or entry.get("path") or entry.get("checkpoint")
+        if entry is None and model in table:
+            entry = f"weights/{model}.pth"
+        if not isinstance(entry, str):
+            raise WeightsError(f"{manifest}: no checkpoint listed for {model!r}")
+        out[model] = manifest.parent / entry
+    return out
+
+
+def _from_dir(root: Path, models: Sequence[str]) -> dict[str, Path]:
+    """Final.pth / <model>.pth files under `root`, matched on their embedded model name (newest wins)."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(root.rglob("*.pth")):
+        if any(part.startswith(".") for part in path.relative_to(root).parts):
+            continue
+        if path.name != "Final.pth" and path.stem not in MODEL_CONFIGS:
+            continue
+        name = read_checkpoint(path).get("model_name")
+        claimed = _path_names_model(path)
+        if claimed is not None and claimed != name:
+            raise CheckpointError(f"checkpoint {path} holds model {name!r}, but its path says {claimed!r}")
+        found.setdefault(str(name), []).append(path)
+    out = {}
+    for model in models:
+        if not found.get(model):
+            raise WeightsError(f"no checkpoint for {model!r} under {root} (looked for Final.pth and {model}.pth "
+                               f"holding that model); pass a JSON manifest to choose files explicitly")
+        out[model] = max(found[model], key=lambda p: p.stat().st_mtime_ns)
+    return out
+
+
+def resolve_weights(source: Path | str, models: Sequence[str]) -> dict[str, Path]:
+    """Checkpoint path per model from a folder (runs/, weights/) or a JSON manifest; errors name the gap."""
+    source = Path(source)
+    if source.is_file() and source.suffix == ".json":
+        paths = _from_manifest(source, models)
+    elif source.is_dir():
+        paths = _from_dir(source, models)
+    else:
+        raise WeightsError(f"{source}: weights source not found (need a folder or a .json manifest)")
+    for model, path in paths.items():
+        if not path.is_file():
+            raise WeightsError(f"checkpoint for {model!r} not found: {path}")
+    return paths
+
+
+def _training_info(path: Path, ckpt: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(epochs, seed) from the checkpoint ("epochs", or 0-based "epoch" + 1, "seed"), else run.json."""
+    epochs = ckpt.get("epochs")
+    if not isinstance(epochs, int) and isinstance(ckpt.get("epoch"), int):
+        epochs = ckpt["epoch"] + 1
+    seed = ckpt.get("seed")
+    for run_json in (path.parent / "run.json", path.parent.parent / "run.json"):
+        if run_json.is_file():
+            try:
+                run = json.loads(run_json.read_text(encoding="utf-8"))
+            except ValueError:
+                break
+            epochs = epochs if isinstance(epochs, int) else run.get("max_epoch")
+            seed = seed if isinstance(seed, int) else run.get("seed")
+            break
+    return (epochs if isinstance(epochs, int) else None), (seed if isinstance(seed, int) else None)
+
+
+def upsert_rows(path: Path | str, rows: list[dict[str, Any]], columns: tuple[str, ...],
+                key: tuple[str, ...] = KEY) -> pd.DataFrame:
+    """Replace rows with the same key in place, append new ones; a malformed file raises, untouched."""
+    path = Path(path)
+    new = pd.DataFrame(rows, columns=list(columns))
+    if not path.exists():
+        atomic_write_csv(new, path)
+        return new
+    old = read_results_csv(path, columns)
+    keys = {tuple(str(r[k]) for k in key) for r in rows}
+    old_keys = old[list(key)].astype(str).apply(tuple, axis=1)
+    kept = old[~old_keys.isin(keys)]
+    merged = pd.concat([kept, new], ignore_index=True) if len(kept) else new
+    # Keep the original order: replaced rows stay where they were, new keys go last.
+    position = {k: i for i, k in enumerate(old_keys)}
+    order = merged[list(key)].astype(str).apply(tuple, axis=1).map(lambda k: position.get(k, len(position)))
+    merged = merged.iloc[order.argsort(kind="stable")].reset_index(drop=True)
+    atomic_write_csv(merged, path)
+    return merged
+
+
+def run_results(
+    data: Path | str,
+    weights_source: Path | str,
+    out: Path | str = Path("results"),
+    models: Sequence[str] = COMPARED_MODELS,
+    dataset: str | None = None,
+    gt_dir: Path | str | None = None,
+    device: str = "auto",
+    max_side: int | None = None,
+    conf_thresh: float = 0.02,
+    nms_thresh: float = 0.4,
+    latency_hw: tuple[int, int] = (640, 640),
+    runs: int = 50,
+    warmup: int = 10,
+    image: Path | str | None = DEFAULT_IMAGE,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Predict, evaluate, time and draw every model; returns the updated comparison table."""
+    data, out = Path(data), Path(out)
+    comparison_csv, latency_csv = out / "comparison_table.csv", out / "latency_benchmark.csv"
+    # 1. Check every input before the long steps.
+    for csv, columns in ((comparison_csv, COMPARISON_COLUMNS), (latency_csv, LATENCY_COLUMNS)):
+        if csv.exists():
+            read_results_csv(csv, columns)
+    dataset = detect_dataset(data, dataset)
+    num_images = len(list_val_images(data))
+    gt = load_wider_gt(gt_dir if gt_dir is not None else data / "ground_truth")
+    try:
+        dev = select_device(device)
+    except RuntimeError as exc:
+        raise ValueError(str(exc)) from exc
+    paths = resolve_weights(weights_source, models)
+    loaded = {m: load_checkpoint(p, expected_name=m, map_location=dev) for m, p in paths.items()}
+    if image is not None:
+        read_image_rgb(image)
+    print(f"{dataset} at {data}: {num_images} images, {gt.num_faces} faces; device {device_name(dev)}")
+
+    # 2. Latency (the three plus "none" for the attention overhead).
+    latency_models = [*models, *(["none"] if "none" not in models else [])]
+    latency = {r["model"]: r for r in run_latency(latency_models, latency_hw, 1, runs, warmup, dev,
+                                                  out_csv=latency_csv)}
+
+    # 3. Per model: predict, evaluate, JSON, figure, table row (saved as soon as it is known).
+    table = pd.DataFrame(columns=list(COMPARISON_COLUMNS))
+    for model_name, (model, ckpt) in loaded.items():
+        weights = display_path(paths[model_name])
+        stem = artifact_stem(model_name, dataset, weights)
+        epochs, seed = _training_info(paths[model_name], ckpt)
+        print(f"[{model_name}] {weights}")
+        pred_dir = out / "predictions" / stem
+        predict_to_dir(model, data, pred_dir, max_side, conf_thresh, nms_thresh,
+                       meta={"network": model_name, "weights_sha256": file_sha256(paths[model_name])},
+                       on_change="restart", progress=progress)
+        result = evaluate(read_predictions(pred_dir, gt, strict=True).predictions, gt)
+        ap = {k: 100.0 * v for k, v in result.ap.items()}
+        ap["mAP"] = sum(ap.values()) / len(ap)
+        lat = latency[model_name]
+        row = {
+            "model": model_name, "display_name": model.cfg.display_name,
+            "params": model.get_parameter_count()["total"],
+            **{k: round(v, 4) for k, v in ap.items()},
+            "latency_ms": round(lat["median_ms"], 3), "latency_device": lat["device_name"],
+            "dataset": dataset, "dataset_path": display_path(data), "weights": weights,
+            "epochs": epochs, "seed": seed, "date": datetime.now().isoformat(timespec="seconds"),
+        }
+        atomic_write_json(out / "eval" / f"{stem}.json", {
+            **row, "weights_sha256": file_sha256(paths[model_name]), "ap_percent": ap,
+            "predict": {"max_side": max_side, "conf_thresh": conf_thresh, "nms_thresh": nms_thresh,
+                        "predictions": pred_dir.as_posix()},
+            "latency": lat, "evaluation": result.to_dict(curves=True),
+        })
+        if image is not None:
+            write_heatmap_figure(model.eval(), image, out / "figures" / f"attention_heatmaps__{stem}.png",
+                                 weights_label=weights)
+        table = upsert_rows(comparison_csv, [row], COMPARISON_COLUMNS)
+        print(f"[{model_name}] easy {ap['easy']:.2f}  medium {ap['medium']:.2f}  hard {ap['hard']:.2f}  "
+              f"mAP {ap['mAP']:.2f}  latency {lat['median_ms']:.1f} ms")
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.results",
+                                     description="Predict + evaluate + latency + figures for the compared models.")
+    parser.add_argument("--data", required=True, type=Path, help="dataset root (val/wider_val.txt, ground_truth/)")
+    parser.add_argument("--weights-dir", required=True, type=Path,
+                        help="folder searched for Final.pth / <model>.pth, or a JSON manifest model -> checkpoint")
+    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--dataset", choices=DATASETS, default=None, help="default: from <data>/manifest.json")
+    parser.add_argument("--gt", type=Path, default=None, help="ground-truth .mat folder (default <data>/ground_truth)")
+    parser.add_argument("--models", nargs="+", default=list(COMPARED_MODELS), choices=sorted(MODEL_CONFIGS))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--resize-long", type=int, default=None, metavar="N",
+                        help="downscale val images whose long side exceeds N (default: original size)")
+    parser.add_argument("--conf", type=float, default=0.02)
+    parser.add_argument("--nms", type=float, default=0.4)
+    parser.add_argument("--size", nargs=2, type=int, default=[640, 640], metavar=("H", "W"), help="latency input")
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="image for the heatmap figures")
+    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        table = run_results(args.data, args.weights_dir, args.out, args.models, args.dataset, args.gt, args.device,
+                            args.resize_long, args.conf, args.nms, tuple(args.size), args.runs, args.warmup,
+                            None if args.no_figures else args.image)
+    except (ResultsFileError, WeightsError, CheckpointError, PredictError, PredictionFormatError, WiderGTError,
+            FigureError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.out / 'comparison_table.csv'}: {len(table)} rows")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
