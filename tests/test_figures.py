@@ -1,0 +1,59 @@
+"""Heatmap figure: 2x4 grid shape, valid PNG bytes, atomic CLI output, clear errors."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from core.checkpoint import save_checkpoint
+from core.detector import AttentionUnavailableError
+from core.factory import build_model
+from eval.figures import PANEL, TITLE_H, heatmap_figure, heatmap_png, main
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SHAPE = (2 * (TITLE_H + PANEL), 4 * PANEL, 3)
+
+
+@pytest.mark.parametrize("name", ["cbam", "eca_cbam", "eca_cbam_parallel"])
+def test_figure_is_a_2x4_grid_and_valid_png(name, rgb_image):
+    model = build_model(name).eval()
+    figure = heatmap_figure(model, rgb_image, conf_thresh=0.5)
+    assert figure.shape == SHAPE and figure.dtype == np.uint8
+    png = heatmap_png(model, rgb_image)
+    assert png.startswith(PNG_SIGNATURE)
+    decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape == SHAPE
+
+
+def test_no_attention_model_has_no_figure(rgb_image):
+    with pytest.raises(AttentionUnavailableError, match="no-attention"):
+        heatmap_figure(build_model("none"), rgb_image)
+
+
+def test_cli_writes_png_atomically(tmp_path, rgb_image):
+    image = tmp_path / "in.png"
+    cv2.imwrite(str(image), rgb_image[..., ::-1])
+    weights = tmp_path / "w.pth"
+    save_checkpoint(weights, build_model("eca_cbam_parallel"))
+    out = tmp_path / "figures" / "attention_heatmaps_parallel.png"
+    assert main(["--network", "eca_cbam_parallel", "--trained-model", str(weights), "--image", str(image),
+                 "--out", str(out)]) == 0
+    assert cv2.imread(str(out)).shape == SHAPE
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temp files left
+
+
+def test_cli_errors_leave_no_file(tmp_path, rgb_image, capsys):
+    image = tmp_path / "in.png"
+    cv2.imwrite(str(image), rgb_image)
+    out = tmp_path / "fig.png"
+    assert main(["--network", "none", "--image", str(image), "--out", str(out)]) == 2
+    assert "no-attention ablation" in capsys.readouterr().err
+    assert main(["--network", "cbam", "--image", str(tmp_path / "missing.png"), "--out", str(out)]) == 2
+    assert "not found or not readable" in capsys.readouterr().err
+    weights = tmp_path / "w.pth"
+    save_checkpoint(weights, build_model("cbam"))
+    assert main(["--network", "eca_cbam", "--trained-model", str(weights), "--image", str(image),
+                 "--out", str(out)]) == 2
+    assert "holds model 'cbam'" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,129 @@
+"""Prediction: submission layout round trip, resumability, resize mapping, and clear input errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.checkpoint import CheckpointError, save_checkpoint
+from core.data.synth import generate_dataset
+from core.data.wider_gt import load_wider_gt
+from core.factory import build_model
+from core.postprocess import Detections
+from eval.predict import PredictError, load_for_eval, main, predict_image, predict_split, predict_to_dir
+from eval.predictions import read_predictions
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """Four small synthetic val images and a random eca_cbam_parallel checkpoint."""
+    root = tmp_path_factory.mktemp("predict")
+    data = generate_dataset(root / "data", num_train=0, num_val=4, seed=3, min_size=64, max_size=128)
+    weights = root / "eca_cbam_parallel.pth"
+    save_checkpoint(weights, build_model("eca_cbam_parallel"))
+    return {"data": data, "weights": weights}
+
+
+def _listed(data: Path) -> list[str]:
+    return [line.strip() for line in (data / "val" / "wider_val.txt").read_text().splitlines() if line.strip()]
+
+
+def test_layout_round_trip_matches_in_memory_predictions(tiny, tmp_path):
+    model = load_for_eval("eca_cbam_parallel", tiny["weights"], "cpu")
+    summary = predict_to_dir(model, tiny["data"], tmp_path / "pred", progress=False)
+    assert (summary.written, summary.skipped, summary.total) == (4, 0, 4)
+
+    gt = load_wider_gt(tiny["data"] / "ground_truth")
+    read = read_predictions(tmp_path / "pred", gt, strict=True)  # strict: every gt image has a valid file
+    files = sorted(p.relative_to(tmp_path / "pred").as_posix() for p in (tmp_path / "pred").glob("*/*.txt"))
+    assert files == sorted(entry.lstrip("/").removesuffix(".jpg") + ".txt" for entry in _listed(tiny["data"]))
+
+    memory = predict_split(model, tiny["data"])
+    assert read.num_boxes > 0
+    for event, images in memory.items():
+        for name, boxes in images.items():
+            on_disk = read.predictions[event][name]
+            assert np.all(np.diff(on_disk[:, 4]) <= 0), "scores must be sorted descending"
+            np.testing.assert_array_equal(on_disk, boxes)  # repr floats round-trip exactly
+
+
+def test_second_run_skips_and_resumes_missing_files(tiny, tmp_path):
+    model = load_for_eval("eca_cbam_parallel", tiny["weights"], "cpu")
+    out = tmp_path / "pred"
+    predict_to_dir(model, tiny["data"], out, progress=False)
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*.txt")}
+    again = predict_to_dir(model, tiny["data"], out, progress=False)
+    assert (again.written, again.skipped) == (0, 4)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/*.txt")} == stamps
+
+    victim = sorted(stamps)[0]
+    victim.unlink()
+    resumed = predict_to_dir(model, tiny["data"], out, progress=False)
+    assert (resumed.written, resumed.skipped) == (1, 3)
+    assert victim.is_file()
+
+
+def test_other_settings_are_refused_or_restarted(tiny, tmp_path):
+    model = load_for_eval("eca_cbam_parallel", tiny["weights"], "cpu")
+    out = tmp_path / "pred"
+    predict_to_dir(model, tiny["data"], out, conf_thresh=0.02, progress=False)
+    with pytest.raises(PredictError, match="conf_thresh"):
+        predict_to_dir(model, tiny["data"], out, conf_thresh=0.5, progress=False)
+    redone = predict_to_dir(model, tiny["data"], out, conf_thresh=0.5, on_change="restart", progress=False)
+    assert redone.written == 4
+    read = read_predictions(out, strict=True)
+    assert all((b[:, 4] > 0.5).all() for imgs in read.predictions.values() for b in imgs.values())
+
+
+class _StubModel:
+    """Stands in for a detector: records the image it got and returns one fixed box."""
+
+    def __init__(self) -> None:
+        self.seen: tuple[int, ...] = ()
+
+    def detect(self, rgb, conf_thresh, nms_thresh):
+        self.seen = rgb.shape
+        return Detections(boxes=np.array([[1, 2, 11, 22]], np.float32), scores=np.array([0.9], np.float32),
+                          landmarks=np.zeros((1, 10), np.float32))
+
+
+def test_resize_long_downscales_and_maps_boxes_back():
+    stub, rgb = _StubModel(), np.zeros((100, 200, 3), np.uint8)
+    rows = predict_image(stub, rgb, max_side=50)
+    assert stub.seen[:2] == (25, 50)
+    np.testing.assert_allclose(rows, [[4, 8, 40, 80, 0.9]], rtol=1e-6)
+    predict_image(stub, rgb, max_side=400)  # never upscales
+    assert stub.seen[:2] == (100, 200)
+
+
+def test_cli_writes_layout_and_resumes(tiny, tmp_path, capsys):
+    args = ["--network", "eca_cbam_parallel", "--trained-model", str(tiny["weights"]), "--data", str(tiny["data"]),
+            "--out", str(tmp_path / "pred"), "--resize-long", "96", "--device", "cpu"]
+    assert main(args) == 0
+    assert "4 written" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "0 written, 4 already present" in capsys.readouterr().out
+
+
+def test_wrong_variant_checkpoint_is_a_clear_error(tiny, tmp_path, capsys):
+    with pytest.raises(CheckpointError, match="holds model 'eca_cbam_parallel'"):
+        load_for_eval("cbam", tiny["weights"], "cpu")
+    rc = main(["--network", "cbam", "--trained-model", str(tiny["weights"]), "--data", str(tiny["data"]),
+               "--out", str(tmp_path / "pred")])
+    assert rc == 2
+    assert "but 'cbam' was requested" in capsys.readouterr().err
+    assert not (tmp_path / "pred").exists()
+
+
+def test_missing_weights_and_missing_image_list(tiny, tmp_path, capsys):
+    rc = main(["--network", "cbam", "--trained-model", str(tmp_path / "nope.pth"), "--data", str(tiny["data"]),
+               "--out", str(tmp_path / "pred")])
+    assert rc == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    (tmp_path / "empty" / "val").mkdir(parents=True)
+    rc = main(["--network", "eca_cbam_parallel", "--trained-model", str(tiny["weights"]),
+               "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "pred")])
+    assert rc == 2
+    assert "wider_val.txt" in capsys.readouterr().err
