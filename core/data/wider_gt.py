@@ -27,6 +27,7 @@ ours is uint8/uint16, so ``loadmat(..., mat_dtype=True)`` and MATLAB itself see 
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections.abc import Iterable
@@ -44,6 +45,8 @@ FACE_FILE = "wider_face_val.mat"
 SETTING_FILES: dict[str, str] = {s: f"wider_{s}_val.mat" for s in SETTINGS}
 GT_FILES: tuple[str, ...] = (FACE_FILE, *SETTING_FILES.values())
 
+# The 116-byte text field at the start of a MAT 5 file.
+_HEADER = b"MATLAB 5.0 MAT-file, written by FeatherFace Lab core.data.wider_gt (WIDER FACE layout)".ljust(116)
 _LIST_KEYS = ("event_list", "file_list", "face_bbx_list", *(f"{a}_label_list" for a in ATTRIBUTES))
 
 
@@ -152,9 +155,26 @@ def _check_grouping(images: tuple[GTImage, ...]) -> None:
 # ----------------------------------------------------------------------------------------- reading
 
 
+def _check_complete(path: Path) -> None:
+    """Walks the top-level MAT 5 variable tags: loadmat silently drops variables cut off at the end."""
+    data = path.read_bytes()
+    if len(data) < 128 or data[126:128] not in (b"IM", b"MI"):
+        return  # not MAT 5; loadmat reports what it is
+    order = "<" if data[126:128] == b"IM" else ">"
+    pos = 128
+    while pos < len(data):
+        if pos + 8 > len(data):
+            raise WiderGTError(f"{path}: truncated .mat file (cut inside a variable header at byte {pos})")
+        nbytes = int(np.frombuffer(data, dtype=f"{order}u4", count=2, offset=pos)[1])
+        pos += 8 + nbytes
+        if pos > len(data):
+            raise WiderGTError(f"{path}: truncated .mat file (a variable needs {pos} bytes, file has {len(data)})")
+
+
 def _loadmat(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     if not path.is_file():
         raise WiderGTError(f"{path}: file not found")
+    _check_complete(path)
     try:
         mat = sio.loadmat(str(path), variable_names=list(keys))
     except Exception as exc:  # scipy raises many types (OSError, ValueError, IndexError, zlib.error)
@@ -327,17 +347,23 @@ def write_wider_gt(out_dir: str | os.PathLike[str], images: Iterable[GTImage]) -
 
     Images must be grouped by event (their order is the file order). Boxes must be integral and
     labels in 0..255, as in the official int32/uint8 arrays; anything else raises ValueError
-    instead of being rounded, so reading the files back gives exactly the same images.
+    instead of being rounded, so reading the files back gives exactly the same images. Output
+    bytes depend only on the images (fixed header text instead of scipy's timestamp), and each
+    file is replaced atomically.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for fname, mdict in _mat_dicts(images).items():
         path = out_dir / fname
+        buf = io.BytesIO()
+        sio.savemat(buf, mdict, format="5", do_compression=True, oned_as="column")
+        data = bytearray(buf.getvalue())
+        data[: len(_HEADER)] = _HEADER  # scipy stamps the current time; a fixed text keeps output reproducible
         fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{fname}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as fh:
-                sio.savemat(fh, mdict, format="5", do_compression=True, oned_as="column")
+                fh.write(data)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
