@@ -1,0 +1,483 @@
+"""Comparison logic behind the Results and Latency pages: tables, seed spread, deltas, PR curves.
+
+Rules the pages rely on: a dataset is never pooled with another (deltas and seed statistics are
+computed per dataset), synthetic rows always carry a visible label, published/target rows stay
+apart from measured ones, and every bad file becomes a message instead of an exception.
+AP values are percentages (comparison_table.csv and reference_results.csv both store percent).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core.artifacts import (
+    COMPARISON_COLUMNS,
+    LATENCY_COLUMNS,
+    REFERENCE_COLUMNS,
+    TARGETS,
+    ResultsFileError,
+    read_results_csv,
+)
+from core.config import COMPARED_MODELS, MODEL_CONFIGS
+
+METRICS: tuple[str, ...] = ("easy", "medium", "hard", "mAP")
+SETTINGS: tuple[str, ...] = ("easy", "medium", "hard")
+PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("eca_cbam_parallel", "eca_cbam", "parallel − sequential"),
+    ("eca_cbam_parallel", "cbam", "parallel − CBAM"),
+)
+MODEL_ORDER: tuple[str, ...] = (*COMPARED_MODELS, "none")
+ATTRIBUTE_LABELS: dict[str, dict[str, str]] = {
+    "occlusion": {"0": "none", "1": "partial", "2": "heavy"},
+    "blur": {"0": "clear", "1": "normal", "2": "heavy"},
+    "pose": {"0": "typical", "1": "atypical"},
+    "illumination": {"0": "normal", "1": "extreme"},
+    "scale": {"small": "small (<50 px)", "medium": "medium (50-300 px)", "large": "large (>300 px)"},
+}
+COMPARISON_CSV = "comparison_table.csv"
+LATENCY_CSV = "latency_benchmark.csv"
+REFERENCE_CSV = "reference_results.csv"
+
+
+def display_name(model: str) -> str:
+    cfg = MODEL_CONFIGS.get(model)
+    return cfg.display_name if cfg else str(model)
+
+
+def dataset_label(dataset: str) -> str:
+    """How a dataset is written everywhere: synthetic numbers must never pass for WIDERFace ones."""
+    return {"widerface": "WIDERFace val", "synthetic": "SYNTHETIC (not WIDERFace)"}.get(str(dataset), str(dataset))
+
+
+def _model_rank(model: str) -> int:
+    return MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+
+
+def _sort(frame: pd.DataFrame, *first: str) -> pd.DataFrame:
+    keys = [*first, "_rank"]
+    return (frame.assign(_rank=frame["model"].map(_model_rank)).sort_values(keys, kind="stable")
+            .drop(columns="_rank").reset_index(drop=True))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class Loaded:
+    """A table (possibly empty) plus what the page should say about it."""
+
+    frame: pd.DataFrame
+    errors: list[str] = field(default_factory=list)  # the file is unusable: st.error
+    notes: list[str] = field(default_factory=list)  # worth knowing: st.warning / st.info
+    missing: bool = False
+
+
+def _numeric(frame: pd.DataFrame, columns: Iterable[str], path: Path, notes: list[str]) -> pd.DataFrame:
+    """Coerce metric columns to numbers; rows with an unreadable value are dropped and counted."""
+    frame = frame.copy()
+    bad = pd.Series(False, index=frame.index)
+    for col in columns:
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad |= values.isna() & frame[col].notna()
+        frame[col] = values
+    if bad.any():
+        notes.append(f"{path}: {int(bad.sum())} row(s) with non-numeric metric values were skipped")
+        frame = frame[~bad]
+    return frame
+
+
+def load_comparison(results_root: Path | str) -> Loaded:
+    """comparison_table.csv under the root, validated; errors/notes instead of exceptions."""
+    path = Path(results_root) / COMPARISON_CSV
+    if not path.is_file():
+        return Loaded(pd.DataFrame(columns=list(COMPARISON_COLUMNS)), missing=True,
+                      notes=[f"{path}: not found. Run `python -m eval.results --data DATA --weights-dir runs` "
+                             "to evaluate the trained models."])
+    try:
+        frame = read_results_csv(path, COMPARISON_COLUMNS)
+    except ResultsFileError as exc:
+        return Loaded(pd.DataFrame(columns=list(COMPARISON_COLUMNS)), errors=[str(exc)])
+    notes: list[str] = []
+    frame = _numeric(frame, [*METRICS, "params", "latency_ms"], path, notes)
+    frame["dataset"] = frame["dataset"].fillna("unknown").astype(str)
+    frame["display_name"] = frame["display_name"].fillna(frame["model"].map(display_name))
+    measured = frame[list(METRICS)].to_numpy(dtype=float)
+    if measured.size and np.nanmax(measured) <= 1.0:
+        notes.append(f"{path}: every AP is <= 1: these look like fractions, but the table should hold percent")
+    if frame.empty:
+        notes.append(f"{path}: no rows yet")
+    return Loaded(_sort(frame, "dataset"), notes=notes)
+
+
+def load_reference(results_root: Path | str) -> Loaded:
+    """reference_results.csv, or eval.reference's built-in rows when it is absent or unusable."""
+    from eval.reference import KINDS, reference_frame
+
+    path = Path(results_root) / REFERENCE_CSV
+    if not path.is_file():
+        return Loaded(reference_frame(), notes=[f"{path} not found: using the built-in published/target rows"])
+    try:
+        frame = read_results_csv(path, REFERENCE_COLUMNS)
+    except ResultsFileError as exc:
+        return Loaded(reference_frame(), errors=[f"{exc}; using the built-in published/target rows instead"])
+    unknown = sorted(set(frame["kind"].astype(str)) - set(KINDS))
+    if unknown:
+        return Loaded(reference_frame(), errors=[f"{path}: unknown kind(s) {unknown}; using the built-in rows"])
+    notes: list[str] = []
+    return Loaded(_numeric(frame, [*METRICS, "params", "latency_ms"], path, notes), notes=notes)
+
+
+def load_latency(results_root: Path | str) -> Loaded:
+    """latency_benchmark.csv under the root (missing is normal: nothing benchmarked yet)."""
+    path = Path(results_root) / LATENCY_CSV
+    if not path.is_file():
+        return Loaded(pd.DataFrame(columns=list(LATENCY_COLUMNS)), missing=True,
+                      notes=[f"{path}: not found (no latency saved yet)"])
+    try:
+        frame = read_results_csv(path, LATENCY_COLUMNS)
+    except ResultsFileError as exc:
+        return Loaded(pd.DataFrame(columns=list(LATENCY_COLUMNS)), errors=[str(exc)])
+    notes: list[str] = []
+    frame = _numeric(frame, ["mean_ms", "median_ms", "p90_ms", "std_ms", "fps"], path, notes)
+    return Loaded(frame, notes=notes)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def combined_table(measured: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Measured rows (one per evaluation) then published and target rows, each with a `source` label."""
+    cols = ["source", "dataset", "model", "display_name", *METRICS, "params", "latency_ms", "seed", "epochs",
+            "weights"]
+    m = measured.assign(source="measured · " + measured["dataset"].map(dataset_label))
+    r = reference.assign(
+        source=reference["kind"].map({"published": "published · WIDERFace val (paper)",
+                                      "target": "target · WIDERFace val"}).fillna(reference["kind"]),
+        dataset="widerface")
+    return pd.concat([m.reindex(columns=cols), r.reindex(columns=cols)], ignore_index=True)
+
+
+def aggregate_seeds(measured: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, model): n rows, the seeds, and mean/std/min/max of each metric (std: sample, n >= 2)."""
+    cols = ["dataset", "model", "display_name", "n", "seeds", "params", "latency_ms"]
+    cols += [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "min", "max")]
+    if measured.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for (dataset, model), g in measured.groupby(["dataset", "model"], sort=False):
+        row: dict[str, Any] = {
+            "dataset": dataset, "model": model, "display_name": display_name(model), "n": len(g),
+            "seeds": ", ".join(str(int(s)) if _is_number(s) else "?" for s in g["seed"]),
+            "params": g["params"].dropna().iloc[0] if g["params"].notna().any() else np.nan,
+            "latency_ms": g["latency_ms"].mean(),
+        }
+        for m in METRICS:
+            v = g[m].astype(float)
+            row |= {f"{m}_mean": v.mean(), f"{m}_std": v.std() if v.count() > 1 else np.nan,
+                    f"{m}_min": v.min(), f"{m}_max": v.max()}
+        rows.append(row)
+    return _sort(pd.DataFrame(rows, columns=cols), "dataset")
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return not math.isnan(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def mean_std_table(agg: pd.DataFrame) -> pd.DataFrame:
+    """Display form of `aggregate_seeds`: "mean ± std" strings (just the value for a single run)."""
+    out = agg[["dataset", "display_name", "n", "seeds"]].copy()
+    out.insert(0, "dataset", out.pop("dataset").map(dataset_label))
+    for m in METRICS:
+        out[m] = [f"{mu:.2f} ± {sd:.2f}" if _is_number(sd) else (f"{mu:.2f}" if _is_number(mu) else "–")
+                  for mu, sd in zip(agg[f"{m}_mean"], agg[f"{m}_std"], strict=True)]
+    return out
+
+
+def deltas(agg: pd.DataFrame) -> pd.DataFrame:
+    """Parallel vs sequential and parallel vs CBAM, per dataset and metric, never across datasets.
+
+    `spread` is std_a + std_b (the ±1 std intervals touch at |delta| = spread); the difference
+    "exceeds the spread" when |delta| is larger. With a single run on either side the spread is
+    unknown and `exceeds_spread` is None.
+    """
+    cols = ["dataset", "comparison", "metric", "a", "b", "a_mean", "b_mean", "delta", "spread", "exceeds_spread",
+            "n_a", "n_b"]
+    rows = []
+    for dataset, g in agg.groupby("dataset", sort=False):
+        by_model = g.set_index("model")
+        for a, b, label in PAIRS:
+            if a not in by_model.index or b not in by_model.index:
+                continue
+            ra, rb = by_model.loc[a], by_model.loc[b]
+            for m in METRICS:
+                delta = ra[f"{m}_mean"] - rb[f"{m}_mean"]
+                spread = ra[f"{m}_std"] + rb[f"{m}_std"]
+                exceeds = bool(abs(delta) > spread) if _is_number(spread) and _is_number(delta) else None
+                rows.append({"dataset": dataset, "comparison": label, "metric": m, "a": a, "b": b,
+                             "a_mean": ra[f"{m}_mean"], "b_mean": rb[f"{m}_mean"], "delta": delta,
+                             "spread": spread, "exceeds_spread": exceeds, "n_a": ra["n"], "n_b": rb["n"]})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def delta_table(d: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, comparison): delta per metric, with a marker when it exceeds the seed spread."""
+    if d.empty:
+        return pd.DataFrame(columns=["dataset", "comparison", *METRICS])
+    marks = {True: " (> spread)", False: " (within spread)", None: ""}
+    text = d.assign(cell=[f"{v:+.2f}{marks[e]}" for v, e in zip(d["delta"], d["exceeds_spread"], strict=True)])
+    out = text.pivot_table(index=["dataset", "comparison"], columns="metric", values="cell", aggfunc="first",
+                           sort=False).reset_index()
+    out["dataset"] = out["dataset"].map(dataset_label)
+    return out.reindex(columns=["dataset", "comparison", *METRICS])
+
+
+def vs_reference(agg: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """WIDERFace means minus the published row of the same model and minus the targets (synthetic: none)."""
+    cols = ["model", "display_name", "against", *METRICS]
+    wider = agg[agg["dataset"] == "widerface"]
+    rows = []
+    published = reference[reference["kind"] == "published"].set_index("model")
+    for _, r in wider.iterrows():
+        if r["model"] in published.index:
+            p = published.loc[r["model"]]
+            p = p.iloc[0] if isinstance(p, pd.DataFrame) else p
+            rows.append({"model": r["model"], "display_name": r["display_name"], "against": "published",
+                         **{m: r[f"{m}_mean"] - float(p[m]) for m in METRICS}})
+        rows.append({"model": r["model"], "display_name": r["display_name"], "against": "target",
+                     **{m: r[f"{m}_mean"] - TARGETS[m] for m in METRICS}})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def style_combined(table: pd.DataFrame) -> Any:
+    """Styler: best measured value per metric and dataset in bold green; synthetic rows tinted and
+    italic; published/target rows grey, so no row can be mistaken for another kind."""
+    best: dict[tuple[int, str], bool] = {}
+    measured = table[table["source"].str.startswith("measured")]
+    for _, g in measured.groupby("dataset"):
+        for m in METRICS:
+            if g[m].notna().any():
+                top = g[m].max()
+                for idx in g.index[g[m] == top]:
+                    best[(idx, m)] = True
+
+    def row_style(row: pd.Series) -> list[str]:
+        base = ""
+        if str(row["source"]).startswith(("published", "target")):
+            base = "color: #777;"
+        elif row["dataset"] == "synthetic":
+            base = "background-color: #fff4d6; font-style: italic;"
+        return [base + ("font-weight: bold; background-color: #d4f4dd;" if best.get((row.name, c)) else "")
+                for c in row.index]
+
+    fmt = {m: "{:.2f}" for m in METRICS} | {"latency_ms": "{:.2f}", "params": "{:,.0f}", "seed": "{:.0f}",
+                                            "epochs": "{:.0f}"}
+    return table.style.apply(row_style, axis=1).format(fmt, na_rep="–")
+
+
+def style_deltas(table: pd.DataFrame) -> Any:
+    """Green for a gain of the parallel design, red for a loss; bold when it exceeds the seed spread."""
+
+    def cell(value: Any) -> str:
+        if not isinstance(value, str) or value[:1] not in ("+", "-"):
+            return ""
+        number = float(value.split()[0])
+        color = "#0a7a2f" if number > 0 else "#b00020" if number < 0 else "#555"
+        return f"color: {color};" + (" font-weight: bold;" if "> spread" in value else "")
+
+    return table.style.map(cell, subset=list(METRICS))
+
+
+# --------------------------------------------------------------------------- eval JSON: PR curves, attributes
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One results/eval/<model>__<dataset>__<tag>.json: PR curves per setting and per-attribute AP."""
+
+    path: Path
+    model: str
+    dataset: str
+    tag: str
+    weights: str
+    settings: dict[str, dict[str, Any]]
+    breakdown: dict[str, dict[str, dict[str, Any]]]
+
+    @property
+    def label(self) -> str:
+        return f"{display_name(self.model)} · {self.tag}"
+
+
+def load_eval_records(results_root: Path | str) -> tuple[list[EvalRecord], list[str]]:
+    """Every readable eval JSON under `<root>/eval/`; each unreadable one gives a warning."""
+    folder = Path(results_root) / "eval"
+    records, warnings = [], []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            records.append(parse_eval_record(path, json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            warnings.append(f"{path}: unreadable evaluation file ({type(exc).__name__}: {exc})")
+    return records, warnings
+
+
+def parse_eval_record(path: Path, payload: Mapping[str, Any]) -> EvalRecord:
+    """Accepts eval.results' files ({..., "evaluation": {...}}) and bare `WiderEvalResult.to_dict()` ones."""
+    parts = path.stem.split("__")
+    evaluation = payload.get("evaluation", payload)
+    settings = evaluation["settings"]
+    for name, s in settings.items():
+        if len(s["precision"]) != len(s["recall"]):
+            raise ValueError(f"setting {name}: precision and recall lengths differ")
+    return EvalRecord(
+        path=path,
+        model=str(payload.get("model") or parts[0]),
+        dataset=str(payload.get("dataset") or (parts[1] if len(parts) > 1 else "unknown")),
+        tag=parts[2] if len(parts) > 2 else path.stem,
+        weights=str(payload.get("weights") or ""),
+        settings=dict(settings),
+        breakdown=dict(evaluation.get("breakdown") or {}),
+    )
+
+
+def pr_figure(records: Sequence[EvalRecord]) -> go.Figure:
+    """Precision-recall curves, one panel per setting, one line per evaluation file (one dataset at a time)."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[s.capitalize() for s in SETTINGS], shared_yaxes=True)
+    colors = px.colors.qualitative.D3
+    for i, rec in enumerate(records):
+        for j, setting in enumerate(SETTINGS, start=1):
+            s = rec.settings.get(setting)
+            if not s:
+                continue
+            fig.add_trace(go.Scatter(
+                x=s["recall"], y=s["precision"], mode="lines", legendgroup=str(rec.path), showlegend=j == 1,
+                name=f"{rec.label}", line={"color": colors[i % len(colors)]},
+                hovertemplate=f"{rec.label}<br>{setting} AP {100 * s['ap']:.2f}%<br>"
+                              "recall %{x:.3f}<br>precision %{y:.3f}<extra></extra>"),
+                row=1, col=j)
+    fig.update_xaxes(title_text="recall", range=[0, 1])
+    fig.update_yaxes(title_text="precision", range=[0, 1.02], col=1)
+    fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.2})
+    return fig
+
+
+def attribute_table(records: Sequence[EvalRecord]) -> pd.DataFrame:
+    """Long table of the hard-set attribute breakdown: AP in percent and the number of faces counted."""
+    rows = []
+    for rec in records:
+        for attr, values in rec.breakdown.items():
+            for value, r in values.items():
+                rows.append({"model": rec.model, "display_name": display_name(rec.model), "dataset": rec.dataset,
+                             "tag": rec.tag, "label": rec.label, "attribute": attr, "value": str(value),
+                             "value_label": ATTRIBUTE_LABELS.get(attr, {}).get(str(value), str(value)),
+                             "ap": 100.0 * float(r["ap"]), "num_faces": int(r.get("num_faces", 0))})
+    return pd.DataFrame(rows, columns=["model", "display_name", "dataset", "tag", "label", "attribute", "value",
+                                       "value_label", "ap", "num_faces"])
+
+
+def attribute_pivot(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows = attribute value, columns = evaluation: the AP breakdown side by side."""
+    if table.empty:
+        return table
+    return table.pivot_table(index=["attribute", "value_label", "num_faces"], columns="label", values="ap",
+                             aggfunc="first", sort=False).reset_index()
+
+
+def attribute_figure(table: pd.DataFrame) -> go.Figure:
+    """Grouped bars per attribute value (one panel per attribute), colour = evaluation."""
+    fig = px.bar(table, x="value_label", y="ap", color="label", barmode="group", facet_col="attribute",
+                 facet_col_spacing=0.03, hover_data=["num_faces"], labels={"ap": "AP (%)", "value_label": ""})
+    fig.update_xaxes(matches=None)
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.3},
+                      legend_title_text="")
+    return fig
+
+
+# --------------------------------------------------------------------------- live latency
+
+
+class RunTimer:
+    """Progress callback for `eval.latency.benchmark_model` that also keeps each run's duration.
+
+    benchmark_model reports only summary stats; the box plot needs every run, so the time between
+    consecutive callbacks (each called right after a synchronised forward pass) is recorded too.
+    `on_progress(done, total)` is forwarded (the page's progress bar).
+    """
+
+    def __init__(self, on_progress: Callable[[int, int], None] | None = None) -> None:
+        self.on_progress = on_progress
+        self.stamps: list[float] = []
+
+    def start(self) -> RunTimer:
+        self.stamps = [time.perf_counter()]
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        self.stamps.append(time.perf_counter())
+        if self.on_progress is not None:
+            self.on_progress(done, total)
+
+    def run_times_ms(self, warmup: int) -> list[float]:
+        """Durations of the timed runs (the first one also holds the set-up when warmup is 0)."""
+        diffs = np.diff(self.stamps) * 1000.0
+        return diffs[warmup:].tolist()
+
+
+def latency_row(model: str, stats: Any, device: str, device_name: str, input_hw: tuple[int, int], threads: int,
+                torch_version: str, optimized: bool, date: str) -> dict[str, Any]:
+    """A LATENCY_COLUMNS row from `benchmark_model`'s stats (overhead filled by `add_overhead`)."""
+    return {"date": date, "model": model, "device": device, "device_name": device_name, "threads": threads,
+            "torch_version": torch_version, "input_h": input_hw[0], "input_w": input_hw[1], "batch": stats.batch,
+            "runs": stats.runs, "warmup": stats.warmup, "optimized": optimized, "mean_ms": stats.mean_ms,
+            "median_ms": stats.median_ms, "p90_ms": stats.p90_ms, "std_ms": stats.std_ms, "fps": stats.fps,
+            "overhead_vs_none_ms": float("nan")}
+
+
+def add_overhead(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Median difference to the "none" row, as eval.latency.run_latency does (NaN without "none")."""
+    base = next((r["median_ms"] for r in rows if r["model"] == "none"), None)
+    return [r | {"overhead_vs_none_ms": r["median_ms"] - base if base is not None else float("nan")} for r in rows]
+
+
+def latency_display(rows: pd.DataFrame) -> pd.DataFrame:
+    cols = ["model", "device_name", "input_h", "input_w", "batch", "runs", "warmup", "median_ms", "mean_ms",
+            "p90_ms", "std_ms", "fps", "overhead_vs_none_ms"]
+    out = rows.reindex(columns=cols).copy()
+    out.insert(1, "display_name", out["model"].map(display_name))
+    return out
+
+
+def latency_box_figure(times: Mapping[str, Sequence[float]]) -> go.Figure:
+    """Box plot of per-run times per model (ms)."""
+    fig = go.Figure()
+    for model, t in times.items():
+        fig.add_trace(go.Box(y=list(t), name=display_name(model), boxpoints="all", jitter=0.4, pointpos=0,
+                             marker={"size": 4}))
+    fig.update_layout(yaxis_title="ms per forward pass", height=380, showlegend=False,
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    return fig
+
+
+def latest_latency(frame: pd.DataFrame) -> pd.DataFrame:
+    """Most recent row per model for the configuration (device, input, batch) measured last."""
+    if frame.empty:
+        return frame
+    f = frame.assign(_order=range(len(frame)))
+    last = f.iloc[-1]
+    same = f[(f["device_name"] == last["device_name"]) & (f["input_h"] == last["input_h"])
+             & (f["input_w"] == last["input_w"]) & (f["batch"] == last["batch"])]
+    return _sort(same.drop_duplicates("model", keep="last").drop(columns="_order"))

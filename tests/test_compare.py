@@ -1,0 +1,227 @@
+"""eval.compare and eval.conclusion: seed aggregation, deltas per dataset, bad CSVs, PR/attribute data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.artifacts import COMPARISON_COLUMNS, LATENCY_COLUMNS, TARGETS
+from eval.compare import (
+    RunTimer,
+    add_overhead,
+    aggregate_seeds,
+    attribute_figure,
+    attribute_pivot,
+    attribute_table,
+    combined_table,
+    dataset_label,
+    delta_table,
+    deltas,
+    latest_latency,
+    load_comparison,
+    load_eval_records,
+    load_latency,
+    load_reference,
+    mean_std_table,
+    pr_figure,
+    style_combined,
+    style_deltas,
+    vs_reference,
+)
+from eval.conclusion import build_conclusion
+from eval.reference import reference_frame, write_reference
+
+PARAMS = {"cbam": 488664, "eca_cbam": 476345, "eca_cbam_parallel": 476345, "none": 475735}
+# (dataset, model) -> [(seed, easy, medium, hard)]
+ROWS = {
+    ("synthetic", "cbam"): [(0, 80.0, 70.0, 50.0), (1, 82.0, 72.0, 52.0)],
+    ("synthetic", "eca_cbam"): [(0, 79.0, 69.0, 49.0), (1, 81.0, 71.0, 51.0)],
+    ("synthetic", "eca_cbam_parallel"): [(0, 90.0, 80.0, 60.0), (1, 90.5, 80.5, 60.5)],
+    ("widerface", "cbam"): [(0, 92.0, 90.0, 78.0)],
+    ("widerface", "eca_cbam"): [(0, 86.0, 84.0, 78.5)],
+    ("widerface", "eca_cbam_parallel"): [(0, 93.0, 91.0, 79.0)],
+}
+
+
+def comparison_rows() -> list[dict]:
+    rows = []
+    for (dataset, model), seeds in ROWS.items():
+        for seed, easy, medium, hard in seeds:
+            rows.append({"model": model, "display_name": model, "params": PARAMS[model], "easy": easy,
+                         "medium": medium, "hard": hard, "mAP": (easy + medium + hard) / 3, "latency_ms": 20.0,
+                         "latency_device": "cpu", "dataset": dataset, "dataset_path": f"data/{dataset}",
+                         "weights": f"runs/{model}_s{seed}/weights/Final.pth", "epochs": 10, "seed": seed,
+                         "date": "2026-01-01T00:00:00"})
+    return rows
+
+
+def eval_payload(model: str, dataset: str, scale: float) -> dict:
+    recall = np.linspace(0, 0.9 * scale, 11).tolist()
+    precision = np.linspace(1, 0.5, 11).tolist()
+    one = {"ap": 0.8 * scale, "num_faces": 100, "precision": precision, "recall": recall}
+    breakdown = {"occlusion": {"0": {"ap": 0.9 * scale, "num_faces": 60}, "1": {"ap": 0.5, "num_faces": 30},
+                               "2": {"ap": 0.2, "num_faces": 10}},
+                 "scale": {"small": {"ap": 0.4, "num_faces": 50}, "medium": {"ap": 0.9, "num_faces": 40},
+                           "large": {"ap": 0.95, "num_faces": 10}}}
+    return {"model": model, "dataset": dataset, "weights": f"runs/{model}/Final.pth",
+            "evaluation": {"ap": {"easy": 0.8 * scale, "medium": 0.8 * scale, "hard": 0.8 * scale},
+                           "settings": {"easy": one, "medium": one, "hard": one}, "breakdown": breakdown}}
+
+
+def latency_rows() -> list[dict]:
+    base = {"date": "2026-01-01T00:00:00", "device": "cpu", "device_name": "cpu (2 threads)", "threads": 2,
+            "torch_version": "2.14", "input_h": 640, "input_w": 640, "batch": 1, "runs": 50, "warmup": 10,
+            "optimized": True, "p90_ms": 0, "std_ms": 1.0}
+    times = {"cbam": 30.0, "eca_cbam": 25.0, "eca_cbam_parallel": 26.0, "none": 24.0}
+    return [base | {"model": m, "mean_ms": t, "median_ms": t, "fps": 1000 / t, "overhead_vs_none_ms": t - 24.0}
+            for m, t in times.items()]
+
+
+def make_results_root(root: Path) -> Path:
+    """A complete results folder: comparison (2 datasets, seeds), reference, latency, eval JSONs."""
+    root.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(comparison_rows(), columns=list(COMPARISON_COLUMNS)).to_csv(root / "comparison_table.csv",
+                                                                            index=False)
+    write_reference(root / "reference_results.csv")
+    pd.DataFrame(latency_rows(), columns=list(LATENCY_COLUMNS)).to_csv(root / "latency_benchmark.csv", index=False)
+    (root / "eval").mkdir(exist_ok=True)
+    for i, model in enumerate(("cbam", "eca_cbam", "eca_cbam_parallel")):
+        for dataset in ("synthetic", "widerface"):
+            path = root / "eval" / f"{model}__{dataset}__run-Final-0000000{i}.json"
+            path.write_text(json.dumps(eval_payload(model, dataset, 0.8 + 0.05 * i)))
+    return root
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    return make_results_root(tmp_path / "results")
+
+
+def test_seed_aggregation_and_deltas_stay_within_a_dataset(results: Path):
+    loaded = load_comparison(results)
+    assert loaded.errors == [] and loaded.notes == []
+    agg = aggregate_seeds(loaded.frame).set_index(["dataset", "model"])
+    cbam = agg.loc[("synthetic", "cbam")]
+    assert cbam["n"] == 2 and cbam["seeds"] == "0, 1"
+    assert cbam["easy_mean"] == pytest.approx(81.0) and cbam["easy_std"] == pytest.approx(np.sqrt(2))
+    assert np.isnan(agg.loc[("widerface", "cbam"), "easy_std"])  # one run: no spread
+
+    d = deltas(aggregate_seeds(loaded.frame)).set_index(["dataset", "comparison", "metric"])
+    syn = d.loc[("synthetic", "parallel − sequential", "easy")]
+    assert syn["delta"] == pytest.approx(90.25 - 80.0)
+    assert syn["spread"] == pytest.approx(np.sqrt(2) + np.sqrt(0.125))
+    assert syn["exceeds_spread"] is True
+    close = d.loc[("synthetic", "parallel − CBAM", "hard")]  # 60.25 - 51 = 9.25 > spread too
+    assert close["exceeds_spread"] is True
+    wider = d.loc[("widerface", "parallel − CBAM", "mAP")]
+    assert wider["delta"] == pytest.approx((93 + 91 + 79) / 3 - (92 + 90 + 78) / 3)
+    assert wider["exceeds_spread"] is None  # single seed: unknown, never claimed
+    assert set(d.index.get_level_values("dataset")) == {"synthetic", "widerface"}
+
+    table = delta_table(deltas(aggregate_seeds(loaded.frame)))
+    assert table["dataset"].tolist().count("SYNTHETIC (not WIDERFace)") == 2
+    assert "(> spread)" in table.iloc[0]["easy"]
+    style_deltas(table).to_html()
+
+
+def test_within_spread_is_reported(results: Path):
+    frame = load_comparison(results).frame
+    frame.loc[(frame["dataset"] == "synthetic") & (frame["model"] == "eca_cbam_parallel"), "easy"] = [80.0, 83.0]
+    d = deltas(aggregate_seeds(frame)).set_index(["dataset", "comparison", "metric"])
+    assert d.loc[("synthetic", "parallel − CBAM", "easy"), "exceeds_spread"] is False
+
+
+def test_combined_table_labels_every_row(results: Path):
+    table = combined_table(load_comparison(results).frame, load_reference(results).frame)
+    sources = set(table["source"])
+    assert {"measured · SYNTHETIC (not WIDERFace)", "measured · WIDERFace val", "published · WIDERFace val (paper)",
+            "target · WIDERFace val"} == sources
+    html = style_combined(table).to_html()
+    assert "font-style: italic" in html and "font-weight: bold" in html
+    assert dataset_label("synthetic") == "SYNTHETIC (not WIDERFace)"
+    ref = vs_reference(aggregate_seeds(load_comparison(results).frame), load_reference(results).frame)
+    assert set(ref["against"]) == {"published", "target"}  # WIDERFace rows only
+    par = ref[(ref["model"] == "eca_cbam_parallel") & (ref["against"] == "target")].iloc[0]
+    assert par["easy"] == pytest.approx(93.0 - TARGETS["easy"])
+    assert len(ref) == 2 + 3  # cbam and eca_cbam have published rows; all three have targets
+    assert mean_std_table(aggregate_seeds(load_comparison(results).frame))["easy"].iloc[0] == "81.00 ± 1.41"
+
+
+@pytest.mark.parametrize("content,expected", [
+    ("", "empty"),
+    ("model,easy\ncbam,90\n", "missing columns"),
+    ('model,"easy\n', "not a readable CSV"),
+])
+def test_bad_comparison_csv_is_an_error_not_an_exception(tmp_path: Path, content: str, expected: str):
+    (tmp_path / "comparison_table.csv").write_text(content)
+    loaded = load_comparison(tmp_path)
+    assert loaded.frame.empty and len(loaded.errors) == 1 and expected in loaded.errors[0]
+
+
+def test_missing_and_odd_values(tmp_path: Path, results: Path):
+    missing = load_comparison(tmp_path / "nowhere")
+    assert missing.missing and missing.errors == [] and "not found" in missing.notes[0]
+    frame = pd.read_csv(results / "comparison_table.csv")
+    frame["easy"] = frame["easy"].astype(object)
+    frame.loc[0, "easy"] = "ninety"
+    frame.to_csv(results / "comparison_table.csv", index=False)
+    loaded = load_comparison(results)
+    assert len(loaded.frame) == len(frame) - 1 and "non-numeric" in loaded.notes[0]
+
+    (results / "reference_results.csv").write_text("kind,model\nx,y\n")
+    ref = load_reference(results)
+    assert "missing columns" in ref.errors[0] and len(ref.frame) == len(reference_frame())
+    (results / "reference_results.csv").unlink()
+    assert len(load_reference(results).frame) == len(reference_frame())
+
+    (results / "latency_benchmark.csv").write_text("date,model\n1,2\n")
+    assert "missing columns" in load_latency(results).errors[0]
+
+
+def test_eval_records_pr_curves_and_attributes(results: Path):
+    (results / "eval" / "broken__synthetic__x.json").write_text("{not json")
+    records, warnings = load_eval_records(results)
+    assert len(records) == 6 and len(warnings) == 1 and "broken" in warnings[0]
+    syn = [r for r in records if r.dataset == "synthetic"]
+    fig = pr_figure(syn)
+    assert len(fig.data) == 3 * 3 and sum(bool(t.showlegend) for t in fig.data) == 3
+    table = attribute_table(syn)
+    assert set(table["attribute"]) == {"occlusion", "scale"}
+    occ = table[(table["model"] == "cbam") & (table["attribute"] == "occlusion") & (table["value"] == "0")]
+    assert occ["ap"].iloc[0] == pytest.approx(90 * 0.8) and occ["value_label"].iloc[0] == "none"
+    assert attribute_pivot(table).shape == (6, 3 + 3)
+    assert len(attribute_figure(table).data) == 3 * 2  # one bar trace per evaluation and attribute panel
+
+
+def test_latency_helpers():
+    timer = RunTimer().start()
+    for i in range(5):
+        timer(i + 1, 5)
+    assert len(timer.run_times_ms(2)) == 3
+    rows = add_overhead([{"model": "cbam", "median_ms": 30.0}, {"model": "none", "median_ms": 24.0}])
+    assert rows[0]["overhead_vs_none_ms"] == 6.0
+    assert np.isnan(add_overhead([{"model": "cbam", "median_ms": 3.0}])[0]["overhead_vs_none_ms"])
+    frame = pd.DataFrame(latency_rows() + [latency_rows()[0] | {"input_h": 320, "median_ms": 9.0}])
+    assert latest_latency(frame)["model"].tolist() == ["cbam"]
+
+
+def test_conclusion_from_full_and_empty_data(results: Path, tmp_path: Path):
+    md = build_conclusion(results_root=results)
+    assert "SYNTHETIC (not WIDERFace)" in md and "WIDERFace val" in md
+    assert "exceeds the seed spread" in md  # synthetic: 2 seeds each
+    assert "single run" in md  # widerface: spread unknown
+    assert "ECA-CBAM parallel" in md and "latency" in md.lower()
+    assert "## Missing data" in md
+    syn = md.split("## Accuracy — SYNTHETIC")[1].split("## ")[0]
+    assert "not comparable" in syn
+
+    empty = build_conclusion(results_root=tmp_path / "nothing")
+    assert "No measured accuracy" in empty and "comparison_table.csv" in empty
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "comparison_table.csv").write_text("")
+    bad = build_conclusion(results_root=tmp_path / "bad")
+    assert "empty" in bad
