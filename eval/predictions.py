@@ -10,7 +10,7 @@ different from what is on disk:
 ====================================  ==================================================
 problem                               lenient handling
 ====================================  ==================================================
-empty file / no count line            image has the boxes that could be read (maybe none)
+empty file / no count line            no boxes used for that image
 header name differs from file name    the file name is used
 count malformed or != box lines       the box lines actually present are used
 line with < 5 values or non-numbers   line dropped
@@ -74,11 +74,12 @@ class _Issues:
         self.strict = strict
         self.warnings: list[str] = []
 
-    def add(self, path: Path, line: int | None, message: str) -> None:
-        text = f"{path}:{line}: {message}" if line is not None else f"{path}: {message}"
+    def add(self, path: Path, line: int | None, problem: str, action: str = "") -> None:
+        """problem says what is wrong; action, what lenient mode does about it."""
+        text = f"{path}:{line}: {problem}" if line is not None else f"{path}: {problem}"
         if self.strict:
             raise PredictionFormatError(text)
-        self.warnings.append(text)
+        self.warnings.append(f"{text}; {action}" if action else text)
 
 
 def _empty() -> np.ndarray:
@@ -106,25 +107,25 @@ def _parse_boxes(path: Path, lines: list[str], issues: _Issues) -> tuple[np.ndar
             continue
         n_lines += 1
         if len(tokens) < 5:
-            issues.add(path, lineno, f"expected 'x y w h score', got {len(tokens)} value(s); line dropped")
+            issues.add(path, lineno, f"expected 'x y w h score', got {len(tokens)} value(s)", "line dropped")
             continue
         try:
             values = [float(t) for t in tokens[:5]]
         except ValueError:
-            issues.add(path, lineno, f"not a number in {line.strip()!r}; line dropped")
+            issues.add(path, lineno, f"not a number in {line.strip()!r}", "line dropped")
             continue
         if len(tokens) > 5:
-            issues.add(path, lineno, f"{len(tokens)} values, only the first 5 are used")
+            issues.add(path, lineno, f"{len(tokens)} values instead of 5", "first 5 used")
         problem = _row_problem(values)
         if problem:
-            issues.add(path, lineno, f"{problem}; line dropped")
+            issues.add(path, lineno, problem, "line dropped")
             continue
         rows.append(values)
         linenos.append(lineno)
     boxes = np.array(rows, dtype=np.float64).reshape(-1, 5)
     unsorted = np.flatnonzero(np.diff(boxes[:, 4]) > 0)
     if unsorted.size:
-        issues.add(path, linenos[unsorted[0] + 1], "scores are not sorted descending (the evaluator sorts them)")
+        issues.add(path, linenos[unsorted[0] + 1], "scores are not sorted descending", "kept; the evaluator sorts them")
     return boxes, n_lines
 
 
@@ -138,24 +139,24 @@ def _read_file(path: Path, issues: _Issues) -> np.ndarray:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        issues.add(path, None, f"cannot read file ({exc}); no predictions used")
+        issues.add(path, None, f"cannot read file ({exc})", "no boxes used")
         return _empty()
     if not lines or not lines[0].strip():
-        issues.add(path, 1, "empty file or missing image name; no predictions used")
+        issues.add(path, 1, "empty file or missing image name", "no boxes used")
         return _empty()
     header = lines[0].strip().split("/")[-1].removesuffix(".jpg")
     if header != path.stem:
-        issues.add(path, 1, f"image name {header!r} does not match the file name {path.stem!r}")
+        issues.add(path, 1, f"image name {header!r} does not match the file name {path.stem!r}", "file name used")
     if len(lines) < 2:
-        issues.add(path, None, "missing box count on line 2; no predictions used")
+        issues.add(path, None, "missing box count on line 2", "no boxes used")
         return _empty()
     count_text = lines[1].strip()
     count = int(count_text) if re.fullmatch(r"[0-9]+", count_text) else None
     if count is None:
-        issues.add(path, 2, f"box count {count_text!r} is not a non-negative integer")
+        issues.add(path, 2, f"box count {count_text!r} is not a non-negative integer", "box lines used")
     boxes, n_lines = _parse_boxes(path, lines, issues)
     if count is not None and count != n_lines:
-        issues.add(path, 2, f"box count says {count} but the file has {n_lines} box line(s)")
+        issues.add(path, 2, f"box count says {count} but the file has {n_lines} box line(s)", "box lines used")
     return boxes
 
 
@@ -173,21 +174,28 @@ def read_predictions(
         if event_dir.name.startswith("."):
             continue
         if not event_dir.is_dir():
-            issues.add(event_dir, None, "not an event directory; ignored")
+            issues.add(event_dir, None, "not an event directory", "ignored")
             continue
         event = event_dir.name
         known_event = gt is None or event in gt_events
         if not known_event:
-            issues.add(event_dir, None, "unknown event (not in the ground truth); its boxes are never matched")
+            issues.add(
+                event_dir,
+                None,
+                "unknown event (not in the ground truth)",
+                "kept for score normalisation, never matched",
+            )
         images = predictions.setdefault(event, {})
         for path in sorted(event_dir.iterdir()):
             if path.name.startswith("."):
                 continue
             if path.suffix != ".txt" or not path.is_file():
-                issues.add(path, None, "not a .txt prediction file; ignored")
+                issues.add(path, None, "not a .txt prediction file", "ignored")
                 continue
             if gt is not None and known_event and (event, path.stem) not in gt.index:
-                issues.add(path, None, f"unknown image (not in event {event!r}); its boxes are never matched")
+                issues.add(
+                    path, None, f"unknown image (not in event {event!r})", "kept for score normalisation, never matched"
+                )
             images[path.stem] = _read_file(path, issues)
     if gt is not None:
         missing = [im for im in gt.images if im.name not in predictions.get(im.event, {})]
@@ -197,7 +205,7 @@ def read_predictions(
                 f"{first}: missing prediction file ({len(missing)} of {len(gt)} ground-truth images have none)"
             )
         for im in missing:
-            issues.add(pred_dir / im.event / f"{im.name}.txt", None, "missing prediction file; image has no boxes")
+            issues.add(pred_dir / im.event / f"{im.name}.txt", None, "missing prediction file", "image has no boxes")
     return PredictionRead(predictions, tuple(issues.warnings))
 
 
