@@ -102,6 +102,8 @@ EVENTS: tuple[Event, ...] = (
 
 @dataclass
 class SynthImage:
+    """One rendered image: where it goes in the layout, its JPEG bytes and its ground truth."""
+
     split: str
     index: int
     event: str
@@ -260,8 +262,10 @@ def _render_all(jobs: list[tuple[int, str, int, int, int]], workers: int, progre
                 yield _render_job(job)
                 bar.update()
         else:
-            ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-            with ctx.Pool(workers) as pool:
+            # spawn, not fork: forking a parent whose OpenCV/tqdm threads hold locks can deadlock.
+            ctx = multiprocessing.get_context("spawn")
+            # One OpenCV thread per process: the pool already uses every core it is given.
+            with ctx.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
                 for im in pool.imap(_render_job, jobs, chunksize=4):
                     yield im
                     bar.update()
@@ -316,8 +320,8 @@ def generate_dataset(
     Raises FileExistsError if ``out`` is non-empty and ``overwrite`` is False.
     """
     out = Path(out)
-    if num_train < 0 or num_val < 0:
-        raise ValueError("image counts must be >= 0")
+    if num_train < 0 or num_val < 0 or seed < 0:
+        raise ValueError("image counts and seed must be >= 0")
     if not 64 <= min_size <= max_size:
         raise ValueError(f"need 64 <= min_size <= max_size, got {min_size}, {max_size}")
     _check_target(out, overwrite)

@@ -179,6 +179,8 @@ def sample_style(rng: np.random.Generator, face_h: float) -> FaceStyle:
     light = str(rng.choice(["", "dark", "bright", "side"], p=[0.82, 0.07, 0.04, 0.07]))
     lower = str(rng.choice(["", "mask", "scarf"], p=[0.86, 0.08, 0.06]))
     lfw = int(rng.integers(100)) if rng.random() < 0.5 else -1
+    if face_h < 12:  # a real-face texture is invisible at this size; skip the warp
+        lfw = -1
     return FaceStyle(
         skin=skin,
         hair=_jitter(rng, _bgr(_HAIR_RGB[rng.integers(len(_HAIR_RGB))]), 8),
