@@ -1,0 +1,120 @@
+"""``python -m train`` (or ``torchrun --nproc_per_node K -m train``): argument parsing and exit codes.
+
+Exit codes: 0 finished, 2 unusable arguments/data/checkpoint (message on stderr), 3 stopped on a
+NaN/inf loss (the last good checkpoint is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.checkpoint import CheckpointError
+from core.config import MODEL_CONFIGS
+from core.data.dataset import UnreadableImageError
+from core.data.widerface import LabelFormatError
+from core.device import select_device
+from train.schedule import PUBLISHED_LR_STEPS, PUBLISHED_MAX_EPOCH
+from train.state import ResumeError
+from train.trainer import NonFiniteLossError, TrainConfig, TrainSetupError, train
+
+EPILOG = f"""\
+defaults are the published FeatherFace settings: AdamW, lr 1e-3, weight decay 5e-4, global batch 32,
+640 px, {PUBLISHED_MAX_EPOCH} epochs, 5 warm-up epochs, LR x0.1 at epochs {PUBLISHED_LR_STEPS[0]} and \
+{PUBLISHED_LR_STEPS[1]}. With another --max-epoch
+the milestones scale with it (round(190*E/350), round(220*E/350)) unless --lr-steps is given.
+
+examples:
+  python -m train --network eca_cbam --data data/widerface --run-name eca_s0
+  python -m train --network eca_cbam --data data/widerface --run-name eca_s0 --resume auto
+  torchrun --nproc_per_node 4 -m train --network cbam --data data/widerface --batch-size 32
+"""
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train", description="Train a FeatherFace variant on WIDERFace "
+                                "(or a synthetic set in the same layout).", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--network", required=True, choices=list(MODEL_CONFIGS), help="model variant")
+    p.add_argument("--data", required=True, type=Path,
+                   help="dataset root: train/label.txt + train/images; val/ and ground_truth/ optional")
+    p.add_argument("--max-epoch", type=positive_int, default=PUBLISHED_MAX_EPOCH, help="epochs (default 350)")
+    p.add_argument("--batch-size", type=positive_int, default=32,
+                   help="GLOBAL batch size, split evenly across torchrun processes (default 32)")
+    p.add_argument("--lr", type=float, default=1e-3, help="base learning rate (default 1e-3)")
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="default adamw")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="default 5e-4")
+    p.add_argument("--warmup-epochs", type=float, default=5.0,
+                   help="linear warm-up from 1e-6 to --lr over this many epochs (default 5; 0 = none)")
+    p.add_argument("--lr-steps", type=positive_int, nargs="+", default=None, metavar="EPOCH",
+                   help="epochs where the LR is multiplied by --gamma (default: 190 220 scaled to --max-epoch)")
+    p.add_argument("--gamma", type=float, default=0.1, help="LR decay factor at each step (default 0.1)")
+    p.add_argument("--img-size", type=positive_int, default=640, help="square training input size (default 640)")
+    p.add_argument("--workers", type=non_negative_int, default=4, help="DataLoader workers per process (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seeds init, data order and augmentation (default 0)")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="root of run directories (default runs/)")
+    p.add_argument("--run-name", default=None,
+                   help="run directory name under --out (default <network>_s<seed>_<date-time>)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present) | cpu | cuda | cuda:N")
+    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH|auto",
+                   help="continue from a checkpoint; 'auto' (or no value) = <out>/<run-name>/weights/last.pth "
+                        "when it exists, else start the run")
+    p.add_argument("--eval-every", type=non_negative_int, default=10,
+                   help="compute val AP every N epochs and at the last one (default 10; 0 = never)")
+    p.add_argument("--eval-size", type=non_negative_int, default=640,
+                   help="long side (px) val images are shrunk to for the in-training AP (default 640; "
+                        "0 = original size). Final numbers: python -m eval.predict")
+    p.add_argument("--amp", action="store_true", help="mixed precision (autocast + GradScaler); CUDA only")
+    p.add_argument("--on-label-error", choices=("fail", "skip"), default="fail",
+                   help="bad label lines / images: stop (default) or skip them with a warning")
+    p.add_argument("--max-train-images", type=positive_int, default=None, metavar="K",
+                   help="train on the first K images only (quick experiments)")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        network=args.network, data=args.data, max_epoch=args.max_epoch, batch_size=args.batch_size, lr=args.lr,
+        optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs, lr_steps=args.lr_steps, gamma=args.gamma, img_size=args.img_size,
+        workers=args.workers, seed=args.seed, out=args.out, run_name=args.run_name, device=args.device,
+        resume=args.resume, eval_every=args.eval_every, eval_size=args.eval_size, amp=args.amp,
+        on_label_error=args.on_label_error, max_train_images=args.max_train_images, progress=not args.no_progress,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        select_device(args.device)
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: --device {args.device}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        train(config_from_args(args))
+    except NonFiniteLossError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except (TrainSetupError, ResumeError, CheckpointError, LabelFormatError, UnreadableImageError,
+            FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
