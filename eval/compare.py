@@ -166,7 +166,8 @@ def combined_table(measured: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
         source=reference["kind"].map({"published": "published · WIDERFace val (paper)",
                                       "target": "target · WIDERFace val"}).fillna(reference["kind"]),
         dataset="widerface")
-    return pd.concat([m.reindex(columns=cols), r.reindex(columns=cols)], ignore_index=True)
+    parts = [f.reindex(columns=cols) for f in (m, r) if not f.empty]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
 
 def aggregate_seeds(measured: pd.DataFrame) -> pd.DataFrame:

@@ -6,6 +6,7 @@ their seed spread, and say plainly what is missing, instead of a hand-written te
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.artifacts import TARGETS
+from core.artifacts import TARGETS, find_runs
 from core.config import COMPARED_MODELS
 from eval.compare import (
     METRICS,
@@ -214,6 +215,13 @@ def _recommendation(agg: pd.DataFrame, lat: pd.DataFrame, reference: pd.DataFram
         out.append("- Train at least 3 seeds per model so that differences can be judged against the seed spread.")
     out.append("")
     return out
+
+
+def runs_overview(roots: Iterable[Path | str]) -> pd.DataFrame:
+    """One row per training run (model, dataset, seed) from run.json alone: no event file is read."""
+    rows = [{"run": info.name, "model": info.model, "dataset": info.dataset, "seed": info.seed}
+            for root in roots for info in find_runs(root)[0]]
+    return pd.DataFrame(rows, columns=["run", "model", "dataset", "seed"])
 
 
 def build_conclusion(results_root: Path | str, runs: pd.DataFrame | None = None,

@@ -1,4 +1,25 @@
-"""Placeholder: owned by dashboard B."""
+"""Conclusion page: a Markdown summary generated from the results present (eval.conclusion), exportable."""
+
+from __future__ import annotations
+
 import streamlit as st
 
-st.info("This page is not built yet.")
+from dashboard.common import get_roots, render_sidebar
+from eval.compare import load_comparison, load_latency
+from eval.conclusion import build_conclusion, runs_overview
+
+render_sidebar()
+st.title("Conclusion")
+roots = get_roots()
+st.caption(f"Generated from `{roots.results}` and the runs under "
+           + ", ".join(f"`{p}`" for p in roots.runs) + "; it changes when the data does.")
+
+for loaded, name in ((load_comparison(roots.results), "Accuracy"), (load_latency(roots.results), "Latency")):
+    for msg in loaded.errors:
+        st.error(f"{name} file unusable (reported below as missing data): {msg}")
+
+markdown = build_conclusion(roots.results, runs_overview(roots.runs))
+st.download_button("Download conclusion (.md)", markdown, file_name="featherface_conclusion.md",
+                   mime="text/markdown", key="concl_download")
+with st.container(border=True):
+    st.markdown(markdown)

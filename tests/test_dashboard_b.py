@@ -1,0 +1,138 @@
+"""AppTest drives the Convergence, Results, Latency and Conclusion pages on temporary fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.test_compare import make_results_root
+from tests.test_convergence import event_file, write_run
+
+PAGES = Path(__file__).resolve().parents[1] / "dashboard" / "pages"
+
+
+@pytest.fixture
+def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    results = make_results_root(tmp_path / "results")
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        write_run(runs, f"cbam_s{seed}", "cbam", seed, 6)
+        write_run(runs, f"par_s{seed}", "eca_cbam_parallel", seed, 6)
+    write_run(runs, "seq_wider", "eca_cbam", 0, 4, dataset="widerface")
+    monkeypatch.setenv("FEATHERFACE_RESULTS_DIR", str(results))
+    monkeypatch.setenv("FEATHERFACE_RUNS_DIR", str(runs))
+    return results, runs
+
+
+def run_page(name: str) -> AppTest:
+    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=60)
+    at.run(timeout=60)
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def test_convergence_widgets(roots):
+    at = run_page("convergence")
+    assert at.title[0].value == "Convergence" and not at.error and not at.warning
+    assert len(at.get("plotly_chart")) == 2  # train loss and val AP hard preselected (no val loss logged)
+    at.slider(key="conv_smoothing").set_value(0.9)
+    at.toggle(key="conv_log").set_value(True)
+    at.toggle(key="conv_aggregate").set_value(True).run()
+    assert not at.exception
+    at.radio(key="conv_band").set_value("std")
+    at.multiselect(key="conv_metrics").set_value(["Learning rate"])
+    at.selectbox(key="conv_stab_metric").set_value("Val AP hard (%)")
+    at.slider(key="conv_last_n").set_value(3).run()
+    assert not at.exception and len(at.get("plotly_chart")) == 1
+    stability = at.dataframe[1].value
+    assert len(stability) == 5 and "reached_at" in stability.columns
+    at.multiselect(key="conv_datasets").set_value(["widerface"]).run()
+    assert not at.exception and len(at.dataframe[1].value) == 1
+
+
+def test_convergence_bad_and_empty_runs(roots, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    _, runs = roots
+    path = event_file(runs / "cbam_s1")
+    path.write_bytes(path.read_bytes()[:-9])
+    at = run_page("convergence")
+    assert "1 warning(s)" in texts(at.warning) and len(at.get("plotly_chart")) >= 1
+
+    monkeypatch.setenv("FEATHERFACE_RUNS_DIR", str(tmp_path / "no_runs_here"))
+    at = run_page("convergence")
+    assert "No training runs" in texts(at.info)
+
+
+def test_results_page(roots):
+    at = run_page("results")
+    assert at.title[0].value == "Results" and not at.error
+    assert len(at.get("download_button")) == 2
+    assert len(at.get("plotly_chart")) == 2  # PR curves + attributes
+    assert at.radio(key="res_dataset").value == "widerface"
+    at.radio(key="res_dataset").set_value("synthetic").run()
+    assert not at.exception and "SYNTHETIC" in texts(at.subheader)
+
+
+@pytest.mark.parametrize("content", ["", "model,easy\ncbam,1\n", 'a,"b\n'])
+def test_results_page_bad_csv(roots, content: str):
+    results, _ = roots
+    (results / "comparison_table.csv").write_text(content)
+    (results / "reference_results.csv").write_text("kind\npublished\n")
+    at = run_page("results")
+    assert "Measured results unusable" in texts(at.error)
+    assert "built-in" in texts(at.warning)
+    assert len(at.get("plotly_chart")) == 2  # the rest of the page still works
+
+
+def test_results_page_missing_folder(roots, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FEATHERFACE_RESULTS_DIR", str(tmp_path / "absent"))
+    at = run_page("results")
+    assert not at.error and "not found" in texts(at.info) and "No evaluation files" in texts(at.info)
+
+
+def test_latency_live_run_and_save(roots):
+    results, _ = roots
+    at = run_page("latency")
+    assert at.number_input(key="lat_runs").value == 50
+    at.number_input(key="lat_runs").set_value(3)
+    at.number_input(key="lat_warmup").set_value(1)
+    at.number_input(key="lat_h").set_value(64)
+    at.number_input(key="lat_w").set_value(64)
+    at.button(key="lat_start").click().run(timeout=120)
+    assert not at.exception and not at.error
+    assert len(at.get("plotly_chart")) == 1 and len(at.metric) == 3
+    before = len(pd.read_csv(results / "latency_benchmark.csv"))
+    at.button(key="lat_save").click().run()
+    assert "Appended 3 rows" in texts(at.success)
+    saved = pd.read_csv(results / "latency_benchmark.csv")
+    assert len(saved) == before + 3 and (saved["input_h"].iloc[-3:] == 64).all() and (saved["runs"].iloc[-1] == 3)
+    assert at.button(key="lat_save").disabled
+
+
+def test_latency_bad_earlier_rows(roots):
+    results, _ = roots
+    (results / "latency_benchmark.csv").write_text("date,model\nx,y\n")
+    at = run_page("latency")
+    assert "missing columns" in texts(at.error)
+
+
+def test_conclusion_page(roots):
+    at = run_page("conclusion")
+    md = texts(at.markdown)
+    assert "FeatherFace Lab — conclusion" in md and "SYNTHETIC (not WIDERFace)" in md
+    assert "Training runs: 5" in md
+    assert len(at.get("download_button")) == 1
+
+
+def test_conclusion_page_bad_csv(roots):
+    results, _ = roots
+    (results / "comparison_table.csv").write_text("")
+    at = run_page("conclusion")
+    assert "Accuracy file unusable" in texts(at.error)
+    assert "could not be read" in texts(at.markdown)
