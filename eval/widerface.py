@@ -332,15 +332,18 @@ def evaluate(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: read a submission directory and the official .mat ground truth, print the table."""
-    parser = argparse.ArgumentParser(prog="python -m eval.widerface", description=main.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.widerface",
+        description="WIDER FACE val AP (RetinaFace widerface_evaluate protocol) with an attribute breakdown.",
+    )
     parser.add_argument("--pred", required=True, type=Path, help="<pred>/<event>/<image>.txt directory")
     parser.add_argument("--gt", required=True, type=Path, help="directory with the four wider_*_val.mat files")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--strict", dest="strict", action="store_true", default=True, help="fail on any problem")
     mode.add_argument("--lenient", dest="strict", action="store_false", help="warn, skip bad lines, go on")
     parser.add_argument("--json", type=Path, help="also write results (with PR curves) to this JSON file")
-    parser.add_argument("--iou", type=float, default=0.5)
-    parser.add_argument("--thresh-num", type=int, default=1000)
+    parser.add_argument("--iou", type=float, default=0.5, help="IoU needed for a match (default 0.5)")
+    parser.add_argument("--thresh-num", type=int, default=1000, help="score thresholds on the PR curve")
     args = parser.parse_args(argv)
     try:
         gt = load_wider_gt(args.gt)
