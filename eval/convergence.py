@@ -93,6 +93,27 @@ def scan_records(buf: bytes) -> tuple[int, str | None]:
     return pos, None
 
 
+def file_start(data: bytes, records: int = 4) -> tuple[float, int | None]:
+    """Wall time of the first event, and the purge step if the writer started with SessionLog.START.
+
+    torch's SummaryWriter(purge_step=T) (a resumed run) writes that START event first; TensorBoard then
+    hides every earlier event at step >= T, and so must we (tbparse reads files one by one).
+    """
+    from tensorboard.compat.proto import event_pb2
+
+    wall, purge, pos = float("inf"), None, 0
+    for _ in range(records):
+        if pos + 12 > len(data):
+            break
+        length = struct.unpack_from("<Q", data, pos)[0]
+        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+        wall = min(wall, event.wall_time) if event.wall_time else wall
+        if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
+            purge = int(event.step)
+        pos += 16 + length
+    return wall, purge
+
+
 def parse_records(data: bytes) -> pd.DataFrame:
     """Scalars (tag, step, value, wall_time) of a run of whole event records, parsed by tbparse."""
     from tbparse import SummaryReader
@@ -122,6 +143,8 @@ class _FileState:
     chunks: list[pd.DataFrame] = field(default_factory=list)
     problem: str | None = None
     parses: int = 0  # how many times tbparse ran on this file (tests check reads are incremental)
+    purge_step: int | None = None  # a resumed writer's SessionLog.START step: older events at >= it are void
+    first_wall_time: float = float("inf")
 
 
 @dataclass(frozen=True)
@@ -132,6 +155,8 @@ class FileRead:
     scalars: pd.DataFrame
     warning: str | None
     parses: int
+    purge_step: int | None = None
+    first_wall_time: float = float("inf")
 
 
 class EventCache:
@@ -153,7 +178,8 @@ class EventCache:
             except OSError as exc:
                 state.problem = f"{path}: unreadable ({exc})"
             frame = pd.concat(state.chunks, ignore_index=True) if state.chunks else _empty_scalars()
-            return FileRead(path=path, scalars=frame, warning=state.problem, parses=state.parses)
+            return FileRead(path=path, scalars=frame, warning=state.problem, parses=state.parses,
+                            purge_step=state.purge_step, first_wall_time=state.first_wall_time)
 
     def _refresh(self, path: Path, state: _FileState) -> None:
         stat = path.stat()
@@ -170,6 +196,8 @@ class EventCache:
         if not state.head:
             state.head = head
         whole, reason = scan_records(new)
+        if whole and state.offset == 0:
+            state.first_wall_time, state.purge_step = file_start(new[:whole])
         if whole:
             try:
                 state.chunks.append(parse_records(new[:whole]))
@@ -236,10 +264,16 @@ def load_convergence(roots: Iterable[Path | str], cache: EventCache | None = Non
     rows, frames = [], []
     for (root, info), run_id in zip(found, _run_ids(found), strict=True):
         files = sorted(p for p in info.path.rglob(EVENT_GLOB) if p.is_file())
-        reads = [cache.read(p) for p in files]
+        reads = sorted((cache.read(p) for p in files), key=lambda r: (r.first_wall_time, r.path.name))
         problems = [r.warning for r in reads if r.warning]
         warnings += problems
-        parts = [r.scalars for r in reads if not r.scalars.empty]
+        parts: list[pd.DataFrame] = []
+        for r in reads:  # a resumed writer voids what earlier files logged at or after its purge step
+            if r.purge_step is not None:
+                parts = [p[p["step"] < r.purge_step] for p in parts]
+            if not r.scalars.empty:
+                parts.append(r.scalars)
+        parts = [p for p in parts if not p.empty]
         scalars = pd.concat(parts, ignore_index=True) if parts else _empty_scalars()
         # A resumed run rewrites some steps: keep the latest value of each (tag, step).
         scalars = (scalars.sort_values("wall_time", kind="stable")

@@ -187,3 +187,22 @@ def test_file_being_appended_is_read_incrementally(tmp_path: Path):
         assert cache.read(path).parses == 3  # unchanged file: not parsed again
     finally:
         writer.close()
+
+
+def test_resumed_run_purges_orphaned_steps(tmp_path: Path):
+    """A writer resumed with purge_step=T hides the first writer's events at step >= T (as TensorBoard does)."""
+    run = tmp_path / "runs" / "resumed"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"model": "cbam", "dataset": "synthetic", "seed": 0}))
+    step_tag = TB_TAGS["step_loss"]
+    with SummaryWriter(str(run)) as first:
+        for step in range(10):
+            first.add_scalar(step_tag, 1.0, step)
+    with SummaryWriter(str(run), purge_step=6) as second:
+        for step in (6, 7):
+            second.add_scalar(step_tag, 2.0, step)
+    data = load_convergence([tmp_path / "runs"], EventCache())
+    s = series(data, step_tag)
+    assert s["step"].tolist() == list(range(8))
+    assert s["value"].tolist() == [1.0] * 6 + [2.0] * 2
+    assert data.runs["event_files"].iloc[0] == 2 and data.warnings == ()
