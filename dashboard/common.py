@@ -30,7 +30,7 @@ from eval.sources import (
 )
 
 __all__ = ["Roots", "Selection", "WeightsOption", "get_roots", "render_sidebar", "get_model", "load_models",
-           "get_selection", "get_scan", "display_name"]
+           "get_selection", "get_scan", "display_name", "weights_fingerprint"]
 
 Selection = dict[str, WeightsOption]
 _CHOICE_PREFIX = "_ff_weights_choice_"  # plain session-state keys: survive page switches, unlike widget keys
@@ -97,6 +97,10 @@ def render_sidebar() -> Selection:
         by_key = {o.key: o for o in opts}
         widget_key = f"ff_weights_{name}"
         stored = st.session_state.get(_CHOICE_PREFIX + name)
+        if stored is not None and stored not in by_key:
+            sb.warning(f"{display_name(name)}: the weights chosen before are gone or no longer readable; "
+                       f"using {opts[0].label}.")
+            stored = None
         if widget_key not in st.session_state or st.session_state[widget_key] not in by_key:
             st.session_state[widget_key] = stored if stored in by_key else opts[0].key
         chosen = sb.selectbox(display_name(name), list(by_key), key=widget_key,
@@ -134,11 +138,9 @@ def _fmt(path: Path) -> str:
     return f"{path}" + ("" if path.exists() else "  (not found)")
 
 
-def get_model(name: str, option: WeightsOption):
-    """Eval-mode, BN-folded model for `option` (cached per file version); raises CheckpointError/SourceError."""
-    if option.model != name:
-        raise ValueError(f"weights option for {option.model!r} given for model {name!r}")
-    roots = get_roots()
+def weights_fingerprint(option: WeightsOption) -> str:
+    """Identity of the weights behind `option` (its key plus file size and mtime): a cache key for
+    anything computed from the model, so a rewritten checkpoint is never served stale."""
     stamp = (0, 0)
     if option.path is not None:
         try:
@@ -146,12 +148,19 @@ def get_model(name: str, option: WeightsOption):
             stamp = (s.st_size, s.st_mtime_ns)
         except OSError:
             pass
-    return _load_model(name, option.key, stamp, tuple(map(str, roots.weights)), option, roots)
+    return f"{option.key}|{stamp[0]}|{stamp[1]}"
+
+
+def get_model(name: str, option: WeightsOption):
+    """Eval-mode, BN-folded model for `option` (cached per file version); raises CheckpointError/SourceError."""
+    if option.model != name:
+        raise ValueError(f"weights option for {option.model!r} given for model {name!r}")
+    roots = get_roots()
+    return _load_model(name, weights_fingerprint(option), tuple(map(str, roots.weights)), option, roots)
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=24)
-def _load_model(name: str, key: str, stamp: tuple[int, int], weights_key: tuple[str, ...],
-                _option: WeightsOption, _roots: Roots):
+def _load_model(name: str, fingerprint: str, weights_key: tuple[str, ...], _option: WeightsOption, _roots: Roots):
     return load_inference_model(_option, _roots)
 
 

@@ -1,4 +1,191 @@
-"""heatmaps page (in progress)."""
+"""Heatmaps: detections and the channel / spatial / hybrid masks of the three variants on one image.
+
+One forward pass per model and image (`FeatherFace.inspect`), cached by image hash + weights; every
+slider below only re-draws from that cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import plotly.express as px
 import streamlit as st
 
-st.info("This page is being built.")
+from core.config import COMPARED_MODELS
+from core.image_input import ImageInputError
+from core.image_io import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, decode_upload
+from core.overlay import COLORMAPS, overlay_mask
+from dashboard.common import display_name, load_models, render_sidebar, weights_fingerprint
+from eval.attention_view import (
+    LEVEL_CHOICES,
+    diverging_overlay,
+    draw_detections,
+    filter_detections,
+    hybrid_difference,
+    image_digest,
+    level_masks,
+    top_channels,
+)
+
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
+FORWARD_CONF = 0.2  # one low-threshold pass; the confidence slider filters afterwards
+MAX_ANALYSIS_SIDE = 1600  # bigger images are downscaled before the forward pass (CPU time)
+MAX_VIEW_SIDE = 720  # overlays are drawn at this size at most
+SEQ, PAR = "eca_cbam", "eca_cbam_parallel"
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def decode(data: bytes, name: str) -> np.ndarray:
+    return decode_upload(data, name)
+
+
+@st.cache_data(max_entries=48, show_spinner=False)
+def inspect(model_name: str, fingerprint: str, digest: str, _model, _rgb: np.ndarray):
+    """Detections + masks of one model on one image; keyed on weights fingerprint and image hash."""
+    return _model.inspect(_rgb, conf_thresh=FORWARD_CONF, nms_thresh=0.4, with_masks=True)
+
+
+def fit(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """Downscale so the long side is at most `side`; returns the image and the scale applied."""
+    scale = min(1.0, side / max(rgb.shape[:2]))
+    if scale >= 1.0:
+        return rgb, 1.0
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+
+
+def scaled(dets, scale: float):
+    from core.postprocess import Detections
+
+    return Detections(boxes=dets.boxes * scale, scores=dets.scores, landmarks=dets.landmarks * scale)
+
+
+st.title("Attention heatmaps")
+selection = render_sidebar()
+
+# ---- image input ---------------------------------------------------------------------------------
+images: list[tuple[str, np.ndarray]] = []
+left, right = st.columns([3, 2])
+with left:
+    uploads = st.file_uploader(
+        f"Upload images ({', '.join(UPLOAD_EXTENSIONS)}; up to {MAX_UPLOAD_BYTES // 2**20} MB and 40 MP each)",
+        type=list(UPLOAD_EXTENSIONS), accept_multiple_files=True, max_upload_size=MAX_UPLOAD_BYTES // 2**20,
+        key="hm_uploads")
+    for upload in uploads or []:
+        try:
+            images.append((upload.name, decode(upload.getvalue(), upload.name)))
+        except ImageInputError as exc:
+            st.error(f"Skipped upload: {exc}")
+samples = sorted(p for p in SAMPLES_DIR.glob("*") if p.suffix.lower().lstrip(".") in UPLOAD_EXTENSIONS)
+with right:
+    sample_name = st.selectbox("…or a bundled sample", [p.name for p in samples], key="hm_sample",
+                               disabled=bool(images))
+if images:
+    if len(images) > 1:
+        pick = st.selectbox("Image", [n for n, _ in images], key="hm_pick")
+        image_name, rgb_full = next((n, im) for n, im in images if n == pick)
+    else:
+        image_name, rgb_full = images[0]
+elif samples:
+    image_name = sample_name or samples[0].name
+    rgb_full = decode((SAMPLES_DIR / image_name).read_bytes(), image_name)
+    if uploads:
+        st.info(f"No usable upload: showing the bundled sample {image_name}.")
+else:
+    st.error("No image: upload one (bundled samples are missing from assets/samples).")
+    st.stop()
+
+rgb, analysis_scale = fit(rgb_full, MAX_ANALYSIS_SIDE)
+if analysis_scale < 1.0:
+    st.caption(f"{image_name} is {rgb_full.shape[1]}×{rgb_full.shape[0]}; analysed at {rgb.shape[1]}×{rgb.shape[0]}.")
+
+# ---- controls ------------------------------------------------------------------------------------
+c1, c2, c3, c4, c5 = st.columns(5)
+level = c1.selectbox("Level", LEVEL_CHOICES, index=0, key="hm_level",
+                     help="stage1–3: backbone taps (strides 8/16/32); P3–P5: BiFPN outputs; all: mean of the six")
+colormap = c2.selectbox("Colormap", list(COLORMAPS), key="hm_cmap")
+alpha = c3.slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="hm_alpha")
+conf = c4.slider("Detection threshold", FORWARD_CONF, 0.99, 0.5, 0.01, key="hm_conf")
+top_k = c5.slider("Strongest channels", 4, 32, 12, 1, key="hm_topk")
+normalize = st.checkbox("Stretch each mask to its own min–max range", value=True, key="hm_norm",
+                        help="Masks often sit in a narrow band around 0.5; stretching makes their structure visible.")
+
+# ---- one forward pass per model --------------------------------------------------------------------
+models = load_models(selection, COMPARED_MODELS)
+digest = image_digest(rgb)
+results = {}
+for name, model in models.items():
+    try:
+        results[name] = inspect(name, weights_fingerprint(selection[name]), digest, model, rgb)
+    except Exception as exc:  # noqa: BLE001 - one model failing must not take the others down
+        st.error(f"**{display_name(name)}** failed on {image_name}: {exc}")
+
+view, view_scale = fit(rgb, MAX_VIEW_SIDE)
+st.caption(f"{image_name}: {rgb.shape[1]}×{rgb.shape[0]} px · level **{level}** · "
+           "ECA-CBAM sequential: spatial mask computed from the channel-refined map; parallel: from the input.")
+columns = st.columns(len(COMPARED_MODELS))
+for col, name in zip(columns, COMPARED_MODELS, strict=True):
+    with col:
+        st.markdown(f"#### {display_name(name)}")
+        st.caption(f"weights: {selection[name].label}")
+        if name not in results:
+            st.warning("Not available (see the error above).")
+            continue
+        dets, maps = results[name]
+        shown = filter_detections(dets, conf)
+        st.image(draw_detections(view, scaled(shown, view_scale)), output_format="JPEG",
+                 caption=f"{len(shown)} detection(s) ≥ {conf:.2f}" + (" (top 50 drawn)" if len(shown) > 50 else ""))
+        masks = level_masks(maps, level)
+        chans = top_channels(maps, level, top_k)
+        fig = px.bar(chans, x="label", y="weight", color="level" if level == "all" else None,
+                     labels={"label": "channel", "weight": "M_c"}, range_y=[0, 1])
+        fig.update_layout(height=230, margin=dict(l=10, r=10, t=30, b=10), showlegend=level == "all",
+                          title=f"strongest channels ({level})")
+        st.plotly_chart(fig, key=f"hm_chan_{name}")
+        st.image(overlay_mask(view, masks["spatial"], alpha, colormap, normalize), output_format="JPEG",
+                 caption=f"spatial mask M_s [{masks['spatial'].min():.2f}, {masks['spatial'].max():.2f}]")
+        st.image(overlay_mask(view, masks["hybrid"], alpha, colormap, normalize), output_format="JPEG",
+                 caption=f"hybrid mask mean_c(M_c·M_s) [{masks['hybrid'].min():.2f}, {masks['hybrid'].max():.2f}]")
+        if not selection[name].trained:
+            st.caption("⚠️ untrained weights: these masks show the architecture, not learned attention.")
+
+# ---- parallel minus sequential ----------------------------------------------------------------------
+st.subheader("Parallel minus sequential (hybrid mask)")
+if SEQ in results and PAR in results:
+    diff = hybrid_difference(results[PAR][1], results[SEQ][1], level)
+    limit = float(np.abs(diff).max())
+    d1, d2 = st.columns([3, 2])
+    d1.image(diverging_overlay(view, diff, alpha=max(alpha, 0.3)), output_format="JPEG",
+             caption=f"red: parallel gates more strongly, blue: sequential does; white: equal (scale ±{limit:.3f})")
+    fig = px.imshow(diff, color_continuous_scale="RdBu_r", zmin=-max(limit, 1e-6), zmax=max(limit, 1e-6),
+                    labels={"color": "Δ hybrid"}, aspect="equal")
+    fig.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10))
+    d2.plotly_chart(fig, key="hm_diff")
+    d2.metric("mean |Δ|", f"{float(np.abs(diff).mean()):.4f}")
+else:
+    st.info("Needs both ECA-CBAM sequential and parallel models.")
+
+# ---- download ---------------------------------------------------------------------------------------
+st.subheader("Download the 2×4 figure")
+try:
+    from eval.figures import heatmap_png
+except ImportError:
+    heatmap_png = None
+if heatmap_png is None:
+    st.caption("Figure export is not available in this checkout (eval/figures.py missing).")
+else:
+    dl_cols = st.columns(len(COMPARED_MODELS))
+    for col, name in zip(dl_cols, COMPARED_MODELS, strict=True):
+        if name not in models:
+            continue
+        model, label = models[name], selection[name].label
+
+        def make_png(model=model, label=label) -> bytes:
+            return heatmap_png(model, rgb, conf_thresh=conf, weights_label=label, colormap=colormap, alpha=alpha)
+
+        col.download_button(f"{display_name(name)} (PNG)", data=make_png, mime="image/png", on_click="ignore",
+                            file_name=f"attention_heatmaps__{name}__{Path(image_name).stem}.png", key=f"hm_dl_{name}")
+    st.caption("Row 1: image with detections, stage1–3 hybrid masks; row 2: legend, P3–P5 hybrid masks. "
+               "Made by eval/figures.py on click (same single-pass masks).")

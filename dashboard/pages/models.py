@@ -1,4 +1,85 @@
-"""models page (in progress)."""
+"""Models: parameters and FLOPs per part, and how each variant wires its channel and spatial gates."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
 import streamlit as st
 
-st.info("This page is being built.")
+from core.flops import DCN_MODULATION_FLOPS, DCN_SAMPLING_FLOPS
+from dashboard.common import display_name, render_sidebar
+from eval.model_summary import DESIGNS, MODELS, flops_table, parameter_table, summary_table
+
+
+@st.cache_data(show_spinner="Counting parameters and FLOPs…")
+def tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Weights-independent, so computed once per process."""
+    return summary_table(), parameter_table(), flops_table()
+
+
+st.title("Models")
+render_sidebar()
+summary, params, flops = tables()
+
+st.subheader("Size and cost at 640×640")
+st.dataframe(summary, hide_index=True, column_config={
+    "params": st.column_config.NumberColumn("params", format="%d"),
+    "attention_params": st.column_config.NumberColumn("attention params", format="%d"),
+    "GFLOPs": st.column_config.NumberColumn("GFLOPs", format="%.3f"),
+    "attention_MFLOPs": st.column_config.NumberColumn("attention MFLOPs", format="%.3f"),
+})
+st.caption("Parameters and FLOPs do not depend on the weights picked in the sidebar.")
+
+tab_params, tab_flops = st.tabs(["Parameters per part", "FLOPs per part"])
+with tab_params:
+    wide = params.pivot(index="part", columns="model", values="params").loc[params["part"].unique(), list(MODELS)]
+    wide.loc["total"] = wide.sum()
+    st.dataframe(wide, column_config={m: st.column_config.NumberColumn(m, format="%d") for m in MODELS})
+    fig = px.bar(params, x="model", y="params", color="part", text_auto=False,
+                 labels={"params": "parameters", "model": ""}, category_orders={"model": list(MODELS)})
+    fig.update_layout(height=380, legend_title_text="")
+    st.plotly_chart(fig)
+    attn = params[params["part"].str.startswith("attention")]
+    fig = px.bar(attn, x="model", y="params", color="part", barmode="group", log_y=False,
+                 labels={"params": "attention parameters", "model": ""}, category_orders={"model": list(MODELS)})
+    fig.update_layout(height=300, legend_title_text="")
+    st.plotly_chart(fig)
+with tab_flops:
+    flops = flops.assign(MFLOPs=flops["flops"] / 1e6)
+    wide = flops.pivot(index="part", columns="model", values="MFLOPs").loc[flops["part"].unique(), list(MODELS)]
+    wide.loc["total"] = wide.sum()
+    st.dataframe(wide, column_config={m: st.column_config.NumberColumn(m, format="%.2f") for m in MODELS})
+    fig = px.bar(flops, x="model", y="MFLOPs", color="part", category_orders={"model": list(MODELS)},
+                 labels={"model": ""})
+    fig.update_layout(height=380, legend_title_text="")
+    st.plotly_chart(fig)
+    st.caption(
+        "FLOPs = 2 × multiply-accumulates of convolutions and matmuls, counted by "
+        "`torch.utils.flop_counter.FlopCounterMode` (`core/flops.py`). The counter does not see the deformable "
+        "convolutions (`torchvision::deform_conv2d` / `grid_sample`), so their cost is added analytically: "
+        f"2·C_in·9·C_out·H·W for the weighted sum plus {DCN_SAMPLING_FLOPS + DCN_MODULATION_FLOPS}·C_in·9·H·W for "
+        "bilinear sampling and modulation. Element-wise work (sigmoids, the attention products X·M, pooling) is "
+        "not counted, so ECA-CBAM sequential and parallel have the same FLOPs; sequential does one extra "
+        "element-wise C×H×W product per block (X·M_c before the spatial gate)."
+    )
+
+st.subheader("Attention designs")
+st.write("Each variant places the same kind of block at six taps: after backbone stages 1–3 and after the BiFPN "
+         "outputs P3–P5. They differ only in how the channel mask M_c and spatial mask M_s are computed and combined.")
+for name in ("cbam", "eca_cbam", "eca_cbam_parallel"):
+    design = DESIGNS[name]
+    with st.container(border=True):
+        st.markdown(f"**{display_name(name)}** (`{name}`): {design.summary}")
+        left, right = st.columns([3, 2])
+        with left:
+            st.graphviz_chart(design.dot)
+        with right:
+            for formula in design.formulas:
+                st.latex(formula)
+st.markdown(
+    "**Sequential vs parallel.** Both ECA-CBAM variants have the same 610 attention parameters. Sequentially, "
+    "the spatial gate looks at the channel-refined map F = X·M_c, so what is *where* depends on what channels "
+    "were kept. In parallel, both gates see the raw X and their masks are multiplied into one hybrid mask, so "
+    "the spatial gate cannot be steered by the channel gate (and the two can be computed concurrently). The "
+    "Heatmaps page shows the masks each variant actually applied, and their difference."
+)

@@ -1,4 +1,80 @@
-"""overview page (in progress)."""
+"""Overview: what is compared, what data was found (and on which dataset), what is missing and how to make it."""
+
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
-st.info("This page is being built.")
+from dashboard.common import get_roots, get_scan, render_sidebar
+from eval.model_summary import DESIGNS, MODELS
+from eval.sources import build_inventory, dataset_label, display_path
+
+
+@st.cache_data(show_spinner=False)
+def parameter_totals() -> dict[str, int]:
+    from core.factory import build_model
+
+    return {name: build_model(name).get_parameter_count()["total"] for name in MODELS}
+
+
+st.title("FeatherFace Lab")
+st.write("Three ways to put channel + spatial attention into FeatherFace, a ~0.5M-parameter RetinaFace-style "
+         "face detector, compared on parameters, FLOPs, attention maps, training curves, accuracy and latency.")
+render_sidebar()
+roots = get_roots()
+inv = build_inventory(roots, scan=get_scan(roots))
+
+st.subheader("What is compared")
+st.dataframe(pd.DataFrame([{"model": name, "design": DESIGNS[name].summary, "parameters": f"{n:,}"}
+                           for name, n in parameter_totals().items()]), hide_index=True)
+st.caption("Parameter counts are those of `model.get_parameter_count()` (see the Models page for the breakdown "
+           "and FLOPs). `none` is the ablation used to measure what attention costs.")
+
+st.subheader("What was found")
+if inv.manifest is not None:
+    ds = inv.demo_dataset
+    st.info(f"**Shipped demo artefacts** (`{display_path(roots.demo, roots)}`): dataset **{dataset_label(ds)}**. "
+            "Demo numbers and curves come from this dataset only; they are not WIDERFace results.")
+else:
+    st.warning("No shipped demo artefacts in this checkout (`assets/demo/manifest.json` not found): the "
+               "pages use whatever you trained or evaluated, and random-init models otherwise.")
+
+cols = st.columns(3)
+cols[0].metric("training runs", len(inv.runs))
+cols[1].metric("results CSVs", len(inv.results))
+cols[2].metric("trained weights", sum(o.trained for opts in inv.weights.values() for o in opts))
+
+if inv.runs:
+    st.markdown("**Training runs**")
+    st.dataframe(pd.DataFrame(inv.runs), hide_index=True)
+for warning in inv.run_warnings:
+    st.warning(warning)
+
+if inv.results:
+    st.markdown(f"**Results** in `{roots.results}`")
+    st.dataframe(pd.DataFrame([{"file": r["file"], "rows": r["rows"],
+                                "datasets": ", ".join(dataset_label(d) for d in r["datasets"]) or "—",
+                                "status": r["error"] or "ok"} for r in inv.results]), hide_index=True)
+    if inv.eval_files:
+        st.caption(f"{inv.eval_files} detailed evaluation file(s) in `eval/` (PR curves, per-attribute AP).")
+else:
+    st.caption(f"No results CSV in `{roots.results}`.")
+
+st.markdown("**Weights available per model** (pick them in the sidebar)")
+st.dataframe(pd.DataFrame([{"model": m, "options": " · ".join(o.label for o in opts)}
+                           for m, opts in inv.weights.items()]), hide_index=True)
+if inv.skipped_checkpoints:
+    with st.expander(f"{len(inv.skipped_checkpoints)} checkpoint file(s) could not be read"):
+        for msg in inv.skipped_checkpoints:
+            st.caption(msg)
+
+st.subheader("What is missing")
+if not inv.missing:
+    st.success("Everything the dashboard can show was found.")
+for item in inv.missing:
+    st.markdown(f"- {item.what}")
+    st.code(item.command, language="bash")
+
+st.caption("Folders in use: results `" + str(roots.results) + "`, runs " +
+           ", ".join(f"`{p}`" for p in roots.runs) + ". Choose others with "
+           "`streamlit run dashboard/app.py -- --results-dir DIR --runs-dir DIR`.")
