@@ -12,7 +12,9 @@ WIDERFace cannot be downloaded here, so tests, CI and the demo train and evaluat
 ``x y w h lx0 ly0 0.0 ... lx4 ly4 0.0 blur`` (20 numbers; the landmark group is all -1.0 when
 absent; landmark order: left eye, right eye, nose, mouth left, mouth right, left/right in image
 terms as RetinaFace uses). Every face, invalid ones included, is listed, as in the official
-annotations; the val ``label.txt`` and the .mat files hold the same faces in the same order.
+annotations; the val ``label.txt`` and the .mat files hold the same faces in the same order
+(the .mat files group images by event, as the official ones do, and are written by
+``core.data.wider_gt.write_wider_gt``, the project's single writer of that layout).
 
 Easy / medium / hard keep lists (``gt_list``) mimic how WIDER FACE's settings grade faces by
 size, blur and occlusion (h = box height in pixels)::
@@ -282,23 +284,15 @@ def _check_target(out: Path, overwrite: bool) -> None:
 
 def cli_command(out: Path, num_train: int, num_val: int, seed: int, min_size: int, max_size: int) -> str:
     """The CLI call that reproduces a dataset, recorded in manifest.json."""
-    args = [
-        "python",
-        "-m",
-        "core.data.synth",
-        "--out",
-        str(out),
-        "--num-train",
-        str(num_train),
-        "--num-val",
-        str(num_val),
-        "--seed",
-        str(seed),
-        "--min-size",
-        str(min_size),
-        "--max-size",
-        str(max_size),
-    ]
+    args = ["python", "-m", "core.data.synth", "--out", str(out)]
+    for flag, value in (
+        ("--num-train", num_train),
+        ("--num-val", num_val),
+        ("--seed", seed),
+        ("--min-size", min_size),
+        ("--max-size", max_size),
+    ):
+        args += [flag, str(value)]
     return shlex.join(args)
 
 
