@@ -233,7 +233,9 @@ def test_keep_index_out_of_range(gt_dir: Path) -> None:
     mat = sio.loadmat(str(path))
     mat["gt_list"][0][0][0][0] = np.array([[1], [3]], dtype=np.uint8)  # image p_1 has 2 faces
     sio.savemat(str(path), {k: v for k, v in mat.items() if not k.startswith("__")})
-    with pytest.raises(WiderGTError, match=r"wider_hard_val\.mat: gt_list of image 0--Parade/p_1 has indices"):
+    with pytest.raises(
+        WiderGTError, match=r"wider_hard_val\.mat: gt_list of image 0--Parade/p_1 has indices that are not integers"
+    ):
         load_wider_gt(gt_dir)
 
 

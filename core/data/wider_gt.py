@@ -242,9 +242,7 @@ def load_wider_gt(gt_dir: str | os.PathLike[str]) -> WiderGT:
         _check_outer(path, mat)
         if _names(path, mat) != names:
             raise WiderGTError(f"{path}: event_list/file_list differ from {face_path}")
-        keeps[setting] = [
-            [g for g in _per_event(path, mat, "gt_list", e, len(files))] for e, (_, files) in enumerate(names)
-        ]
+        keeps[setting] = [list(_per_event(path, mat, "gt_list", e, len(files))) for e, (_, files) in enumerate(names)]
 
     images = []
     for e, (event, files) in enumerate(names):
@@ -262,9 +260,12 @@ def load_wider_gt(gt_dir: str | os.PathLike[str]) -> WiderGT:
                     raise WiderGTError(f"{face_path}: {a}_label_list of {where} has {len(v)} labels for {n} faces")
             keep = {}
             for s in SETTINGS:
-                k = np.asarray(keeps[s][e][j]).reshape(-1).astype(np.int64)
-                if k.size and (k.min() < 1 or k.max() > n):
-                    raise WiderGTError(f"{gt_dir / SETTING_FILES[s]}: gt_list of {where} has indices outside 1..{n}")
+                raw = np.asarray(keeps[s][e][j], dtype=np.float64).reshape(-1)
+                k = raw.astype(np.int64)
+                if k.size and (k.min() < 1 or k.max() > n or not np.array_equal(k, raw)):
+                    raise WiderGTError(
+                        f"{gt_dir / SETTING_FILES[s]}: gt_list of {where} has indices that are not integers in 1..{n}"
+                    )
                 keep[s] = k - 1
             try:
                 images.append(GTImage(event, name, boxes.reshape(n, 4), attrs, keep))
