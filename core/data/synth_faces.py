@@ -320,8 +320,14 @@ def _draw_features(img: np.ndarray, f: _FaceFrame, s: FaceStyle) -> np.ndarray:
     mw = MOUTH_DU * w * (1 - 0.3 * abs(s.yaw))
     lips = _mix(s.skin, (70.0, 60.0, 170.0), 0.45)
     if s.beard:
-        beard = _ellipse_mask(img.shape[:2], (f.cx, f.cy + 0.12 * h), (0.48 * w, 0.4 * h))
-        beard[: int(f.y(0.66))] = 0
+        # Chin and jaw below the mouth, rising along the cheeks into sideburns.
+        xs = np.linspace(-1.2, 1.2, 25)
+        top = np.column_stack([f.cx + 0.5 * w * xs, f.y(0.72) - 0.22 * h * xs**2])
+        below = np.vstack([top, [[f.cx + 0.6 * w, f.cy + h], [f.cx - 0.6 * w, f.cy + h]]])
+        beard = np.minimum(
+            _ellipse_mask(img.shape[:2], (f.cx, f.cy + 0.05 * h), (0.5 * w, 0.47 * h)),
+            _poly_mask(img.shape[:2], below.astype(np.float32)),
+        )
         m = beard.astype(np.float32)[..., None] / 255.0
         img[:] = (img * (1 - m) + np.float32(s.hair) * m).astype(np.uint8)
     if s.expression:
@@ -447,7 +453,7 @@ def render_face(fw: float, fh: float, s: FaceStyle) -> FacePatch:
         cv2.ellipse(color, _pt(*c), _axes(*ax), 0, 0, 360, col, -1, _AA, _SHIFT)
         cv2.ellipse(alpha, _pt(*c), _axes(*ax), 0, 0, 360, 255, -1, _AA, _SHIFT)
 
-    fill_ellipse((f.cx, f.cy + b + 0.52 * h), (0.95 * w, 0.34 * h), s.cloth)
+    fill_ellipse((f.cx, f.cy + b + 0.42 * h), (0.95 * w, 0.34 * h), s.cloth)
     if s.hair_kind == "long":
         fill_ellipse((f.cx, f.cy + 0.15 * h), (a * 1.22, b * 1.25), s.hair)
     neck = np.float32([[f.cx - 0.2 * w, f.cy], [f.cx + 0.2 * w, f.cy], [f.cx + 0.22 * w, ph], [f.cx - 0.22 * w, ph]])
@@ -473,7 +479,9 @@ def render_face(fw: float, fh: float, s: FaceStyle) -> FacePatch:
         tex = _warp_lfw(s.lfw, s.lfw_flip, dst, (pw, ph))[y0:y1, x0:x1]
         m_face = face[y0:y1, x0:x1] > 128
         tex = np.clip(tex / max(1e-3, float(tex[m_face].mean())), 0.25, 1.8)
-        gain *= 1 - s.lfw_alpha + s.lfw_alpha * tex
+        # Fade the texture out towards the outline, where the crops show hair and background.
+        weight = s.lfw_alpha * np.clip(1.4 - (nx**2 + ny**2), 0, 1)
+        gain *= 1 - weight + weight * tex
     fm = face[y0:y1, x0:x1].astype(np.float32)[..., None] / 255.0
     roi = color[y0:y1, x0:x1].astype(np.float32)
     color[y0:y1, x0:x1] = np.clip(roi * (1 - fm + fm * gain[..., None]), 0, 255).astype(np.uint8)
