@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from core.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
 
 COMPARISON_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "params", "easy", "medium", "hard", "mAP", "latency_ms", "latency_device",
@@ -66,26 +66,6 @@ TARGETS: dict[str, float] = {"easy": 94.5, "medium": 92.5, "hard": 80.5, "mAP": 
 
 class ResultsFileError(ValueError):
     """A results file is missing, empty or malformed; the message names the file and the problem."""
-
-
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write via a temp file in the same folder and `os.replace`, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path | str, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: Path | str, data: Any) -> None:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import TypeAlias
 import numpy as np
 from numpy.typing import ArrayLike
 
+from core.atomic import atomic_write_text
 from core.data.wider_gt import WiderGT
 
 Predictions: TypeAlias = dict[str, dict[str, np.ndarray]]
@@ -228,17 +228,6 @@ def _check_name(kind: str, name: str) -> None:
         raise ValueError(f"invalid {kind} name {name!r} for the submission layout")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def format_prediction_file(name: str, boxes: ArrayLike) -> str:
     """File content for one image: rows sorted by score descending (stable), floats round-trip exactly."""
     arr = as_boxes(name, boxes)
@@ -257,6 +246,6 @@ def write_predictions(pred_dir: str | os.PathLike[str], predictions: Mapping[str
         event_dir.mkdir(parents=True, exist_ok=True)
         for name, boxes in images.items():
             _check_name("image", name)
-            _atomic_write(event_dir / f"{name}.txt", format_prediction_file(name, boxes))
+            atomic_write_text(event_dir / f"{name}.txt", format_prediction_file(name, boxes), fsync=False)
             n += 1
     return n

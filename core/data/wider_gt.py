@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -38,6 +37,8 @@ from typing import Any
 
 import numpy as np
 import scipy.io as sio
+
+from core.atomic import atomic_write_bytes
 
 SETTINGS: tuple[str, ...] = ("easy", "medium", "hard")
 ATTRIBUTES: tuple[str, ...] = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
@@ -361,14 +362,7 @@ def write_wider_gt(out_dir: str | os.PathLike[str], images: Iterable[GTImage]) -
         sio.savemat(buf, mdict, format="5", do_compression=True, oned_as="column")
         data = bytearray(buf.getvalue())
         data[: len(_HEADER)] = _HEADER  # scipy stamps the current time; a fixed text keeps output reproducible
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{fname}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, bytes(data))
         written[fname] = path
     return written
 
