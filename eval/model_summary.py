@@ -81,36 +81,36 @@ DESIGNS: dict[str, Design] = {
     "cbam": Design(
         summary="CBAM: channel MLP (r=16), then 7x7 spatial gate (sequential)",
         formulas=(
-            r"M_c(X) = \sigma\big(\mathrm{MLP}(\mathrm{AvgPool}(X)) + \mathrm{MLP}(\mathrm{MaxPool}(X))\big)",
+            r"M_c(X) = \sigma\big(\mathrm{MLP}(\mathrm{avg}(X)) + \mathrm{MLP}(\max(X))\big)",
             r"F = X \odot M_c(X)",
-            r"M_s(F) = \sigma\big(\mathrm{BN}(f^{7\times7}([\mathrm{mean}_c F;\ \max_c F]))\big)",
+            r"M_s(F) = \sigma\big(\mathrm{BN}(f^{7\times7}[\bar F_c;\ \hat F_c])\big)",
             r"Y = F \odot M_s(F) = X \odot \underbrace{M_c(X)\, M_s(F)}_{\text{hybrid mask}}",
         ),
         dot=_dot(' X [label="X (C×H×W)"]; mc [label="channel gate\\nMLP C→C/16→C"]; mul1 [label="×", shape=circle];\n'
                  ' ms [label="spatial gate\\n7×7 conv + BN"]; mul2 [label="×", shape=circle]; Y [label="Y"];\n'
-                 ' X -> mc -> mul1 [label="M_c"]; X -> mul1; mul1 -> ms [label="F"]; mul1 -> mul2;\n'
+                 ' X -> mc; mc -> mul1 [label="M_c"]; X -> mul1; mul1 -> ms [label="F"]; mul1 -> mul2 [label="F"];\n'
                  ' ms -> mul2 [label="M_s(F)"]; mul2 -> Y;\n'),
     ),
     "eca_cbam": Design(
         summary="ECA channel gate (1-D conv, k from C), then SAM spatial gate on the refined map (sequential)",
         formulas=(
-            r"M_c(X) = \sigma\big(\mathrm{Conv1D}_k(\mathrm{GAP}(X))\big),\ "
-            r"k = t\ \text{or}\ t+1\ \text{(odd)},\ t = \lfloor(\log_2 C + 1)/2\rfloor",
+            r"M_c(X) = \sigma\big(\mathrm{conv1d}_k(\mathrm{GAP}(X))\big)",
+            r"k = \mathrm{odd}(t),\quad t = \lfloor(\log_2 C + 1)/2\rfloor",
             r"F = X \odot M_c(X)",
-            r"M_s(F) = \sigma\big(f^{7\times7}([\mathrm{mean}_c F;\ \max_c F])\big)",
+            r"M_s(F) = \sigma\big(f^{7\times7}[\bar F_c;\ \hat F_c]\big)",
             r"Y = F \odot M_s(F) = X \odot \underbrace{M_c(X)\, M_s(F)}_{\text{hybrid mask}}",
         ),
         dot=_dot(' X [label="X (C×H×W)"]; mc [label="ECA\\nGAP → 1-D conv k"]; mul1 [label="×", shape=circle];\n'
                  ' ms [label="SAM\\n7×7 conv"]; mul2 [label="×", shape=circle]; Y [label="Y"];\n'
-                 ' X -> mc -> mul1 [label="M_c"]; X -> mul1; mul1 -> ms [label="F"]; mul1 -> mul2;\n'
+                 ' X -> mc; mc -> mul1 [label="M_c"]; X -> mul1; mul1 -> ms [label="F"]; mul1 -> mul2 [label="F"];\n'
                  ' ms -> mul2 [label="M_s(F)"]; mul2 -> Y;\n'),
     ),
     "eca_cbam_parallel": Design(
         summary="ECA and SAM side by side from the same input, fused into one hybrid mask (parallel)",
         formulas=(
-            r"M_c(X) = \sigma\big(\mathrm{Conv1D}_k(\mathrm{GAP}(X))\big)",
-            r"M_s(X) = \sigma\big(f^{7\times7}([\mathrm{mean}_c X;\ \max_c X])\big)",
-            r"M_{hyb} = M_c(X) \otimes M_s(X)\quad (C\times1\times1 \text{ times } 1\times H\times W)",
+            r"M_c(X) = \sigma\big(\mathrm{conv1d}_k(\mathrm{GAP}(X))\big)",
+            r"M_s(X) = \sigma\big(f^{7\times7}[\bar X_c;\ \hat X_c]\big)",
+            r"M_{hyb} = M_c(X) \cdot M_s(X)",
             r"Y = X \odot M_{hyb}",
         ),
         dot=_dot(' X [label="X (C×H×W)"]; mc [label="ECA\\nGAP → 1-D conv k"]; ms [label="SAM\\n7×7 conv"];\n'

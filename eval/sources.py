@@ -224,11 +224,11 @@ def _str_or_none(value: Any) -> str | None:
 
 
 def _epochs(data: Mapping[str, Any]) -> int | None:
-    """Epochs trained: the stored `epoch` (0-based index of the last finished epoch + 1) or `epochs`."""
-    for key, offset in (("epochs", 0), ("epoch", 1)):
+    """Epochs trained: `epochs` if stored, else `epoch` (train/ numbers epochs from 1, so it is the count)."""
+    for key in ("epochs", "epoch"):
         value = data.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value + offset
+            return value
     return None
 
 
@@ -440,10 +440,11 @@ def _missing(roots: Roots, inv: Inventory) -> list[Missing]:
     if not any(r["source"] != "demo" for r in inv.runs):
         out.append(Missing("training runs of your own (runs/)",
                            "python -m core.data.synth --out data/synthetic  # or a WIDERFace copy\n"
-                           "python -m train --network eca_cbam --data data/synthetic --out runs"))
-    for model in untrained:
-        out.append(Missing(f"trained weights for {model} (only random init available)",
-                           f"python -m train --network {model} --data <dataset root> --out runs"))
+                           "python -m train --network eca_cbam --data data/synthetic --max-epoch 30 --out runs"))
+    if untrained:
+        loop = " ".join(untrained)
+        out.append(Missing(f"trained weights for {', '.join(untrained)} (only random init available)",
+                           f"for m in {loop}; do python -m train --network $m --data <dataset root> --out runs; done"))
     if "comparison_table.csv" not in have:
         out.append(Missing("AP comparison table (comparison_table.csv)",
                            "python -m eval.results --data <dataset root> --weights-dir <weights folder> --out results"))
@@ -459,6 +460,6 @@ def _missing(roots: Roots, inv: Inventory) -> list[Missing]:
                            "python -m eval.results --data <WIDER FACE root> --dataset widerface "
                            "--weights-dir <weights folder> --out results"))
     if inv.manifest is None:
-        out.append(Missing(f"shipped demo artefacts ({display_path(roots.demo_manifest, roots)})",
-                           "not in this checkout: the pages fall back to random-init models and show no curves"))
+        out.append(Missing(f"shipped demo artefacts ({display_path(roots.demo_manifest, roots)}): not in this "
+                           "checkout, so pages fall back to your own runs/results, or to random-init models", ""))
     return out

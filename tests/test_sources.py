@@ -104,7 +104,7 @@ def test_discover_weights(fake_repo: Path) -> None:
 
     seq = discover_weights("eca_cbam", roots, scan=scan)
     assert [o.kind for o in seq] == ["checkpoint", "random"]
-    assert seq[0].label == "runs/r1/weights/best.pth (synthetic, 5 epochs)"
+    assert seq[0].label == "runs/r1/weights/best.pth (synthetic, 4 epochs)"
 
     par = discover_weights("eca_cbam_parallel", roots)  # matched by embedded name, not by file name
     assert par[0].path == fake_repo / "weights" / "cbam.pth" and par[0].label == "weights/cbam.pth"

@@ -139,11 +139,12 @@ for col, name in zip(columns, COMPARED_MODELS, strict=True):
                  caption=f"{len(shown)} detection(s) ≥ {conf:.2f}" + (" (top 50 drawn)" if len(shown) > 50 else ""))
         masks = level_masks(maps, level)
         chans = top_channels(maps, level, top_k)
+        chans["label"] = chans["label"] if level == "all" else chans["channel"].map(lambda c: f"#{c}")
         fig = px.bar(chans, x="label", y="weight", color="level" if level == "all" else None,
                      labels={"label": "channel", "weight": "M_c"}, range_y=[0, 1])
         fig.update_layout(height=230, margin=dict(l=10, r=10, t=30, b=10), showlegend=level == "all",
                           title=f"strongest channels ({level})")
-        st.plotly_chart(fig, key=f"hm_chan_{name}")
+        st.plotly_chart(fig, key=f"hm_chan_{name}", config={"displayModeBar": False})
         st.image(overlay_mask(view, masks["spatial"], alpha, colormap, normalize), output_format="JPEG",
                  caption=f"spatial mask M_s [{masks['spatial'].min():.2f}, {masks['spatial'].max():.2f}]")
         st.image(overlay_mask(view, masks["hybrid"], alpha, colormap, normalize), output_format="JPEG",
@@ -163,7 +164,7 @@ if SEQ in results and PAR in results:
                     labels={"color": "Δ hybrid"}, aspect="equal")
     fig.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10))
     d2.plotly_chart(fig, key="hm_diff")
-    d2.metric("mean |Δ|", f"{float(np.abs(diff).mean()):.4f}")
+    d2.metric("mean |Δ|", f"{float(np.abs(diff).mean()):.2e}")
 else:
     st.info("Needs both ECA-CBAM sequential and parallel models.")
 

@@ -23,8 +23,8 @@ summary, params, flops = tables()
 
 st.subheader("Size and cost at 640×640")
 st.dataframe(summary, hide_index=True, column_config={
-    "params": st.column_config.NumberColumn("params", format="%d"),
-    "attention_params": st.column_config.NumberColumn("attention params", format="%d"),
+    "params": st.column_config.NumberColumn("params", format="localized"),
+    "attention_params": st.column_config.NumberColumn("attention params", format="localized"),
     "GFLOPs": st.column_config.NumberColumn("GFLOPs", format="%.3f"),
     "attention_MFLOPs": st.column_config.NumberColumn("attention MFLOPs", format="%.3f"),
 })
@@ -34,7 +34,7 @@ tab_params, tab_flops = st.tabs(["Parameters per part", "FLOPs per part"])
 with tab_params:
     wide = params.pivot(index="part", columns="model", values="params").loc[params["part"].unique(), list(MODELS)]
     wide.loc["total"] = wide.sum()
-    st.dataframe(wide, column_config={m: st.column_config.NumberColumn(m, format="%d") for m in MODELS})
+    st.dataframe(wide, column_config={m: st.column_config.NumberColumn(m, format="localized") for m in MODELS})
     fig = px.bar(params, x="model", y="params", color="part", text_auto=False,
                  labels={"params": "parameters", "model": ""}, category_orders={"model": list(MODELS)})
     fig.update_layout(height=380, legend_title_text="")
@@ -70,12 +70,14 @@ for name in ("cbam", "eca_cbam", "eca_cbam_parallel"):
     design = DESIGNS[name]
     with st.container(border=True):
         st.markdown(f"**{display_name(name)}** (`{name}`): {design.summary}")
-        left, right = st.columns([3, 2])
+        left, right = st.columns([1, 1])
         with left:
             st.graphviz_chart(design.dot)
         with right:
             for formula in design.formulas:
                 st.latex(formula)
+            st.caption(r"$\bar X_c$, $\hat X_c$: mean and max over channels (1×H×W); M_c is C×1×1, M_s is 1×H×W, "
+                       "their product (the hybrid mask) is C×H×W.")
 st.markdown(
     "**Sequential vs parallel.** Both ECA-CBAM variants have the same 610 attention parameters. Sequentially, "
     "the spatial gate looks at the channel-refined map F = X·M_c, so what is *where* depends on what channels "

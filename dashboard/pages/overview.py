@@ -73,7 +73,8 @@ if not inv.missing:
     st.success("Everything the dashboard can show was found.")
 for item in inv.missing:
     st.markdown(f"- {item.what}")
-    st.code(item.command, language="bash")
+    if item.command:
+        st.code(item.command, language="bash")
 
 st.caption("Folders in use: results `" + str(roots.results) + "`, runs " +
            ", ".join(f"`{p}`" for p in roots.runs) + ". Choose others with "
