@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+# ruff: noqa: E402 (imports follow the sys.path fix below)
+import sys
+from pathlib import Path
+
+_REPO = str(Path(__file__).resolve().parents[2])
+if _REPO not in sys.path:  # a deep link served before app.py first ran (Streamlit's pages/ folder mode)
+    sys.path.insert(0, _REPO)
+
 import streamlit as st
 
 from dashboard.common import get_roots, render_sidebar

@@ -3,9 +3,16 @@ per-run box plot, and an atomic append to latency_benchmark.csv beside the earli
 
 from __future__ import annotations
 
+# ruff: noqa: E402 (imports follow the sys.path fix below)
+import sys
+from pathlib import Path
+
+_REPO = str(Path(__file__).resolve().parents[2])
+if _REPO not in sys.path:  # a deep link served before app.py first ran (Streamlit's pages/ folder mode)
+    sys.path.insert(0, _REPO)
+
 import copy
 from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st

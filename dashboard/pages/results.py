@@ -3,6 +3,14 @@ the per-attribute breakdown. Logic lives in eval.compare; every dataset is kept 
 
 from __future__ import annotations
 
+# ruff: noqa: E402 (imports follow the sys.path fix below)
+import sys
+from pathlib import Path
+
+_REPO = str(Path(__file__).resolve().parents[2])
+if _REPO not in sys.path:  # a deep link served before app.py first ran (Streamlit's pages/ folder mode)
+    sys.path.insert(0, _REPO)
+
 import streamlit as st
 
 from dashboard.common import get_roots, render_sidebar
@@ -42,7 +50,7 @@ for msg in ref.errors:
 
 st.subheader("AP table")
 table = combined_table(comp.frame, ref.frame)
-st.dataframe(style_combined(table), hide_index=True, width="stretch")
+st.dataframe(style_combined(table), hide_index=True, width="stretch", height=min(35 * (len(table) + 1) + 3, 700))
 st.caption("**Bold green**: best measured value per metric within a dataset. *Tinted italic rows*: synthetic "
            "data, not WIDERFace. Grey rows: published numbers and targets (WIDERFace val), never measured here.")
 st.download_button("Download table (CSV)", table.to_csv(index=False), file_name="featherface_results.csv",
