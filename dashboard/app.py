@@ -26,4 +26,11 @@ pages = [
     st.Page(PAGES_DIR / "latency.py", title="Latency", icon="⏱️"),
     st.Page(PAGES_DIR / "conclusion.py", title="Conclusion", icon="✅"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)
+# A cold-start deep link (/heatmaps before anyone opened /) was handed over here by
+# dashboard.common.ensure_app_navigation; go on to the page that was asked for.
+intended = st.session_state.pop("_ff_intended_page", None)
+target = next((p for p in pages if p.url_path == intended), None)
+if target is not None and target is not page and target.url_path != page.url_path:
+    st.switch_page(target)
+page.run()

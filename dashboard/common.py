@@ -33,6 +33,8 @@ __all__ = ["Roots", "Selection", "WeightsOption", "get_roots", "render_sidebar",
            "get_selection", "get_scan", "display_name", "weights_fingerprint"]
 
 Selection = dict[str, WeightsOption]
+APP_PATH = Path(__file__).resolve().parent / "app.py"
+INTENDED_PAGE_KEY = "_ff_intended_page"
 _CHOICE_PREFIX = "_ff_weights_choice_"  # plain session-state keys: survive page switches, unlike widget keys
 _SELECTION_KEY = "_ff_selection"
 
@@ -86,8 +88,43 @@ def weights_options(roots: Roots | None = None) -> dict[str, list[WeightsOption]
     return {name: discover_weights(name, roots, scan=scan, manifest=manifest) for name in COMPARED_MODELS}
 
 
+def ensure_app_navigation() -> None:
+    """Hand a cold-start deep link over to app.py.
+
+    Until app.py has called st.navigation once in this server process, streamlit treats
+    `dashboard/pages/` as a legacy pages folder: opening /heatmaps first runs that page alone, with
+    file-name navigation. Switch to app.py (remembering the page) so navigation is the real one.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False) and _is_page_run():
+        ctx_page = _current_page_name()
+        if ctx_page:
+            st.session_state[INTENDED_PAGE_KEY] = ctx_page
+        st.switch_page(str(APP_PATH))
+
+
+def _is_page_run() -> bool:
+    """True when running under a real app (not a bare script/AppTest of a single page file)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return bool(ctx and Path(ctx.main_script_path).resolve() == APP_PATH)
+
+
+def _current_page_name() -> str | None:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return None
+    info = ctx.pages_manager.get_pages().get(ctx.page_script_hash, {})
+    return info.get("url_pathname") or None
+
+
 def render_sidebar() -> Selection:
     """Sidebar: one weights picker per compared model, labelled by source; the active data folders."""
+    ensure_app_navigation()
     roots = get_roots()
     options = weights_options(roots)
     selection: Selection = {}

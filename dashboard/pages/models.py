@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if str(Path(__file__).resolve().parents[2]) not in sys.path:  # deep link on a cold server runs a page alone
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 import pandas as pd
 import plotly.express as px
 import streamlit as st
