@@ -275,3 +275,14 @@ def read_checkpoint_config(name: str) -> dict:
 def test_attention_unavailable_for_none() -> None:
     with pytest.raises(AttentionUnavailableError):
         build_model("none").inspect(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_cold_deep_link_handed_to_app_navigation(isolated_roots: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before app.py ran once, streamlit runs /models as a legacy pages/ page: it must hand over to app.py."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    monkeypatch.setattr(PagesManager, "uses_pages_directory", True)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.switch_page("pages/models.py").run()
+    assert not at.exception and [t.value for t in at.title] == ["Models"]
+    assert PagesManager.uses_pages_directory is False  # st.navigation in app.py took over
