@@ -57,8 +57,11 @@ def display_name(model: str) -> str:
 
 
 def dataset_label(dataset: str) -> str:
-    """How a dataset is written everywhere: synthetic numbers must never pass for WIDERFace ones."""
-    return {"widerface": "WIDERFace val", "synthetic": "SYNTHETIC (not WIDERFace)"}.get(str(dataset), str(dataset))
+    """How a dataset is written everywhere (eval.sources' words, as on the other pages): synthetic
+    numbers must never pass for WIDERFace ones."""
+    from eval.sources import dataset_label as label
+
+    return label(dataset)
 
 
 def _model_rank(model: str) -> int:

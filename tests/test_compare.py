@@ -35,6 +35,7 @@ from eval.compare import (
 from eval.conclusion import build_conclusion
 from eval.reference import reference_frame, write_reference
 
+SYN = dataset_label("synthetic")
 PARAMS = {"cbam": 488664, "eca_cbam": 476345, "eca_cbam_parallel": 476345, "none": 475735}
 # (dataset, model) -> [(seed, easy, medium, hard)]
 ROWS = {
@@ -123,7 +124,7 @@ def test_seed_aggregation_and_deltas_stay_within_a_dataset(results: Path):
     assert set(d.index.get_level_values("dataset")) == {"synthetic", "widerface"}
 
     table = delta_table(deltas(aggregate_seeds(loaded.frame)))
-    assert table["dataset"].tolist().count("SYNTHETIC (not WIDERFace)") == 2
+    assert table["dataset"].tolist().count(SYN) == 2
     assert "(> spread)" in table.iloc[0]["easy"]
     style_deltas(table).to_html()
 
@@ -138,11 +139,11 @@ def test_within_spread_is_reported(results: Path):
 def test_combined_table_labels_every_row(results: Path):
     table = combined_table(load_comparison(results).frame, load_reference(results).frame)
     sources = set(table["source"])
-    assert {"measured · SYNTHETIC (not WIDERFace)", "measured · WIDERFace val", "published · WIDERFace val (paper)",
+    assert {f"measured · {SYN}", "measured · WIDERFace val", "published · WIDERFace val (paper)",
             "target · WIDERFace val"} == sources
     html = style_combined(table).to_html()
     assert "font-style: italic" in html and "font-weight: bold" in html
-    assert dataset_label("synthetic") == "SYNTHETIC (not WIDERFace)"
+    assert "NOT WIDERFace" in SYN and dataset_label("widerface") == "WIDERFace val"
     ref = vs_reference(aggregate_seeds(load_comparison(results).frame), load_reference(results).frame)
     assert set(ref["against"]) == {"published", "target"}  # WIDERFace rows only
     par = ref[(ref["model"] == "eca_cbam_parallel") & (ref["against"] == "target")].iloc[0]
@@ -211,12 +212,12 @@ def test_latency_helpers():
 
 def test_conclusion_from_full_and_empty_data(results: Path, tmp_path: Path):
     md = build_conclusion(results_root=results)
-    assert "SYNTHETIC (not WIDERFace)" in md and "WIDERFace val" in md
+    assert SYN in md and "WIDERFace val" in md
     assert "exceeds the seed spread" in md  # synthetic: 2 seeds each
     assert "single run" in md  # widerface: spread unknown
     assert "ECA-CBAM parallel" in md and "latency" in md.lower()
     assert "## Missing data" in md
-    syn = md.split("## Accuracy — SYNTHETIC")[1].split("## ")[0]
+    syn = md.split(f"## Accuracy — {SYN}")[1].split("## ")[0]
     assert "not comparable" in syn
 
     empty = build_conclusion(results_root=tmp_path / "nothing")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.test_compare import make_results_root
+from tests.test_compare import SYN, make_results_root
 from tests.test_convergence import event_file, write_run
 
 PAGES = Path(__file__).resolve().parents[1] / "dashboard" / "pages"
@@ -76,7 +76,7 @@ def test_results_page(roots):
     assert len(at.get("plotly_chart")) == 2  # PR curves + attributes
     assert at.radio(key="res_dataset").value == "widerface"
     at.radio(key="res_dataset").set_value("synthetic").run()
-    assert not at.exception and "SYNTHETIC" in texts(at.subheader)
+    assert not at.exception and SYN in texts(at.subheader)
 
 
 @pytest.mark.parametrize("content", ["", "model,easy\ncbam,1\n", 'a,"b\n'])
@@ -125,7 +125,7 @@ def test_latency_bad_earlier_rows(roots):
 def test_conclusion_page(roots):
     at = run_page("conclusion")
     md = texts(at.markdown)
-    assert "FeatherFace Lab — conclusion" in md and "SYNTHETIC (not WIDERFace)" in md
+    assert "FeatherFace Lab — conclusion" in md and SYN in md
     assert "Training runs: 5" in md
     assert len(at.get("download_button")) == 1
 

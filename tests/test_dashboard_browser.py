@@ -181,6 +181,11 @@ def test_every_page_renders_in_chromium(tmp_path: Path):
     failures: list[str] = []
     timings: list[str] = []
     with streamlit_server(env, tmp_path / "streamlit.log") as (url, _), chromium() as driver:
+        # A deep link as the very first request of the server must still get app.py's navigation.
+        driver.get(f"{url}/results")
+        state = wait_rendered(driver, title="Results")
+        nav = driver.execute_script("return document.querySelectorAll('[data-testid=\"stSidebarNavLink\"]').length")
+        assert nav == len(PAGES) and not state["exceptions"], (nav, state)
         for name, path, title in PAGES:
             t0 = time.perf_counter()
             driver.get(f"{url}/{path}")
