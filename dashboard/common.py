@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -214,3 +217,26 @@ def load_models(selection: Selection, names: tuple[str, ...] | None = None) -> d
             st.error(f"**{display_name(name)}** could not be loaded from "
                      f"`{selection[name].label}`: {exc}")
     return models
+
+
+_THREADS_LOCK = threading.Lock()
+
+
+@contextmanager
+def interactive_torch_threads(n: int = 1) -> Iterator[None]:
+    """Run interactive CPU inference on `n` intra-op threads, then restore the previous setting.
+
+    Why: on a busy CPU (a training run or other users in the background) OpenMP's barriers made the
+    Heatmaps page's three forward passes 5-10x slower with 2 threads than with 1 (measured: 5-11 s vs
+    0.85 s for a 1024x768 image at load 5 on 2 cores); on an idle machine one thread costs ~30%.
+    The lock keeps two sessions from interleaving set/restore.
+    """
+    import torch
+
+    with _THREADS_LOCK:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(max(1, n))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)

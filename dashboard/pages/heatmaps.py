@@ -21,7 +21,13 @@ from core.config import COMPARED_MODELS
 from core.image_input import ImageInputError
 from core.image_io import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, decode_upload
 from core.overlay import COLORMAPS, overlay_mask
-from dashboard.common import display_name, load_models, render_sidebar, weights_fingerprint
+from dashboard.common import (
+    display_name,
+    interactive_torch_threads,
+    load_models,
+    render_sidebar,
+    weights_fingerprint,
+)
 from eval.attention_view import (
     LEVEL_CHOICES,
     diverging_overlay,
@@ -48,7 +54,8 @@ def decode(data: bytes, name: str) -> np.ndarray:
 @st.cache_data(max_entries=48, show_spinner=False)
 def inspect(model_name: str, fingerprint: str, digest: str, _model, _rgb: np.ndarray):
     """Detections + masks of one model on one image; keyed on weights fingerprint and image hash."""
-    return _model.inspect(_rgb, conf_thresh=FORWARD_CONF, nms_thresh=0.4, with_masks=True)
+    with interactive_torch_threads(1):
+        return _model.inspect(_rgb, conf_thresh=FORWARD_CONF, nms_thresh=0.4, with_masks=True)
 
 
 def fit(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
@@ -188,7 +195,8 @@ else:
         model, label = models[name], selection[name].label
 
         def make_png(model=model, label=label) -> bytes:
-            return heatmap_png(model, rgb, conf_thresh=conf, weights_label=label, colormap=colormap, alpha=alpha)
+            with interactive_torch_threads(1):
+                return heatmap_png(model, rgb, conf_thresh=conf, weights_label=label, colormap=colormap, alpha=alpha)
 
         col.download_button(f"{display_name(name)} (PNG)", data=make_png, mime="image/png", on_click="ignore",
                             file_name=f"attention_heatmaps__{name}__{Path(image_name).stem}.png", key=f"hm_dl_{name}")
