@@ -10,8 +10,12 @@ interleaved (one step of each per round, rotating the order) so that load from o
 on a shared machine hits every model alike; the median step gives images/s.
 
 Loader: the training DataLoader (TrainTransform at 640 px: crop, photometric distortion, mirror,
-resize; collate) iterated without any model, for 0 and 2 worker processes. When it delivers far
-more images/s than a training step consumes, the loader is not the bottleneck.
+resize; collate) iterated without any model, for 0 and 2 worker processes; steady-state rate
+with the first batch of each pass (worker start-up) reported apart. When it delivers far more
+images/s than a training step consumes, the loader is not the bottleneck.
+
+``--threads 2 1`` times the models once per thread count: on a small machine shared with other
+jobs, OpenMP threads waiting on each other can make 2 threads slower and much noisier than 1.
 
 Data: a synthetic set in the WIDERFace layout generated into a temp folder (``--data`` to use
 another dataset root).
@@ -47,15 +51,25 @@ def make_loader(root: Path, workers: int, seed: int = 0) -> DataLoader:
                       drop_last=True, generator=torch.Generator().manual_seed(seed))
 
 
-def loader_throughput(root: Path, workers: int, epochs: int) -> float:
-    """Images/s of iterating the loader (worker start-up included, as in training: one start per epoch)."""
+def loader_throughput(root: Path, workers: int, epochs: int) -> tuple[float, float]:
+    """(steady images/s, seconds to the first batch) of iterating the loader without a model.
+
+    The first batch of each pass is left out of the rate: it carries the worker start-up, which
+    training pays once per epoch (0.3 s or so, nothing against a WIDER epoch of 400 steps).
+    """
     loader = make_loader(root, workers)
-    images = 0
-    start = time.perf_counter()
+    images, steady, first = 0, 0.0, []
     for _ in range(epochs):
-        for batch, _targets in loader:
-            images += batch.shape[0]
-    return images / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for i, (batch, _targets) in enumerate(loader):
+            now = time.perf_counter()
+            if i == 0:
+                first.append(now - start)
+            else:
+                images += batch.shape[0]
+                steady += now - start
+            start = time.perf_counter()
+    return images / steady, float(np.median(first))
 
 
 class StepRunner:
@@ -97,32 +111,36 @@ def model_throughput(root: Path, rounds: int, warmup: int) -> dict[str, np.ndarr
     return {n: np.array(t) for n, t in times.items()}
 
 
-def report(root: Path, data_label: str, rounds: int, warmup: int, loader_epochs: int) -> str:
+def report(root: Path, data_label: str, threads: list[int], rounds: int, warmup: int, loader_epochs: int) -> str:
     load_before = os.getloadavg()
-    step_times = model_throughput(root, rounds, warmup)
+    step_times = {}
+    for n in threads:
+        torch.set_num_threads(n)
+        step_times[n] = model_throughput(root, rounds, warmup)
     loader = {w: loader_throughput(root, w, loader_epochs) for w in (0, 2)}
     load_after = os.getloadavg()
     num_images = len(WiderFaceDetection(root, "train"))
     lines = [
         f"Training throughput, CPU, {IMG_SIZE}x{IMG_SIZE}, batch {BATCH}, float32, AdamW; "
         f"{rounds} timed steps per model after {warmup} warm-up (interleaved, rotating order)",
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
-        f"{platform.processor() or platform.machine()}",
-        f"data: {data_label} ({num_images} train images); load average before/after: "
-        f"{load_before[0]:.2f} / {load_after[0]:.2f} (shared machine: compare models within this file only)",
-        "",
-        f"{'model':<20}{'median s/step':>15}{'min s/step':>12}{'images/s':>10}",
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}",
+        f"data: {data_label} ({num_images} train images)",
+        f"load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} "
+        "(shared machine: compare models within one table only)",
     ]
-    for name, t in step_times.items():
-        lines.append(f"{name:<20}{np.median(t):>15.3f}{t.min():>12.3f}{BATCH / np.median(t):>10.2f}")
-    slowest = max(BATCH / np.median(t) for t in step_times.values())
-    lines += ["", "data loader alone (TrainTransform at 640 + collate, no model):",
-              f"{'workers':<20}{'images/s':>15}"]
-    lines += [f"{w:<20}{ips:>15.1f}" for w, ips in loader.items()]
-    margin = loader[0] / slowest
-    lines += ["", f"loader with 0 workers delivers {margin:.0f}x the images/s the fastest model step consumes: "
-              "the loader is not the bottleneck on CPU" if margin > 2 else
-              f"loader with 0 workers is only {margin:.1f}x the model step rate: use --workers >= 2"]
+    for n, times in step_times.items():
+        lines += ["", f"torch threads: {n}", f"{'model':<20}{'median s/step':>15}{'min s/step':>12}{'images/s':>10}"]
+        lines += [f"{name:<20}{np.median(t):>15.3f}{t.min():>12.3f}{BATCH / np.median(t):>10.2f}"
+                  for name, t in times.items()]
+    fastest = max(BATCH / np.median(t) for times in step_times.values() for t in times.values())
+    lines += ["", "data loader alone (TrainTransform at 640 + collate, no model), steady state:",
+              f"{'workers':<10}{'images/s':>10}{'first batch s':>15}"]
+    lines += [f"{w:<10}{ips:>10.1f}{first:>15.2f}" for w, (ips, first) in loader.items()]
+    margin = min(ips for ips, _ in loader.values()) / fastest
+    verdict = ("the loader is not the bottleneck on CPU" if margin > 2
+               else "the loader could limit training: raise --workers")
+    lines += ["", f"the slower loader setting delivers {margin:.0f}x the images/s of the fastest training step: "
+              f"{verdict}"]
     return "\n".join(lines) + "\n"
 
 
@@ -133,15 +151,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed steps per model (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model (default 2)")
     parser.add_argument("--loader-epochs", type=int, default=2, help="passes over the data per loader timing")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="torch intra-op thread counts to time the models with (default: torch's default)")
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or [torch.get_num_threads()]
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data or generate_dataset(Path(tmp) / "synth", num_train=args.num_images, num_val=0, seed=0)
         label = str(args.data) if args.data else "synthetic set, core.data.synth seed 0, sides 256-640 px"
-        text = report(root, label, args.rounds, args.warmup, args.loader_epochs)
+        text = report(root, label, threads, args.rounds, args.warmup, args.loader_epochs)
     print(text, end="")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
