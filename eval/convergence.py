@@ -54,6 +54,11 @@ METRICS: dict[str, str] = {
     "Val AP hard (%)": TB_TAGS["ap_hard"],
     "Train loss per step": TB_TAGS["step_loss"],
     "Learning rate per step": TB_TAGS["step_lr"],
+    "Train loss per step: box": TB_TAGS["step_loss_box"],
+    "Train loss per step: class": TB_TAGS["step_loss_cls"],
+    "Train loss per step: landmark": TB_TAGS["step_loss_landmark"],
+    "Epoch time (s)": TB_TAGS["epoch_time"],
+    "Training images per second": TB_TAGS["images_per_s"],
 }
 Direction = Literal["below", "above"]
 Band = Literal["minmax", "std"]
