@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=float, default=5.0,
                    help="linear warm-up from 1e-6 to --lr over this many epochs (default 5; 0 = none)")
     p.add_argument("--lr-steps", type=positive_int, nargs="+", default=None, metavar="EPOCH",
-                   help="epochs where the LR is multiplied by --gamma (default: 190 220 scaled to --max-epoch)")
+                   help="after this many epochs the LR is multiplied by --gamma (default: 190 220 scaled to "
+                        "--max-epoch)")
     p.add_argument("--gamma", type=float, default=0.1, help="LR decay factor at each step (default 0.1)")
     p.add_argument("--img-size", type=positive_int, default=640, help="square training input size (default 640)")
     p.add_argument("--workers", type=non_negative_int, default=4, help="DataLoader workers per process (default 4)")
