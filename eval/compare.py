@@ -116,9 +116,6 @@ def load_comparison(results_root: Path | str) -> Loaded:
     frame = _numeric(frame, [*METRICS, "params", "latency_ms"], path, notes)
     frame["dataset"] = frame["dataset"].fillna("unknown").astype(str)
     frame["display_name"] = frame["display_name"].fillna(frame["model"].map(display_name))
-    measured = frame[list(METRICS)].to_numpy(dtype=float)
-    if measured.size and np.nanmax(measured) <= 1.0:
-        notes.append(f"{path}: every AP is <= 1: these look like fractions, but the table should hold percent")
     if frame.empty:
         notes.append(f"{path}: no rows yet")
     return Loaded(_sort(frame, "dataset"), notes=notes)
@@ -388,8 +385,13 @@ def attribute_table(records: Sequence[EvalRecord]) -> pd.DataFrame:
                              "tag": rec.tag, "label": rec.label, "attribute": attr, "value": str(value),
                              "value_label": ATTRIBUTE_LABELS.get(attr, {}).get(str(value), str(value)),
                              "ap": 100.0 * float(r["ap"]), "num_faces": int(r.get("num_faces", 0))})
-    return pd.DataFrame(rows, columns=["model", "display_name", "dataset", "tag", "label", "attribute", "value",
-                                       "value_label", "ap", "num_faces"])
+    table = pd.DataFrame(rows, columns=["model", "display_name", "dataset", "tag", "label", "attribute", "value",
+                                        "value_label", "ap", "num_faces"])
+    # The JSON files store keys sorted; show attributes and values in their natural order instead.
+    natural = [(attr, value) for attr, values in ATTRIBUTE_LABELS.items() for value in values]
+    order = {key: i for i, key in enumerate(natural)}
+    rank = [order.get((a, v), len(order)) for a, v in zip(table["attribute"], table["value"], strict=True)]
+    return table.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
 
 
 def attribute_pivot(table: pd.DataFrame) -> pd.DataFrame:
@@ -403,7 +405,9 @@ def attribute_pivot(table: pd.DataFrame) -> pd.DataFrame:
 def attribute_figure(table: pd.DataFrame) -> go.Figure:
     """Grouped bars per attribute value (one panel per attribute), colour = evaluation."""
     fig = px.bar(table, x="value_label", y="ap", color="label", barmode="group", facet_col="attribute",
-                 facet_col_spacing=0.03, hover_data=["num_faces"], labels={"ap": "AP (%)", "value_label": ""})
+                 facet_col_spacing=0.03, hover_data=["num_faces"], labels={"ap": "AP (%)", "value_label": ""},
+                 category_orders={"attribute": list(dict.fromkeys(table["attribute"])),
+                                  "value_label": list(dict.fromkeys(table["value_label"]))})
     fig.update_xaxes(matches=None)
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.3},

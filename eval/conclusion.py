@@ -144,7 +144,7 @@ def _latency_section(lat: pd.DataFrame) -> list[str]:
         out.append(f"| {display_name(r['model'])} | {_f(r['median_ms'])} | {_f(r['fps'], 1)} | "
                    f"{_f(r['overhead_vs_none_ms'], sign=True)} |")
     compared = latest[latest["model"].isin(COMPARED_MODELS)]
-    if not compared.empty:
+    if len(compared) > 1:
         fast = compared.loc[compared["median_ms"].idxmin()]
         out += ["", f"- Fastest compared model: {display_name(fast['model'])} ({_f(fast['median_ms'])} ms median)."]
     out.append("")
@@ -197,7 +197,9 @@ def _recommendation(agg: pd.DataFrame, lat: pd.DataFrame, reference: pd.DataFram
         return (params if params is not None else np.inf, ms)
 
     best = f"{display_name(top)} has the best mAP ({_f(sub.loc[top, 'mAP_mean'])})"
-    if not within and not unknown:
+    if len(sub) == 1:
+        out.append(f"- Only {display_name(top)} was evaluated on {label}: there is nothing to compare it with yet.")
+    elif not within and not unknown:
         out.append(f"- On {label}, **{best}** and its lead over every other model exceeds the seed spread: use it.")
     elif within:
         cheapest = min([top, *within], key=cost)

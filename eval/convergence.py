@@ -483,8 +483,9 @@ def curve_figure(data: ConvergenceData, tag: str, smoothing: float = 0.0, log_y:
                                          line={"color": color}, hoverinfo="skip", legendgroup=run))
             fig.add_trace(go.Scatter(x=g["step"], y=g["smoothed"], mode="lines", name=name, legendgroup=run,
                                      line={"color": color, "dash": DATASET_DASH.get(dataset, "dash")}))
-    fig.update_layout(title=title or tag, xaxis_title=x_title, yaxis_title=tag, height=380,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"font": {"size": 10}})
+    fig.update_layout(title=title or tag, xaxis_title=x_title, yaxis_title=tag, height=440,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"font": {"size": 10}, "orientation": "h", "yanchor": "top", "y": -0.2})
     if log_y:
         fig.update_yaxes(type="log")
     return fig

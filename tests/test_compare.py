@@ -93,7 +93,7 @@ def make_results_root(root: Path) -> Path:
     for i, model in enumerate(("cbam", "eca_cbam", "eca_cbam_parallel")):
         for dataset in ("synthetic", "widerface"):
             path = root / "eval" / f"{model}__{dataset}__run-Final-0000000{i}.json"
-            path.write_text(json.dumps(eval_payload(model, dataset, 0.8 + 0.05 * i)))
+            path.write_text(json.dumps(eval_payload(model, dataset, 0.8 + 0.05 * i), sort_keys=True))
     return root
 
 
@@ -226,3 +226,20 @@ def test_conclusion_from_full_and_empty_data(results: Path, tmp_path: Path):
     (tmp_path / "bad" / "comparison_table.csv").write_text("")
     bad = build_conclusion(results_root=tmp_path / "bad")
     assert "empty" in bad
+
+
+def test_conclusion_with_a_single_model(results: Path):
+    frame = pd.read_csv(results / "comparison_table.csv")
+    frame[(frame["model"] == "cbam") & (frame["dataset"] == "synthetic")].to_csv(results / "comparison_table.csv",
+                                                                                 index=False)
+    md = build_conclusion(results_root=results)
+    assert "Only CBAM baseline was evaluated" in md and "use it" not in md
+    assert "no evaluation of ECA-CBAM sequential, ECA-CBAM parallel" in md
+    assert "No WIDERFace val evaluation" in md
+
+
+def test_attribute_order_is_natural_not_alphabetical(results: Path):
+    records, _ = load_eval_records(results)
+    table = attribute_table(records[:1])
+    assert list(dict.fromkeys(table["attribute"])) == ["occlusion", "scale"]
+    assert table[table["attribute"] == "scale"]["value"].tolist() == ["small", "medium", "large"]
