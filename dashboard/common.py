@@ -191,17 +191,19 @@ def weights_fingerprint(option: WeightsOption) -> str:
     return f"{option.key}|{stamp[0]}|{stamp[1]}"
 
 
-def get_model(name: str, option: WeightsOption):
-    """Eval-mode, BN-folded model for `option` (cached per file version); raises CheckpointError/SourceError."""
+def get_model(name: str, option: WeightsOption, fold_bn: bool = True):
+    """Eval-mode model for `option`, BN folded by default (cached per file version); raises
+    CheckpointError/SourceError. `fold_bn=False` keeps BatchNorm (e.g. for parameter counts)."""
     if option.model != name:
         raise ValueError(f"weights option for {option.model!r} given for model {name!r}")
     roots = get_roots()
-    return _load_model(name, weights_fingerprint(option), tuple(map(str, roots.weights)), option, roots)
+    return _load_model(name, weights_fingerprint(option), tuple(map(str, roots.weights)), fold_bn, option, roots)
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=24)
-def _load_model(name: str, fingerprint: str, weights_key: tuple[str, ...], _option: WeightsOption, _roots: Roots):
-    return load_inference_model(_option, _roots)
+def _load_model(name: str, fingerprint: str, weights_key: tuple[str, ...], fold_bn: bool, _option: WeightsOption,
+                _roots: Roots):
+    return load_inference_model(_option, _roots, fold_bn=fold_bn)
 
 
 def load_models(selection: Selection, names: tuple[str, ...] | None = None) -> dict:

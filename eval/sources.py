@@ -322,8 +322,9 @@ def display_path(path: Path, roots: Roots) -> str:
     return path.name
 
 
-def load_inference_model(option: WeightsOption, roots: Roots, seed: int = 0):
-    """The eval-mode, BN-folded model for `option`; `CheckpointError`/`SourceError` with a clear message.
+def load_inference_model(option: WeightsOption, roots: Roots, seed: int = 0, fold_bn: bool = True):
+    """The eval-mode model for `option` (BN folded unless `fold_bn=False`, e.g. to report the parameter
+    count of the trained architecture); `CheckpointError`/`SourceError` with a clear message.
 
     Random init is seeded so every rerun (and every page) shows the same untrained model.
     """
@@ -340,7 +341,7 @@ def load_inference_model(option: WeightsOption, roots: Roots, seed: int = 0):
     else:
         path = ensure_within(option.path, roots.weights)
         model, _ = load_checkpoint(path, expected_name=option.model)
-    return prepare_for_inference(model.eval())
+    return prepare_for_inference(model.eval(), fold_bn=fold_bn)
 
 
 RESULT_FILES: dict[str, str] = {

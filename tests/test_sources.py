@@ -124,6 +124,8 @@ def test_load_inference_model(fake_repo: Path) -> None:
     good = discover_weights("eca_cbam", roots)[0]
     model = load_inference_model(good, roots)
     assert not model.training and model.name == "eca_cbam"
+    assert load_inference_model(good, roots, fold_bn=False).get_parameter_count()["total"] == 476_345
+    assert model.get_parameter_count()["total"] < 476_345  # folded BN is gone
     a = load_inference_model(WeightsOption("cbam", "random", "r"), roots)
     b = load_inference_model(WeightsOption("cbam", "random", "r"), roots)
     assert all((p == q).all() for p, q in zip(a.parameters(), b.parameters(), strict=True))  # seeded

@@ -23,6 +23,7 @@ from core.image_io import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, decode_upload
 from core.overlay import COLORMAPS, overlay_mask
 from dashboard.common import (
     display_name,
+    get_model,
     interactive_torch_threads,
     load_models,
     render_sidebar,
@@ -192,9 +193,11 @@ else:
     for col, name in zip(dl_cols, COMPARED_MODELS, strict=True):
         if name not in models:
             continue
-        model, label = models[name], selection[name].label
+        option = selection[name]
+        label = option.label.replace("—", "-").encode("ascii", "replace").decode()  # cv2 text is ASCII only
 
-        def make_png(model=model, label=label) -> bytes:
+        def make_png(name=name, option=option, label=label) -> bytes:
+            model = get_model(name, option, fold_bn=False)  # unfolded: the figure prints the parameter count
             with interactive_torch_threads(1):
                 return heatmap_png(model, rgb, conf_thresh=conf, weights_label=label, colormap=colormap, alpha=alpha)
 
