@@ -31,6 +31,7 @@ from core.artifacts import (
     read_results_csv,
 )
 from core.config import COMPARED_MODELS, MODEL_CONFIGS
+from eval.convergence import MODEL_COLORS
 
 METRICS: tuple[str, ...] = ("easy", "medium", "hard", "mAP")
 SETTINGS: tuple[str, ...] = ("easy", "medium", "hard")
@@ -474,7 +475,7 @@ def latency_box_figure(times: Mapping[str, Sequence[float]]) -> go.Figure:
     fig = go.Figure()
     for model, t in times.items():
         fig.add_trace(go.Box(y=list(t), name=display_name(model), boxpoints="all", jitter=0.4, pointpos=0,
-                             marker={"size": 4}))
+                             marker={"size": 4, "color": MODEL_COLORS.get(model, "#444")}))
     fig.update_layout(yaxis_title="ms per forward pass", height=380, showlegend=False,
                       margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig

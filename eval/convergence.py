@@ -440,6 +440,24 @@ def stability_by_model(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def stability_figure(table: pd.DataFrame) -> go.Figure:
+    """Per run: epoch reaching the threshold (left) and variance of the last N epochs (right)."""
+    from plotly.subplots import make_subplots
+
+    var_col = next((c for c in table.columns if c.endswith("_var")), None)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=["first epoch reaching the threshold",
+                                                        (var_col or "variance").replace("_", " ")])
+    colors = [MODEL_COLORS.get(m, "#444") for m in table["model"]]
+    labels = [f"{r} ({d})" for r, d in zip(table["run"], table["dataset"], strict=True)]
+    fig.add_trace(go.Bar(x=labels, y=table["reached_at"], marker_color=colors, showlegend=False,
+                         hovertemplate="%{x}<br>epoch %{y}<extra></extra>"), row=1, col=1)
+    if var_col:
+        fig.add_trace(go.Bar(x=labels, y=table[var_col], marker_color=colors, showlegend=False,
+                             hovertemplate="%{x}<br>variance %{y:.4g}<extra></extra>"), row=1, col=2)
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
 def threshold_default(data: ConvergenceData, tag: str) -> float:
     """A sensible starting threshold: midway between the first and best values over all runs."""
     sub = data.scalars[data.scalars["tag"] == tag].sort_values("step")

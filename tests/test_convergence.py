@@ -20,6 +20,7 @@ from eval.convergence import (
     scan_records,
     series,
     stability_by_model,
+    stability_figure,
     stability_table,
     tail_stats,
 )
@@ -117,6 +118,7 @@ def test_epochs_to_threshold_and_tail_stats(runs: Path):
     assert table.loc["cbam_s0", "last3_mean"] == pytest.approx(np.mean([4 / 6, 4 / 7, 4 / 8]), abs=1e-6)
     ap = stability_table(data, AP, threshold=35, last_n=2).set_index("run")  # direction "above" for AP
     assert ap.loc["cbam_s0", "reached_at"] == 4 and ap.loc["cbam_s2", "reached_at"] == 4
+    assert len(stability_figure(table.reset_index()).data) == 2
     by_model = stability_by_model(table.reset_index()).set_index(["model", "dataset"])
     assert by_model.loc[("cbam", "synthetic"), "reached"] == 3
 

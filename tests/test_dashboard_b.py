@@ -41,7 +41,7 @@ def texts(elements) -> str:
 def test_convergence_widgets(roots):
     at = run_page("convergence")
     assert at.title[0].value == "Convergence" and not at.error and not at.warning
-    assert len(at.get("plotly_chart")) == 2  # train loss and val AP hard preselected (no val loss logged)
+    assert len(at.get("plotly_chart")) == 2 + 1  # train loss and val AP hard preselected, stability
     at.slider(key="conv_smoothing").set_value(0.9)
     at.toggle(key="conv_log").set_value(True)
     at.toggle(key="conv_aggregate").set_value(True).run()
@@ -50,7 +50,7 @@ def test_convergence_widgets(roots):
     at.multiselect(key="conv_metrics").set_value(["Learning rate"])
     at.selectbox(key="conv_stab_metric").set_value("Val AP hard (%)")
     at.slider(key="conv_last_n").set_value(3).run()
-    assert not at.exception and len(at.get("plotly_chart")) == 1
+    assert not at.exception and len(at.get("plotly_chart")) == 1 + 1
     stability = at.dataframe[1].value
     assert len(stability) == 5 and "reached_at" in stability.columns
     at.multiselect(key="conv_datasets").set_value(["widerface"]).run()

@@ -23,6 +23,7 @@ from eval.convergence import (
     load_convergence,
     select_runs,
     stability_by_model,
+    stability_figure,
     stability_table,
     threshold_default,
 )
@@ -102,4 +103,8 @@ st.caption(f"`reached_at`: first epoch whose smoothed value is {'≥' if directi
            f"threshold (empty: never). Mean and variance over the last {last_n} epochs (smoothed, weight "
            f"{smoothing:.2f}); a small variance means training has settled.")
 st.dataframe(table, hide_index=True, width="stretch")
-st.dataframe(stability_by_model(table), hide_index=True, width="stretch")
+if not table.empty:
+    st.plotly_chart(stability_figure(table), width="stretch", key="conv_stability_fig")
+    st.dataframe(stability_by_model(table), hide_index=True, width="stretch")
+    st.caption("Per model and dataset: runs that reached the threshold, their mean first epoch, and the mean of "
+               "the per-run last-N statistics.")

@@ -101,7 +101,7 @@ if result and result["rows"]:
     cols = st.columns(len(frame))
     for col, row in zip(cols, result["rows"], strict=True):
         col.metric(display_name(row["model"]), f"{row['fps']:.1f} FPS", f"{row['median_ms']:.2f} ms median",
-                   delta_color="off")
+                   delta_color="off", delta_arrow="off", border=True)
     st.dataframe(latency_display(frame).style.format(precision=2), hide_index=True, width="stretch")
     st.plotly_chart(latency_box_figure(result["times"]), width="stretch", key="lat_box")
     st.caption("Box plot: each timed run, measured between the benchmark's per-run callbacks; the table's "
