@@ -474,13 +474,17 @@ def _legend(model: str, dataset: str, seed: object = None) -> str:
 
 
 def curve_figure(data: ConvergenceData, tag: str, smoothing: float = 0.0, log_y: bool = False,
-                 aggregate: bool = False, band: Band = "minmax", title: str | None = None) -> go.Figure:
-    """Runs overlaid (colour = model, dash = dataset), or per-model mean with a min-max / ±std band."""
+                 aggregate: bool = False, band: Band = "minmax", title: str | None = None,
+                 max_points: int = 2000) -> go.Figure:
+    """Runs overlaid (colour = model, dash = dataset), or per-model mean with a min-max / ±std band.
+
+    Lines longer than `max_points` (per-step tags) are thinned for drawing only."""
     curves = series(data, tag, smoothing)
     fig = go.Figure()
     x_title = "step" if tag.startswith("train_step/") else "epoch"
     if aggregate:
         for (model, dataset), g in aggregate_seeds(curves).groupby(["model", "dataset"], sort=True):
+            g = _thin(g, max_points)
             color = MODEL_COLORS.get(model, "#444")
             lo, hi = (g["min"], g["max"]) if band == "minmax" else (g["mean"] - g["std"], g["mean"] + g["std"])
             name = f"{_legend(model, dataset)} (n={int(g['n'].max())})"
@@ -493,6 +497,7 @@ def curve_figure(data: ConvergenceData, tag: str, smoothing: float = 0.0, log_y:
                                      line={"color": color, "dash": DATASET_DASH.get(dataset, "dash")}))
     else:
         for run, g in curves.groupby("run", sort=True):
+            g = _thin(g, max_points)
             model, dataset = g["model"].iloc[0], g["dataset"].iloc[0]
             color = MODEL_COLORS.get(model, "#444")
             name = f"{run} ({_legend(model, dataset, g['seed'].iloc[0])})"
@@ -507,6 +512,18 @@ def curve_figure(data: ConvergenceData, tag: str, smoothing: float = 0.0, log_y:
     if log_y:
         fig.update_yaxes(type="log")
     return fig
+
+
+def _thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
+    """Every k-th row (plus the last) so a browser never draws more than ~max_points per line; smoothing
+    and statistics are computed on the full series before this."""
+    if len(frame) <= max_points:
+        return frame
+    k = -(-len(frame) // max_points)
+    keep = np.zeros(len(frame), dtype=bool)
+    keep[::k] = True
+    keep[-1] = True
+    return frame[keep]
 
 
 def _rgba(hex_color: str, alpha: float) -> str:

@@ -208,3 +208,17 @@ def test_resumed_run_purges_orphaned_steps(tmp_path: Path):
     assert s["step"].tolist() == list(range(8))
     assert s["value"].tolist() == [1.0] * 6 + [2.0] * 2
     assert data.runs["event_files"].iloc[0] == 2 and data.warnings == ()
+
+
+def test_long_step_curves_are_thinned_for_drawing_only(tmp_path: Path):
+    run = tmp_path / "runs" / "steps"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"model": "cbam", "dataset": "synthetic", "seed": 0}))
+    with SummaryWriter(str(run)) as w:
+        for step in range(5000):
+            w.add_scalar(TB_TAGS["step_loss"], 1.0 + (step % 7), step)
+    data = load_convergence([tmp_path / "runs"], EventCache())
+    assert len(series(data, TB_TAGS["step_loss"])) == 5000
+    (line,) = curve_figure(data, TB_TAGS["step_loss"], max_points=1000).data
+    assert len(line.x) <= 1001 and line.x[-1] == 4999 and line.x[0] == 0
+    assert curve_figure(data, TB_TAGS["step_loss"]).layout.xaxis.title.text == "step"
