@@ -113,6 +113,42 @@ def measure(rounds: int) -> list[str]:
     return lines
 
 
+def measure_event_reading(steps: int = 20_000) -> list[str]:
+    """Convergence data path: first read of a long run, then an incremental read after one more epoch."""
+    import json
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    from core.artifacts import TB_TAGS
+    from eval.convergence import EventCache, load_convergence
+
+    tags = [TB_TAGS[k] for k in ("step_loss", "step_loss_box", "step_loss_cls", "step_loss_landmark", "step_lr")]
+    with tempfile.TemporaryDirectory(prefix="ff_bench_tb_") as tmp:
+        run = Path(tmp) / "runs" / "long"
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(json.dumps({"model": "cbam", "dataset": "synthetic", "seed": 0}))
+        writer = SummaryWriter(str(run), max_queue=1000)
+        for step in range(steps):
+            for tag in tags:
+                writer.add_scalar(tag, 1.0 / (step + 1), step)
+        writer.flush()
+        size = sum(p.stat().st_size for p in run.glob("events.*"))
+        cache = EventCache()
+        start = time.perf_counter()
+        load_convergence([run.parent], cache)
+        first = time.perf_counter() - start
+        for step in range(steps, steps + 400):  # one more epoch of 400 steps
+            for tag in tags:
+                writer.add_scalar(tag, 1.0 / (step + 1), step)
+        writer.flush()
+        start = time.perf_counter()
+        data = load_convergence([run.parent], cache)
+        again = time.perf_counter() - start
+        writer.close()
+    return [f"event file of {len(tags) * steps:,} scalars ({size / 1e6:.1f} MB): first read {first:.2f} s, "
+            f"re-read after 400 more steps {1000 * again:.0f} ms ({len(data.scalars):,} scalars)"]
+
+
 def environment() -> list[str]:
     version = subprocess.run([str(CHROMIUM), "--version"], capture_output=True, text=True).stdout.strip()
     import streamlit
@@ -135,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cannot run: {missing}", file=sys.stderr)
         return 2
     report = "\n".join(["Dashboard: cold start and page switches (headless chromium, real server)",
-                        *environment(), "", *measure(args.rounds)]) + "\n"
+                        *environment(), "", *measure(args.rounds), "", *measure_event_reading()]) + "\n"
     print(report, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

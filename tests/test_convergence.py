@@ -222,3 +222,16 @@ def test_long_step_curves_are_thinned_for_drawing_only(tmp_path: Path):
     (line,) = curve_figure(data, TB_TAGS["step_loss"], max_points=1000).data
     assert len(line.x) <= 1001 and line.x[-1] == 4999 and line.x[0] == 0
     assert curve_figure(data, TB_TAGS["step_loss"]).layout.xaxis.title.text == "step"
+
+
+def test_vectorised_crc_matches_tensorboard():
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+
+    from eval.convergence import _masked_crc32c_many
+
+    rng = np.random.default_rng(0)
+    buf = rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes()
+    lengths = np.array([0, 1, 8, 37, 100, 5000, 12])
+    starts = np.array([5, 0, 100, 999, 3, 10_000, 19_988])
+    got = _masked_crc32c_many(buf, starts, lengths)
+    assert got.tolist() == [masked_crc32c(buf[s:s + n]) for s, n in zip(starts, lengths, strict=True)]
