@@ -19,7 +19,7 @@ import streamlit as st
 import torch
 
 from core.artifacts import LATENCY_COLUMNS, ResultsFileError, append_rows
-from core.device import device_name
+from core.device import device_name, select_device
 from dashboard.common import get_model, get_roots, load_models, render_sidebar
 from eval.compare import (
     LATENCY_CSV,
@@ -75,6 +75,7 @@ if st.button("Start benchmark", type="primary", key="lat_start"):
     rows, times = [], {}
     date = datetime.now().isoformat(timespec="seconds")
     try:
+        dev = select_device(device)
         for i, (name, model) in enumerate(models.items()):
             def show(done: int, total: int, i: int = i, name: str = name) -> None:
                 bar.progress(min(1.0, (i + done / total) / len(models)),
@@ -83,8 +84,7 @@ if st.button("Start benchmark", type="primary", key="lat_start"):
             timer = RunTimer(show).start()
             # A copy: benchmark_model moves the model to the device, the cached one is shared with other pages.
             stats = benchmark_model(copy.deepcopy(model), (int(height), int(width)), int(batch), int(runs),
-                                    int(warmup), device, timer)
-            dev = torch.device(device)
+                                    int(warmup), dev, timer)
             rows.append(latency_row(name, stats, str(dev), device_name(dev), (int(height), int(width)),
                                     torch.get_num_threads(), torch.__version__, True, date))
             times[name] = timer.run_times_ms(int(warmup))
