@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import eval.sources
 from tests.test_compare import SYN, make_results_root
 from tests.test_convergence import event_file, write_run
 
@@ -24,6 +26,16 @@ def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     write_run(runs, "seq_wider", "eca_cbam", 0, 4, dataset="widerface")
     monkeypatch.setenv("FEATHERFACE_RESULTS_DIR", str(results))
     monkeypatch.setenv("FEATHERFACE_RUNS_DIR", str(runs))
+    # The env vars are resolved as in the app; only the shipped demo (runs, weights) is left out, so that the
+    # assertions do not depend on what assets/demo holds (or on a demo being trained while tests run).
+    real = eval.sources.resolve_roots
+
+    def without_demo(argv, env, *args):
+        roots = real(argv, env, *args)
+        return dataclasses.replace(roots, runs=roots.runs[:1], weights=(tmp_path / "weights",),
+                                   demo=tmp_path / "no_demo")
+
+    monkeypatch.setattr("dashboard.common.resolve_roots", without_demo)
     return results, runs
 
 
