@@ -516,12 +516,20 @@ def _legend(model: str, dataset: str, seed: object = None) -> str:
 def curve_figure(data: ConvergenceData, tag: str, smoothing: float = 0.0, log_y: bool = False,
                  aggregate: bool = False, band: Band = "minmax", title: str | None = None,
                  max_points: int = 2000) -> go.Figure:
-    """Runs overlaid (colour = model, dash = dataset), or per-model mean with a min-max / ±std band.
-
-    Lines longer than `max_points` (per-step tags) are thinned for drawing only."""
+    """Runs overlaid (colour = model; legend grouped by model and dataset), or per-model mean with a
+    min-max / ±std band. Datasets get different dashes when several are drawn. Lines longer than
+    `max_points` (per-step tags) are thinned for drawing only; short ones get markers."""
     curves = series(data, tag, smoothing)
     fig = go.Figure()
     x_title = "step" if tag.startswith("train_step/") else "epoch"
+    several = curves["dataset"].nunique() > 1 if not curves.empty else False
+
+    def dash(dataset: str) -> str:
+        return DATASET_DASH.get(dataset, "dash") if several else "solid"
+
+    def mode(n: int) -> str:
+        return "lines+markers" if n <= 30 else "lines"
+
     if aggregate:
         for (model, dataset), g in aggregate_seeds(curves).groupby(["model", "dataset"], sort=True):
             g = _thin(g, max_points)
@@ -533,22 +541,28 @@ def curve_figure(data: ConvergenceData, tag: str, smoothing: float = 0.0, log_y:
             fig.add_trace(go.Scatter(x=g["step"], y=lo, mode="lines", line={"width": 0}, fill="tonexty",
                                      fillcolor=_rgba(color, 0.2), showlegend=False, hoverinfo="skip",
                                      legendgroup=name))
-            fig.add_trace(go.Scatter(x=g["step"], y=g["mean"], mode="lines", name=name, legendgroup=name,
-                                     line={"color": color, "dash": DATASET_DASH.get(dataset, "dash")}))
+            fig.add_trace(go.Scatter(x=g["step"], y=g["mean"], mode=mode(len(g)), name=name, legendgroup=name,
+                                     line={"color": color, "dash": dash(dataset)}, marker={"size": 5}))
     else:
+        titled: set[str] = set()
         for run, g in curves.groupby("run", sort=True):
             g = _thin(g, max_points)
-            model, dataset = g["model"].iloc[0], g["dataset"].iloc[0]
+            model, dataset, seed = g["model"].iloc[0], g["dataset"].iloc[0], g["seed"].iloc[0]
             color = MODEL_COLORS.get(model, "#444")
-            name = f"{run} ({_legend(model, dataset, g['seed'].iloc[0])})"
+            group = _legend(model, dataset)
+            title_text = group if group not in titled else None
+            titled.add(group)
+            hover = f"{run}<br>{_legend(model, dataset, seed)}<br>{x_title} %{{x}}: %{{y:.4g}}<extra></extra>"
             if smoothing > 0:
                 fig.add_trace(go.Scatter(x=g["step"], y=g["value"], mode="lines", opacity=0.25, showlegend=False,
-                                         line={"color": color}, hoverinfo="skip", legendgroup=run))
-            fig.add_trace(go.Scatter(x=g["step"], y=g["smoothed"], mode="lines", name=name, legendgroup=run,
-                                     line={"color": color, "dash": DATASET_DASH.get(dataset, "dash")}))
-    fig.update_layout(title=title or tag, xaxis_title=x_title, yaxis_title=tag, height=440,
+                                         line={"color": color}, hoverinfo="skip", legendgroup=group))
+            fig.add_trace(go.Scatter(x=g["step"], y=g["smoothed"], mode=mode(len(g)), name=str(run),
+                                     legendgroup=group, legendgrouptitle_text=title_text, hovertemplate=hover,
+                                     line={"color": color, "dash": dash(dataset)}, marker={"size": 5}))
+    fig.update_layout(title=title or tag, xaxis_title=x_title, yaxis_title=tag, height=460,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      legend={"font": {"size": 10}, "orientation": "h", "yanchor": "top", "y": -0.2})
+                      legend={"font": {"size": 10}, "orientation": "h", "yanchor": "top", "y": -0.25,
+                              "groupclick": "toggleitem", "grouptitlefont": {"size": 10}})
     if log_y:
         fig.update_yaxes(type="log")
     return fig
