@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from core.config import MODEL_CONFIGS, ModelConfig, get_config
@@ -17,3 +19,16 @@ def build_model(name_or_cfg: str | ModelConfig, device: str | torch.device | Non
 
 def list_models() -> list[str]:
     return list(MODEL_CONFIGS)
+
+
+
+def parameter_counts(name: str) -> dict[str, int]:
+    """`get_parameter_count()` of a variant without building real weights (cheap enough for the
+    dashboard's first page, which shows all four)."""
+    return dict(_meta_parameter_counts(name))
+
+
+@functools.cache
+def _meta_parameter_counts(name: str) -> dict[str, int]:
+    with torch.device("meta"):
+        return build_model(name).get_parameter_count()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from core.config import MODEL_CONFIGS
-from core.factory import build_model
+from core.factory import parameter_counts
 from core.flops import count_flops
 
 MODELS: tuple[str, ...] = ("cbam", "eca_cbam", "eca_cbam_parallel", "none")
@@ -26,7 +26,7 @@ def parameter_table(models: tuple[str, ...] = MODELS) -> pd.DataFrame:
     """Long table: model, part, params (from `get_parameter_count`, the published breakdown)."""
     rows = []
     for name in models:
-        counts = build_model(name).get_parameter_count()
+        counts = parameter_counts(name)
         for part, label in PART_LABELS.items():
             rows.append({"model": name, "display_name": MODEL_CONFIGS[name].display_name, "part": label,
                          "params": int(counts[part])})
@@ -48,7 +48,7 @@ def summary_table(models: tuple[str, ...] = MODELS, input_hw: tuple[int, int] = 
     """One row per model: total params, attention params, GFLOPs, attention MFLOPs, design in a phrase."""
     rows = []
     for name in models:
-        counts = build_model(name).get_parameter_count()
+        counts = parameter_counts(name)
         rep = count_flops(name, input_hw)
         rows.append({
             "model": name,

@@ -11,7 +11,7 @@ import torch
 from core.anchors import generate_anchors
 from core.config import MODEL_CONFIGS
 from core.detector import LEVELS, STAGES, AttentionUnavailableError
-from core.factory import build_model
+from core.factory import build_model, parameter_counts
 from core.layers.attention import ParallelAttention, SequentialAttention
 from core.layers.eca import EcaGate, eca_kernel_size
 
@@ -166,3 +166,8 @@ def test_attention_is_the_only_difference_between_variants():
         assert shared <= keys[name]
         assert all("attention" in k for k in extra)
     assert keys["eca_cbam"] == keys["eca_cbam_parallel"]
+
+
+def test_meta_device_parameter_counts_equal_real_ones(models):
+    for name, model in models.items():
+        assert parameter_counts(name) == model.get_parameter_count()

@@ -18,9 +18,9 @@ from eval.sources import build_inventory, dataset_label, display_path
 
 @st.cache_data(show_spinner=False)
 def parameter_totals() -> dict[str, int]:
-    from core.factory import build_model
+    from core.factory import parameter_counts
 
-    return {name: build_model(name).get_parameter_count()["total"] for name in MODELS}
+    return {name: parameter_counts(name)["total"] for name in MODELS}
 
 
 st.title("FeatherFace Lab")
