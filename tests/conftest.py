@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 import torch
@@ -36,3 +38,13 @@ def rgb_image() -> np.ndarray:
 @pytest.fixture(scope="session")
 def models() -> dict[str, torch.nn.Module]:
     return {name: build_model(name).eval() for name in ("cbam", "eca_cbam", "eca_cbam_parallel", "none")}
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for training tests: on a small shared CPU, OpenMP threads waiting on each
+    other cost 10x. Modules opt in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

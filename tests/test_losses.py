@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
@@ -15,6 +13,8 @@ from core.data.dataset import WiderFaceDetection, detection_collate
 from core.data.synth import generate_dataset
 from core.factory import build_model
 from core.losses import MultiBoxLoss, build_targets, hard_negative_mask
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 VARIANCES = (0.1, 0.2)
 # Four anchors (cx, cy, w, h): two on the left half, two on the right, no overlap between halves.
@@ -106,15 +106,6 @@ def test_negatives_are_capped_by_the_number_of_anchors() -> None:
     loss = torch.rand(1, 4)
     positive = torch.tensor([[True, True, False, False]])
     assert hard_negative_mask(loss, positive, 3).sum().item() == 2
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a small shared CPU, OpenMP threads waiting on each other cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ checkpoint, argument errors, and the LR schedule.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,17 +21,10 @@ from core.losses import LossTerms, MultiBoxLoss
 from train.cli import main
 from train.schedule import default_lr_steps, lr_at
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 NETWORK = "eca_cbam"
 EPOCHS, STEPS_PER_EPOCH = 2, 2  # 8 images / batch 4
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: on a small shared CPU, OpenMP threads waiting on each other cost 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
