@@ -42,6 +42,7 @@ from eval.figures import FigureError, read_image_rgb, write_heatmap_figure
 from eval.latency import run_latency
 from eval.predict import PredictError, file_sha256, list_val_images, predict_to_dir
 from eval.predictions import PredictionFormatError, read_predictions
+from eval.reference import write_reference
 from eval.widerface import evaluate
 
 KEY: tuple[str, ...] = ("model", "dataset", "weights")
@@ -106,6 +107,11 @@ def artifact_stem(model: str, dataset: str, weights: str) -> str:
 def eval_json_path(results_root: Path | str, model: str, dataset: str, weights: str) -> Path:
     """Where the full evaluation of one comparison row lives."""
     return Path(results_root) / "eval" / f"{artifact_stem(model, dataset, weights)}.json"
+
+
+def figure_path(results_root: Path | str, model: str, dataset: str, weights: str) -> Path:
+    """Where the heatmap figure of one comparison row lives."""
+    return Path(results_root) / "figures" / f"attention_heatmaps__{artifact_stem(model, dataset, weights)}.png"
 
 
 def _path_names_model(path: Path) -> str | None:
@@ -180,11 +186,13 @@ def resolve_weights(source: Path | str, models: Sequence[str]) -> dict[str, Path
 
 
 def _training_info(path: Path, ckpt: dict[str, Any]) -> tuple[int | None, int | None]:
-    """(epochs, seed) from the checkpoint ("epochs", or 0-based "epoch" + 1, "seed"), else run.json."""
-    epochs = ckpt.get("epochs")
-    if not isinstance(epochs, int) and isinstance(ckpt.get("epoch"), int):
-        epochs = ckpt["epoch"] + 1
-    seed = ckpt.get("seed")
+    """(epochs, seed) from the checkpoint ("epochs" or "epoch", "seed" or args.seed), else run.json ("max_epoch", "seed").
+
+    The trainer counts epochs from 1 and stores the number of completed epochs as "epoch".
+    """
+    args = ckpt.get("args") if isinstance(ckpt.get("args"), dict) else {}
+    epochs = ckpt.get("epochs", ckpt.get("epoch"))
+    seed = ckpt.get("seed", args.get("seed"))
     for run_json in (path.parent / "run.json", path.parent.parent / "run.json"):
         if run_json.is_file():
             try:
@@ -254,6 +262,7 @@ def run_results(
     if image is not None:
         read_image_rgb(image)
     print(f"{dataset} at {data}: {num_images} images, {gt.num_faces} faces; device {device_name(dev)}")
+    write_reference(out / "reference_results.csv")  # published rows and targets, kept apart from measured rows
 
     # 2. Latency (the three plus "none" for the attention overhead).
     latency_models = [*models, *(["none"] if "none" not in models else [])]
@@ -266,7 +275,9 @@ def run_results(
         weights = display_path(paths[model_name])
         stem = artifact_stem(model_name, dataset, weights)
         epochs, seed = _training_info(paths[model_name], ckpt)
-        print(f"[{model_name}] {weights}")
+        trained_on = ckpt.get("dataset")
+        note = f" (trained on {trained_on})" if trained_on not in (None, dataset) else ""
+        print(f"[{model_name}] {weights}{note}")
         pred_dir = out / "predictions" / stem
         predict_to_dir(model, data, pred_dir, max_side, conf_thresh, nms_thresh,
                        meta={"network": model_name, "weights_sha256": file_sha256(paths[model_name])},
@@ -290,7 +301,7 @@ def run_results(
             "latency": lat, "evaluation": result.to_dict(curves=True),
         })
         if image is not None:
-            write_heatmap_figure(model.eval(), image, out / "figures" / f"attention_heatmaps__{stem}.png",
+            write_heatmap_figure(model.eval(), image, figure_path(out, model_name, dataset, weights),
                                  weights_label=weights)
         table = upsert_rows(comparison_csv, [row], COMPARISON_COLUMNS)
         print(f"[{model_name}] easy {ap['easy']:.2f}  medium {ap['medium']:.2f}  hard {ap['hard']:.2f}  "

@@ -20,6 +20,7 @@ from eval.results import (
     WeightsError,
     detect_dataset,
     eval_json_path,
+    figure_path,
     main,
     resolve_weights,
     upsert_rows,
@@ -57,12 +58,14 @@ def test_results_command_end_to_end_and_update_not_duplicate(tiny, tmp_path):
     assert (table["dataset"] == "synthetic").all()
     assert table[["easy", "medium", "hard"]].stack().between(0, 100).all()
     np.testing.assert_allclose(table["mAP"], table[["easy", "medium", "hard"]].mean(axis=1), atol=1e-3)
-    assert table["epochs"].tolist() == [5, 5, 5] and table["seed"].tolist() == [0, 1, 2]
+    assert table["epochs"].tolist() == [4, 4, 4] and table["seed"].tolist() == [0, 1, 2]
     assert (table["latency_ms"] > 0).all()
 
     latency = pd.read_csv(out / "latency_benchmark.csv")
     assert tuple(latency.columns) == LATENCY_COLUMNS
     assert sorted(latency["model"]) == sorted([*COMPARED_MODELS, "none"])
+    reference = load_reference(out / "reference_results.csv")  # the third CSV, apart from measured rows
+    assert set(reference["kind"]) == {"published", "target"}
 
     for row in table.itertuples():
         report = json.loads(eval_json_path(out, row.model, row.dataset, row.weights).read_text())
@@ -70,7 +73,8 @@ def test_results_command_end_to_end_and_update_not_duplicate(tiny, tmp_path):
         hard = report["evaluation"]["settings"]["hard"]
         assert len(hard["precision"]) == len(hard["recall"]) == 1000
         assert set(report["evaluation"]["breakdown"]) >= {"occlusion", "blur", "pose", "scale"}
-        png = out / "figures" / f"attention_heatmaps__{row.model}__synthetic__{weights_tag(row.weights)}.png"
+        png = figure_path(out, row.model, row.dataset, row.weights)
+        assert png.name == f"attention_heatmaps__{row.model}__synthetic__{weights_tag(row.weights)}.png"
         assert cv2.imread(str(png)) is not None
 
     first_date = table.set_index("model")["date"]
