@@ -54,7 +54,7 @@ def _resolve(device: str | torch.device) -> torch.device:
     return device if isinstance(device, torch.device) else select_device(device)
 
 
-def _is_channels_last(model: torch.nn.Module) -> bool:
+def is_channels_last(model: torch.nn.Module) -> bool:
     """True when the model's first spatial conv weight is stored channels-last."""
     for p in model.parameters():
         if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1:
@@ -86,7 +86,7 @@ def benchmark_model(
     model = model.to(dev).eval()
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(batch, 3, *input_hw, generator=gen) * 255 - 117).to(dev)
-    if _is_channels_last(model):
+    if is_channels_last(model):
         x = x.contiguous(memory_format=torch.channels_last)
     total = warmup + runs
     times: list[float] = []

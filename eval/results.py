@@ -186,7 +186,7 @@ def resolve_weights(source: Path | str, models: Sequence[str]) -> dict[str, Path
 
 
 def _training_info(path: Path, ckpt: dict[str, Any]) -> tuple[int | None, int | None]:
-    """(epochs, seed) from the checkpoint ("epochs" or "epoch", "seed" or args.seed), else run.json ("max_epoch", "seed").
+    """(epochs, seed) from the checkpoint ("epochs"|"epoch", "seed"|args.seed), else run.json (max_epoch, seed).
 
     The trainer counts epochs from 1 and stores the number of completed epochs as "epoch".
     """
