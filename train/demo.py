@@ -14,6 +14,7 @@ Every number it produces comes from the synthetic set and is labelled so.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -42,6 +43,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--eval-every", type=int, default=4)
     p.add_argument("--models", nargs="+", default=list(COMPARED_MODELS), choices=list(COMPARED_MODELS))
+    p.add_argument("--eval-only", action="store_true",
+                   help="re-run the evaluation of the existing demo weights (no data generation, no training)")
     p.add_argument("--sequential", action="store_true",
                    help="train one model at a time with all cores (default: the models side by side, 1 thread each)")
     return p.parse_args(argv)
@@ -77,8 +80,8 @@ def train_all(args: argparse.Namespace, runs: Path) -> None:
         raise SystemExit(f"training failed for {failed}; see {runs}/<model>.log")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def train_and_collect(args: argparse.Namespace) -> dict:
+    """Synthetic data, the three trainings, final weights copied to <out>/weights; returns manifest fields."""
     started = time.time()
     if not (args.data / "manifest.json").is_file():
         generate_dataset(args.data, args.num_train, args.num_val, args.seed, max_size=args.max_size, progress=True)
@@ -90,25 +93,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     for model in args.models:
         run = runs / f"{model}_synthetic_s{args.seed}"
         shutil.copyfile(run / "weights" / "Final.pth", weights / f"{model}.pth")
-        shutil.rmtree(run / "weights")  # last/best are GBs over many demos; the final weights are kept above
-    subprocess.run([sys.executable, "-m", "eval.results", "--data", str(args.data), "--weights-dir", str(weights),
-                    "--out", str(args.out / "results"), "--models", *args.models, "--runs", "20", "--warmup", "5",
-                    "--image", "assets/samples/astronaut.png"], check=True)
-    shutil.rmtree(args.out / "results" / "predictions")  # 20+ MB of text, reproducible from the weights
-    table = read_results_csv(args.out / "results" / "comparison_table.csv", COMPARISON_COLUMNS)
-    atomic_write_json(args.out / "manifest.json", {
+        shutil.rmtree(run / "weights")  # last/best (~8 MB a model) are not shipped; Final is, above
+    return {
         "dataset": "synthetic",
         "note": "Demo numbers come from a small synthetic set, not WIDERFace.",
-        "command": "python -m train.demo " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m train.demo " + " ".join(a for a in sys.argv[1:] if a != "--eval-only"),
         "seed": args.seed, "epochs": args.epochs, "img_size": args.img_size, "batch_size": args.batch_size,
         "num_train": args.num_train, "num_val": args.num_val, "data": str(args.data), "models": args.models,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "minutes": round((time.time() - started) / 60, 1),
-        "results": table[["model", "easy", "medium", "hard", "mAP", "latency_ms"]].to_dict(orient="records"),
-    })
+        "training_minutes": round((time.time() - started) / 60, 1),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    manifest_path = args.out / "manifest.json"
+    if args.eval_only:
+        if not manifest_path.is_file():
+            raise SystemExit(f"--eval-only needs an existing demo at {args.out} (no manifest.json)")
+        manifest = json.loads(manifest_path.read_text())
+    else:
+        manifest = train_and_collect(args)
+    subprocess.run([sys.executable, "-m", "eval.results", "--data", str(args.data),
+                    "--weights-dir", str(args.out / "weights"), "--out", str(args.out / "results"),
+                    "--models", *args.models, "--runs", "20", "--warmup", "5",
+                    "--image", "assets/samples/astronaut.png"], check=True)
+    shutil.rmtree(args.out / "results" / "predictions")  # 20+ MB of text, reproducible from the weights
+    table = read_results_csv(args.out / "results" / "comparison_table.csv", COMPARISON_COLUMNS)
+    manifest["evaluated"] = datetime.now(UTC).isoformat(timespec="seconds")
+    manifest["results"] = table[["model", "easy", "medium", "hard", "mAP", "latency_ms"]].to_dict(orient="records")
+    atomic_write_json(manifest_path, manifest)
     print(f"demo written to {args.out}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
