@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torchvision.ops import box_iou
 
 from core.box_coder import center_to_corners, encode_boxes, encode_landmarks
 
@@ -23,6 +22,8 @@ def match_anchors(
     landm_t (A,10)). Every face keeps its best anchor even below the threshold, unless that anchor's
     IoU is under 0.2 (the face is then too small or oddly shaped for any anchor and is left out).
     """
+    from torchvision.ops import box_iou
+
     num_anchors = anchors.shape[0]
     if truths.numel() == 0:
         zeros = anchors.new_zeros

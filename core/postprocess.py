@@ -1,4 +1,8 @@
-"""From raw head outputs to detections: decode against anchors, threshold, NMS (torchvision)."""
+"""From raw head outputs to detections: decode against anchors, threshold, NMS (torchvision).
+
+torchvision.ops is imported where used, here and in core.matching / core.layers.deform_conv: it pulls in
+torch._dynamo (~1.2 s), which the dashboard's first page does not need.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchvision.ops import nms
 
 from core.box_coder import decode_boxes, decode_landmarks
 
@@ -36,6 +39,8 @@ def postprocess(
     keep_top_k: int = 750,
 ) -> Detections:
     """One image's outputs (A,4), (A,2), (A,10) -> `Detections` (RetinaFace test defaults)."""
+    from torchvision.ops import nms
+
     h, w = image_hw
     scores = torch.softmax(conf_logits.float(), dim=-1)[:, 1]
     keep = scores > conf_thresh

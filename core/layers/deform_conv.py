@@ -12,7 +12,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import deform_conv2d
 
 KERNELS: tuple[str, ...] = ("auto", "torchvision", "grid_sample")
 
@@ -72,6 +71,8 @@ class ModulatedDeformConv2d(nn.Module):
         mask = torch.sigmoid(om[:, 18:])
         use_torchvision = self.kernel == "torchvision" or (self.kernel == "auto" and x.is_cuda)
         if use_torchvision:
+            from torchvision.ops import deform_conv2d
+
             return deform_conv2d(x, offset.contiguous(), self.weight, self.bias, padding=1,
                                  mask=mask.contiguous())
         return deform_conv2d_grid_sample(x, offset, mask, self.weight, self.bias, padding=1)
