@@ -26,33 +26,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from core.config import MODEL_CONFIGS
 from core.detector import FeatherFace
-from core.factory import build_model
 from core.image_input import rgb_to_model_tensor
 from core.inference import prepare_for_inference
 from core.layers.deform_conv import ModulatedDeformConv2d
 from eval.latency import is_channels_last
+from tests.conftest import realistic_model
 
 Forward = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 IMAGE = Path("assets/samples/astronaut.png")
 HW = (640, 640)
-
-
-def realistic_model(name: str, seed: int = 0) -> FeatherFace:
-    """A random-init model whose BN statistics and DCN offsets are non-trivial (as after training),
-    so folding and the DCN kernels are really exercised by the equality checks."""
-    torch.manual_seed(seed)
-    model = build_model(name).eval()
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
-        if isinstance(m, ModulatedDeformConv2d):
-            m.offset_mask.weight.data.normal_(0, 0.05, generator=gen)
-    return model
 
 
 def set_dcn_kernel(model: torch.nn.Module, kernel: str) -> torch.nn.Module:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from core.detector import FeatherFace
 from core.factory import build_model
+from core.layers.deform_conv import ModulatedDeformConv2d
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +19,8 @@ def _seed() -> None:
 
 
 def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Give BN layers non-trivial statistics so eval-mode tests exercise them."""
+    """Give BN layers non-trivial statistics and DCN offset convs non-zero weights (as after training),
+    so eval-mode tests, BN folding and the DCN kernels are really exercised."""
     gen = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -26,7 +29,16 @@ def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Modul
             m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
             m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
             m.bias.data.copy_(torch.rand(n, generator=gen) - 0.5)
+        if isinstance(m, ModulatedDeformConv2d):
+            m.offset_mask.weight.data.normal_(0, 0.05, generator=gen)
     return model
+
+
+def realistic_model(name: str, seed: int = 0) -> FeatherFace:
+    """A seeded random-init eval-mode model with trained-looking BN statistics and DCN offsets
+    (shared with benchmarks/bench_model_latency.py)."""
+    torch.manual_seed(seed)
+    return randomize_batchnorm(build_model(name).eval(), seed)
 
 
 @pytest.fixture

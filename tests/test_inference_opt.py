@@ -9,7 +9,7 @@ from torchvision.ops import deform_conv2d
 from core.factory import build_model
 from core.inference import fold_batchnorm, prepare_for_inference
 from core.layers.deform_conv import ModulatedDeformConv2d, deform_conv2d_grid_sample
-from tests.conftest import randomize_batchnorm
+from tests.conftest import randomize_batchnorm, realistic_model
 
 
 @pytest.mark.parametrize("shape", [(2, 13, 7, 9, 13), (1, 52, 20, 24, 26), (1, 4, 1, 5, 3)])
@@ -30,10 +30,7 @@ def test_grid_sample_dcn_equals_torchvision(shape):
 
 
 def test_model_outputs_equal_across_dcn_kernels():
-    model = randomize_batchnorm(build_model("eca_cbam_parallel")).eval()
-    for m in model.modules():
-        if isinstance(m, ModulatedDeformConv2d):
-            torch.nn.init.normal_(m.offset_mask.weight, std=0.05)
+    model = realistic_model("eca_cbam_parallel")
     x = torch.randn(1, 3, 96, 80)
     outs = {}
     for kernel in ("torchvision", "grid_sample"):
