@@ -1,7 +1,7 @@
 """Modulated deformable convolution (DCNv2, Zhu et al. 2019) with two interchangeable kernels.
 
 `torchvision.ops.deform_conv2d` is the reference; on CPU it is slow, so the default CPU kernel
-samples the nine displaced taps with one `grid_sample` call and applies the weights as one matmul.
+samples the nine displaced taps with one `grid_sample` call and applies the weights as one batched matmul.
 Both compute the same function (bilinear sampling, zero outside the image); tests check equality.
 """
 
@@ -24,7 +24,12 @@ def deform_conv2d_grid_sample(
     bias: torch.Tensor | None = None,
     padding: int = 1,
 ) -> torch.Tensor:
-    """Stride-1 DCNv2 as gather + GEMM; offsets laid out like torchvision's ((dy, dx) per tap)."""
+    """Stride-1 DCNv2 as one gather + one batched GEMM; offsets laid out like torchvision's ((dy, dx) per tap).
+
+    The nine taps are sampled tap-major (the input is viewed nine times as a batch, no copy), each tap's
+    columns go through its own slice of the weights, and the modulation mask is applied after the GEMM,
+    on C_out rather than C_in rows (the SSH convs shrink 52 -> 26/13 channels).
+    """
     n, c, h, w = x.shape
     out_ch, _, kh, kw = weight.shape
     taps = kh * kw
@@ -37,10 +42,12 @@ def deform_conv2d_grid_sample(
     cols = torch.arange(wo, device=dev, dtype=dt).view(1, 1, 1, wo) - padding
     py = rows + ky.reshape(1, taps, 1, 1) + off[:, :, 0]
     px = cols + kx.reshape(1, taps, 1, 1) + off[:, :, 1]
-    grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1).view(n, taps * ho, wo, 2)
-    sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    columns = sampled.reshape(n, c, taps, ho * wo) * mask.reshape(n, 1, taps, ho * wo)
-    out = torch.matmul(weight.reshape(out_ch, c * taps), columns.view(n, c * taps, ho * wo))
+    grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1).reshape(n * taps, ho, wo, 2)
+    per_tap_input = x.unsqueeze(1).expand(n, taps, c, h, w).reshape(n * taps, c, h, w)
+    sampled = F.grid_sample(per_tap_input, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    tap_weights = weight.reshape(out_ch, c, taps).permute(2, 0, 1)
+    per_tap = torch.matmul(tap_weights, sampled.reshape(n, taps, c, ho * wo))
+    out = (per_tap * mask.reshape(n, taps, 1, ho * wo)).sum(dim=1)
     if bias is not None:
         out = out + bias.view(1, out_ch, 1)
     return out.view(n, out_ch, ho, wo)
