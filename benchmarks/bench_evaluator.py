@@ -27,9 +27,10 @@ import numpy as np
 from core.data.wider_gt import SETTINGS, WiderGT, load_wider_gt
 from eval.predictions import read_predictions, write_predictions
 from eval.widerface import evaluate
+from tests.conftest import find_real_wider_gt
 from tests.test_widerface_eval import oracle_evaluate
 
-DEFAULT_GT = Path("/work/shared/widerface_val_gt")
+DEFAULT_GT = find_real_wider_gt()
 
 
 def synthetic_predictions(gt: WiderGT, seed: int, per_image: int = 50) -> dict[str, dict[str, np.ndarray]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -21,8 +20,8 @@ from core.data.wider_gt import (
     load_wider_gt,
     write_wider_gt,
 )
+from tests.conftest import REAL_GT
 
-REAL_GT = Path(os.environ.get("WIDER_VAL_GT", "/work/shared/widerface_val_gt"))
 needs_real_gt = pytest.mark.skipif(not (REAL_GT / FACE_FILE).exists(), reason="real WIDER val GT absent")
 
 

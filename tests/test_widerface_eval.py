@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,7 @@ import pytest
 from core.data.wider_gt import ATTRIBUTES, SETTINGS, GTImage, WiderGT, load_wider_gt, write_wider_gt
 from eval.predictions import write_predictions
 from eval.widerface import BREAKDOWN_VALUES, evaluate, main, thresholds, voc_ap
-
-REAL_GT = Path(os.environ.get("WIDER_VAL_GT", "/work/shared/widerface_val_gt"))
+from tests.conftest import REAL_GT
 
 # ------------------------------------------------------------------------------------------ oracle
 
