@@ -18,13 +18,13 @@ PAGES_DIR = Path(__file__).resolve().parent / "pages"
 st.set_page_config(page_title="FeatherFace Lab", page_icon="🪶", layout="wide")
 
 pages = [
-    st.Page(PAGES_DIR / "overview.py", title="Overview", icon="🏠", default=True),
-    st.Page(PAGES_DIR / "models.py", title="Models", icon="🧩"),
-    st.Page(PAGES_DIR / "heatmaps.py", title="Heatmaps", icon="🔥"),
-    st.Page(PAGES_DIR / "convergence.py", title="Convergence", icon="📉"),
-    st.Page(PAGES_DIR / "results.py", title="Results", icon="📊"),
-    st.Page(PAGES_DIR / "latency.py", title="Latency", icon="⏱️"),
-    st.Page(PAGES_DIR / "conclusion.py", title="Conclusion", icon="✅"),
+    st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page(PAGES_DIR / "models.py", title="Models", icon=":material/memory:"),
+    st.Page(PAGES_DIR / "heatmaps.py", title="Heatmaps", icon=":material/local_fire_department:"),
+    st.Page(PAGES_DIR / "convergence.py", title="Convergence", icon=":material/show_chart:"),
+    st.Page(PAGES_DIR / "results.py", title="Results", icon=":material/table_chart:"),
+    st.Page(PAGES_DIR / "latency.py", title="Latency", icon=":material/timer:"),
+    st.Page(PAGES_DIR / "conclusion.py", title="Conclusion", icon=":material/summarize:"),
 ]
 page = st.navigation(pages)
 # A cold-start deep link (/heatmaps before anyone opened /) was handed over here by
