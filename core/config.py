@@ -52,6 +52,12 @@ def get_config(name: str) -> ModelConfig:
         raise KeyError(f"unknown model {name!r}; choose one of {sorted(MODEL_CONFIGS)}") from None
 
 
+def display_name(model: str) -> str:
+    """Human name of a variant ("ECA-CBAM parallel"); unknown names are shown as given."""
+    cfg = MODEL_CONFIGS.get(model)
+    return cfg.display_name if cfg else str(model)
+
+
 def config_from_dict(data: dict) -> ModelConfig:
     """Rebuild a config from its `dataclasses.asdict` form (as stored in checkpoints)."""
     anchors = data.get("anchors", {})

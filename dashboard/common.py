@@ -16,7 +16,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.config import COMPARED_MODELS, MODEL_CONFIGS
+from core.config import COMPARED_MODELS, display_name
 from eval.sources import (
     CHECKPOINT_SUFFIX,
     RESULTS_ENV,
@@ -52,10 +52,6 @@ def _roots(argv: tuple[str, ...], env_results: str, env_runs: str) -> Roots:
     env = {k: v for k, v in ((RESULTS_ENV, env_results), (RUNS_ENV, env_runs)) if v}
     return resolve_roots(argv, env)
 
-
-def display_name(model: str) -> str:
-    cfg = MODEL_CONFIGS.get(model)
-    return cfg.display_name if cfg else model
 
 
 def _weights_stamp(roots: Roots) -> tuple[tuple[str, int, int], ...]:

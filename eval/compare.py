@@ -30,8 +30,9 @@ from core.artifacts import (
     ResultsFileError,
     read_results_csv,
 )
-from core.config import COMPARED_MODELS, MODEL_CONFIGS
+from core.config import COMPARED_MODELS, display_name
 from eval.convergence import MODEL_COLORS
+from eval.sources import dataset_label
 
 METRICS: tuple[str, ...] = ("easy", "medium", "hard", "mAP")
 SETTINGS: tuple[str, ...] = ("easy", "medium", "hard")
@@ -52,17 +53,6 @@ LATENCY_CSV = "latency_benchmark.csv"
 REFERENCE_CSV = "reference_results.csv"
 
 
-def display_name(model: str) -> str:
-    cfg = MODEL_CONFIGS.get(model)
-    return cfg.display_name if cfg else str(model)
-
-
-def dataset_label(dataset: str) -> str:
-    """How a dataset is written everywhere (eval.sources' words, as on the other pages): synthetic
-    numbers must never pass for WIDERFace ones."""
-    from eval.sources import dataset_label as label
-
-    return label(dataset)
 
 
 def _model_rank(model: str) -> int:

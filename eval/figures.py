@@ -22,7 +22,7 @@ from core.detector import LEVELS, STAGES, AttentionUnavailableError, FeatherFace
 from core.factory import build_model
 from core.image_input import ImageInputError
 from core.overlay import overlay_mask
-from core.postprocess import Detections
+from eval.attention_view import draw_detections
 
 PANEL = 320  # panel width and height of the image area, px
 TITLE_H = 30
@@ -66,19 +66,6 @@ def _titled(body: np.ndarray, title: str) -> np.ndarray:
     return np.vstack([bar, body])
 
 
-def draw_detections(rgb: np.ndarray, dets: Detections, max_boxes: int = MAX_BOXES) -> np.ndarray:
-    """Boxes, scores and the five landmarks of the top `max_boxes` detections, drawn on a copy."""
-    out = rgb.copy()
-    thick = max(1, round(max(rgb.shape[:2]) / 300))
-    for box, score, lms in zip(dets.boxes[:max_boxes], dets.scores[:max_boxes], dets.landmarks[:max_boxes],
-                               strict=True):
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), (0, 255, 0), thick)
-        cv2.putText(out, f"{score:.2f}", (x1, max(12, y1 - 3)), _FONT, 0.4 * thick, (255, 255, 0), 1, cv2.LINE_AA)
-        for x, y in lms.reshape(5, 2):
-            cv2.circle(out, (int(round(x)), int(round(y))), thick + 1, (255, 0, 0), -1)
-    return out
-
 
 def _info_panel(lines: list[str], colormap: str) -> np.ndarray:
     """Text lines plus a low-to-high colour bar for the mask scale."""
@@ -110,7 +97,7 @@ def heatmap_figure(
     rgb = np.asarray(rgb)
     masks = {**maps["backbone"], **maps["bifpn"]}
     shown = min(len(dets), MAX_BOXES)
-    first = _titled(_fit(draw_detections(rgb, dets)), f"input: {len(dets)} faces >= {conf_thresh:g}"
+    first = _titled(_fit(draw_detections(rgb, dets, MAX_BOXES)), f"input: {len(dets)} faces >= {conf_thresh:g}"
                     + (f" (top {shown} drawn)" if shown < len(dets) else ""))
     info = _titled(_info_panel([
         f"model: {model.name}",
