@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -408,32 +407,6 @@ def attribute_figure(table: pd.DataFrame) -> go.Figure:
 
 # --------------------------------------------------------------------------- live latency
 
-
-class RunTimer:
-    """Progress callback for `eval.latency.benchmark_model` that also keeps each run's duration.
-
-    benchmark_model reports only summary stats; the box plot needs every run, so the time between
-    consecutive callbacks (each called right after a synchronised forward pass) is recorded too.
-    `on_progress(done, total)` is forwarded (the page's progress bar).
-    """
-
-    def __init__(self, on_progress: Callable[[int, int], None] | None = None) -> None:
-        self.on_progress = on_progress
-        self.stamps: list[float] = []
-
-    def start(self) -> RunTimer:
-        self.stamps = [time.perf_counter()]
-        return self
-
-    def __call__(self, done: int, total: int) -> None:
-        self.stamps.append(time.perf_counter())
-        if self.on_progress is not None:
-            self.on_progress(done, total)
-
-    def run_times_ms(self, warmup: int) -> list[float]:
-        """Durations of the timed runs (the first one also holds the set-up when warmup is 0)."""
-        diffs = np.diff(self.stamps) * 1000.0
-        return diffs[warmup:].tolist()
 
 
 def latency_row(model: str, stats: Any, device: str, device_name: str, input_hw: tuple[int, int], threads: int,

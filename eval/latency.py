@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,9 +44,13 @@ class LatencyStats:
     runs: int
     warmup: int
     batch: int
+    times_ms: tuple[float, ...] = field(default=(), repr=False)  # every timed run, for box plots
 
     def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        """The summary statistics (what the CSV rows hold), without the per-run times."""
+        summary = asdict(self)
+        summary.pop("times_ms")
+        return summary
 
 
 def _resolve(device: str | torch.device) -> torch.device:
@@ -110,6 +114,7 @@ def benchmark_model(
         runs=runs,
         warmup=warmup,
         batch=batch,
+        times_ms=tuple(times),
     )
 
 

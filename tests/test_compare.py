@@ -11,7 +11,6 @@ import pytest
 
 from core.artifacts import COMPARISON_COLUMNS, LATENCY_COLUMNS, TARGETS
 from eval.compare import (
-    RunTimer,
     add_overhead,
     aggregate_seeds,
     attribute_figure,
@@ -199,10 +198,6 @@ def test_eval_records_pr_curves_and_attributes(results: Path):
 
 
 def test_latency_helpers():
-    timer = RunTimer().start()
-    for i in range(5):
-        timer(i + 1, 5)
-    assert len(timer.run_times_ms(2)) == 3
     rows = add_overhead([{"model": "cbam", "median_ms": 30.0}, {"model": "none", "median_ms": 24.0}])
     assert rows[0]["overhead_vs_none_ms"] == 6.0
     assert np.isnan(add_overhead([{"model": "cbam", "median_ms": 3.0}])[0]["overhead_vs_none_ms"])

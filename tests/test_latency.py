@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,6 +23,8 @@ def test_benchmark_stats_are_sane_and_progress_is_reported():
     assert all(d[k] > 0 for k in ("mean_ms", "median_ms", "p90_ms", "fps"))
     assert d["std_ms"] >= 0 and d["p90_ms"] >= d["median_ms"]
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert len(stats.times_ms) == 3 and all(t > 0 for t in stats.times_ms)  # warm-up run not included
+    assert stats.median_ms == pytest.approx(float(np.median(stats.times_ms)))
 
 
 def test_channels_last_model_is_accepted():

@@ -23,7 +23,6 @@ from core.device import device_name, select_device
 from dashboard.common import get_model, get_roots, load_models, render_sidebar
 from eval.compare import (
     LATENCY_CSV,
-    RunTimer,
     add_overhead,
     display_name,
     latency_box_figure,
@@ -81,13 +80,12 @@ if st.button("Start benchmark", type="primary", key="lat_start"):
                 bar.progress(min(1.0, (i + done / total) / len(models)),
                              text=f"{display_name(name)}: run {done}/{total}")
 
-            timer = RunTimer(show).start()
             # A copy: benchmark_model moves the model to the device, the cached one is shared with other pages.
             stats = benchmark_model(copy.deepcopy(model), (int(height), int(width)), int(batch), int(runs),
-                                    int(warmup), dev, timer)
+                                    int(warmup), dev, show)
             rows.append(latency_row(name, stats, str(dev), device_name(dev), (int(height), int(width)),
                                     torch.get_num_threads(), torch.__version__, True, date))
-            times[name] = timer.run_times_ms(int(warmup))
+            times[name] = list(stats.times_ms)
     except (RuntimeError, ValueError) as exc:
         st.error(f"Benchmark failed on {device}: {exc}")
     else:
@@ -104,8 +102,7 @@ if result and result["rows"]:
                    delta_color="off", delta_arrow="off", border=True)
     st.dataframe(latency_display(frame).style.format(precision=2), hide_index=True, width="stretch")
     st.plotly_chart(latency_box_figure(result["times"]), width="stretch", key="lat_box")
-    st.caption("Box plot: each timed run, measured between the benchmark's per-run callbacks; the table's "
-               "statistics are benchmark_model's own.")
+    st.caption("Box plot: each timed run (warm-up excluded), the same timings the table's statistics summarise.")
     target = roots.results / LATENCY_CSV
     in_demo = roots.results.resolve().is_relative_to(roots.demo.resolve())
     if in_demo:
