@@ -267,3 +267,85 @@ def test_photometric_distort_keeps_shape_and_dtype() -> None:
         out = photometric_distort(image, np.random.default_rng(seed))
         assert out.shape == image.shape and out.dtype == np.uint8
     assert np.array_equal(image, scene()[0]), "input must not be modified in place"
+
+
+# Known answers below come from running the reference ``_crop`` (biubug6/Pytorch_Retinaface,
+# data/data_augment.py) on the same crafted boxes, with its scale draw pinned where noted.
+
+
+def fixed_crop_transform(img_dim: int, seed: int, **kwargs) -> TrainTransform:
+    return TrainTransform(img_dim, rng=np.random.default_rng(seed), photometric=False, mirror_prob=0.0, **kwargs)
+
+
+def centre_landmarks(boxes: np.ndarray) -> np.ndarray:
+    return np.tile((boxes[:, :2] + boxes[:, 2:]) / 2, 5).astype(np.float32)
+
+
+def test_border_faces_are_judged_by_their_labelled_box() -> None:
+    """Scale 1 on a square image crops the whole image: the reference keeps the inside face and
+    the border face whose labelled centre is inside, and drops the one whose centre is outside
+    (clipping it first would move that centre inside and keep it)."""
+    boxes = np.array([[10, 10, 40, 40], [-30, 50, 20, 90], [-10, 10, 30, 40]], np.float32)
+    targets = np.hstack([boxes, centre_landmarks(boxes), np.ones((3, 1), np.float32)])
+    image = np.full((100, 100, 3), 80, np.uint8)
+    _, out = fixed_crop_transform(100, 0, pre_scales=(1.0,))(image, targets)
+    np.testing.assert_allclose(out[:, :4] * 100, [[10, 10, 40, 40], [0, 10, 30, 40]], atol=1e-4)
+    np.testing.assert_allclose(out[:, 4:14] * 100, [[25] * 10, [10, 25] * 5], atol=1e-4)
+
+
+def test_faces_crossing_the_image_border_never_make_a_crop_acceptable() -> None:
+    """No crop can hold a border-crossing face wholly, so the reference never crops this image and
+    keeps both faces; 200 samples keep all 400 faces."""
+    boxes = np.array([[-20, 10, 40, 50], [70, 60, 130, 90]], np.float32)
+    landmarks = centre_landmarks(boxes)
+    image = np.full((100, 100, 3), 80, np.uint8)
+    for seed in range(5):
+        _, out_boxes, out_landmarks, _, cropped = random_crop(
+            image, boxes, landmarks, np.ones(2, bool), DIM, np.random.default_rng(seed)
+        )
+        assert not cropped
+        np.testing.assert_array_equal(out_boxes, boxes)  # the reference's answer, unclipped
+        np.testing.assert_array_equal(out_landmarks, [[10, 30] * 5, [100, 75] * 5])
+
+    targets = np.hstack([boxes, landmarks, np.ones((2, 1), np.float32)])
+    kept = 0
+    for seed in range(200):
+        _, out = fixed_crop_transform(100, seed)(image, targets)
+        # Deliberate deviation after a failed crop: boxes clipped to the image, targets in [0, 1].
+        np.testing.assert_allclose(out[:, :4] * 100, [[0, 10, 40, 50], [70, 60, 100, 90]], atol=1e-4)
+        kept += len(out)
+    assert kept == 400
+
+
+def test_crop_offset_is_drawn_below_the_last_position() -> None:
+    """``randrange(width - size)``: a 100-px crop of a 103-px-wide image starts at 0, 1 or 2, never 3;
+    when the crop spans the image the offset is 0."""
+    boxes = np.array([[50, 20, 52, 30]], np.float32)
+    landmarks = centre_landmarks(boxes)
+    lefts, tops = set(), set()
+    image = coordinate_image(100, 103)
+    for seed in range(200):
+        crop, *_, cropped = random_crop(
+            image, boxes, landmarks, np.ones(1, bool), DIM, np.random.default_rng(seed), pre_scales=(1.0,)
+        )
+        assert cropped and crop.shape[:2] == (100, 100)
+        b, g, r = (int(c) for c in crop[0, 0])
+        lefts.add(b + (r // 16) * 256)
+        tops.add(g + (r % 16) * 256)
+    assert lefts == {0, 1, 2} and tops == {0}
+
+
+def test_a_face_smaller_than_a_pixel_cannot_make_a_crop_acceptable() -> None:
+    """The reference's ``matrix_iof`` divides by ``max(area, 1)``: a 0.5 x 0.5 face alone never
+    accepts a crop, but is kept (centre inside) once a real face accepts one."""
+    image = np.full((100, 100, 3), 80, np.uint8)
+    tiny = np.array([[10, 10, 10.5, 10.5]], np.float32)
+    *_, cropped = random_crop(image, tiny, centre_landmarks(tiny), np.ones(1, bool), DIM,
+                              np.random.default_rng(0), pre_scales=(1.0,))  # fmt: skip
+    assert not cropped
+    both = np.array([[10, 10, 10.5, 10.5], [20, 20, 60, 60]], np.float32)
+    _, out_boxes, _, _, cropped = random_crop(
+        image, both, centre_landmarks(both), np.ones(2, bool), DIM, np.random.default_rng(0), pre_scales=(1.0,)
+    )
+    assert cropped
+    np.testing.assert_array_equal(out_boxes, both)

@@ -69,27 +69,37 @@ def random_crop(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, bool]:
     """Random square crop of ``scale * short side``; returns ``(..., cropped)``.
 
-    A crop is accepted when at least one face lies wholly inside it; faces whose centre falls
-    inside are kept (clipped to the crop), the rest dropped. ``min_face`` is the smallest
-    side, in pixels at ``img_dim``, a kept face may have: the reference uses 0, i.e. it only
-    drops faces that vanish. When no crop is found in ``attempts`` tries the input comes back
-    unchanged with ``cropped=False`` and the caller pads to square instead.
+    Same decisions as the reference ``_crop``, on the boxes as labelled (not clipped to the
+    image first, so a face crossing the image border can never make a crop acceptable):
+
+    - the offset is drawn from ``[0, width - size)`` (0 when the crop spans the image), so the
+      crop never starts exactly at ``width - size``;
+    - a crop is accepted when at least one face lies wholly inside it with an area of at least
+      one pixel (the reference's ``matrix_iof >= 1``);
+    - faces whose centre lies strictly inside are kept, clipped to the crop, the rest dropped;
+    - ``min_face`` is the smallest side, with the reference's +1 pixel convention and in pixels
+      at ``img_dim``, a kept face may have: the reference uses 0, i.e. it drops nothing here.
+
+    When no crop is found in ``attempts`` tries the input comes back unchanged with
+    ``cropped=False`` and the caller pads to square instead.
     """
     height, width = image.shape[:2]
     short_side = min(width, height)
     if len(boxes) == 0:
         return image, boxes, landmarks, present, False
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    extent = boxes[:, 2:] - boxes[:, :2]
+    countable = np.all(extent > 0, axis=1) & (extent[:, 0] * extent[:, 1] >= 1)
     for _ in range(attempts):
         size = int(rng.choice(pre_scales) * short_side)
         if size < 1:
             continue
-        left = int(rng.integers(0, width - size + 1))
-        top = int(rng.integers(0, height - size + 1))
+        left = 0 if width == size else int(rng.integers(0, width - size))
+        top = 0 if height == size else int(rng.integers(0, height - size))
         origin = np.array([left, top], dtype=np.float32)
         corner = origin + size
 
-        wholly_inside = np.all((boxes[:, :2] >= origin) & (boxes[:, 2:] <= corner), axis=1)
+        wholly_inside = countable & np.all((boxes[:, :2] >= origin) & (boxes[:, 2:] <= corner), axis=1)
         if not wholly_inside.any():
             continue
         keep = np.all((centres > origin) & (centres < corner), axis=1)
@@ -101,7 +111,7 @@ def random_crop(
         points = landmarks[keep].reshape(-1, 5, 2).copy()
         points[crop_present] = np.clip(points[crop_present] - origin, 0, size)
 
-        sides = np.minimum(crop_boxes[:, 2] - crop_boxes[:, 0], crop_boxes[:, 3] - crop_boxes[:, 1])
+        sides = np.minimum(crop_boxes[:, 2] - crop_boxes[:, 0], crop_boxes[:, 3] - crop_boxes[:, 1]) + 1
         big_enough = sides / size * img_dim > min_face
         if not big_enough.any():
             continue
@@ -237,13 +247,13 @@ class TrainTransform:
 
     def __call__(self, image: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rng = self._geometry_rng
-        height, width = image.shape[:2]
-        boxes, landmarks, present = clip_to_image(*_split_targets(targets), width, height)
-
         image, boxes, landmarks, present, cropped = random_crop(
-            image, boxes, landmarks, present, self.img_dim, rng,
+            image, *_split_targets(targets), self.img_dim, rng,
             self.pre_scales, self.crop_attempts, self.min_face,
         )  # fmt: skip
+        if not cropped:
+            # Deliberate deviation: the reference keeps these boxes as labelled, past the border.
+            boxes, landmarks, present = clip_to_image(boxes, landmarks, present, image.shape[1], image.shape[0])
         if self.photometric:
             image = photometric_distort(image, self._colour_rng)
         if not cropped:
