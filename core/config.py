@@ -1,4 +1,5 @@
-"""Frozen model configurations: the four detector variants differ only by their attention name."""
+"""Frozen model configurations: the four FeatherFace variants differ only by their attention name; the
+`retinaface_mnet` baseline is the same detector class with an FPN neck and plain SSH convs."""
 
 from __future__ import annotations
 
@@ -17,14 +18,20 @@ class AnchorConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a FeatherFace detector; embedded in every checkpoint."""
+    """Everything needed to rebuild a detector; embedded in every checkpoint.
+
+    `neck` is "bifpn" (FeatherFace: `bifpn_repeats` cells) or "fpn" (RetinaFace); `deformable_ssh`
+    picks DCNv2 or plain 3x3 convs in the SSH context modules; `shuffle_groups=1` means no shuffle.
+    """
 
     name: str
     display_name: str
     attention: str
     backbone_channels: tuple[int, int, int] = (64, 128, 256)
+    neck: str = "bifpn"
     neck_channels: int = 52
     bifpn_repeats: int = 3
+    deformable_ssh: bool = True
     num_anchors: int = 2
     shuffle_groups: int = 2
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
@@ -39,6 +46,12 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
         name="eca_cbam_parallel", display_name="ECA-CBAM parallel", attention="eca_cbam_parallel"
     ),
     "none": ModelConfig(name="none", display_name="No attention (ablation)", attention="none"),
+    # RetinaFace-mobilenet0.25 (Deng et al. 2020; Pytorch_Retinaface cfg_mnet): the baseline FeatherFace
+    # builds on. 426,608 parameters at 640x640.
+    "retinaface_mnet": ModelConfig(
+        name="retinaface_mnet", display_name="RetinaFace-mnet0.25 (baseline)", attention="none", neck="fpn",
+        neck_channels=64, deformable_ssh=False, shuffle_groups=1,
+    ),
 }
 
 COMPARED_MODELS: tuple[str, ...] = ("cbam", "eca_cbam", "eca_cbam_parallel")

@@ -1,4 +1,5 @@
-"""The FeatherFace detector: one class for every attention variant (chosen by `ModelConfig.attention`)."""
+"""The detector: one class for every attention variant (chosen by `ModelConfig.attention`) and for the
+RetinaFace-mnet0.25 baseline (FPN neck and plain SSH, chosen by `ModelConfig.neck` / `deformable_ssh`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from core.anchors import generate_anchors
 from core.backbone import MobileNetV1
 from core.bifpn import BiFPN
 from core.config import ModelConfig
+from core.fpn import FPN
 from core.heads import DetectionHead
 from core.image_input import rgb_to_model_tensor, to_rgb_uint8
 from core.layers.attention import MaskedAttention
@@ -19,19 +21,22 @@ from core.ssh import SSH
 
 STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3")
 LEVELS: tuple[str, ...] = ("P3", "P4", "P5")
-PARTS: tuple[str, ...] = ("backbone", "attention", "bifpn", "ssh", "heads")
+PARTS: tuple[str, ...] = ("backbone", "attention", "bifpn", "fpn", "ssh", "heads")
+NECKS: tuple[str, ...] = ("bifpn", "fpn")
 
 Heatmaps = dict[str, dict[str, dict[str, np.ndarray]]]
 
 
 class AttentionUnavailableError(RuntimeError):
-    """Raised when masks are asked of a model built without attention (the "none" ablation)."""
+    """Raised when masks are asked of a model built without attention ("none", "retinaface_mnet")."""
 
 
 class FeatherFace(nn.Module):
     """MobileNetV1-0.25 -> attention -> BiFPN (52 ch, x3) -> attention -> SSH(DCN)+shuffle -> 1x1 heads.
 
-    `forward` returns raw (box offsets (B,A,4), class logits (B,A,2), landmark offsets (B,A,10)).
+    With `cfg.neck == "fpn"` (the RetinaFace baseline) the neck is `self.fpn` instead of `self.bifpn`
+    and the attention taps are identities. `forward` returns raw (box offsets (B,A,4), class logits
+    (B,A,2), landmark offsets (B,A,10)).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -40,9 +45,14 @@ class FeatherFace(nn.Module):
         self.body = MobileNetV1()
         c = cfg.neck_channels
         self.backbone_attention = nn.ModuleList(create_attn(cfg.attention, ch) for ch in cfg.backbone_channels)
-        self.bifpn = BiFPN(cfg.backbone_channels, c, cfg.bifpn_repeats)
+        if cfg.neck == "bifpn":
+            self.bifpn = BiFPN(cfg.backbone_channels, c, cfg.bifpn_repeats)
+        elif cfg.neck == "fpn":
+            self.fpn = FPN(cfg.backbone_channels, c)
+        else:
+            raise ValueError(f"unknown neck {cfg.neck!r}; choose one of {list(NECKS)}")
         self.bifpn_attention = nn.ModuleList(create_attn(cfg.attention, c) for _ in LEVELS)
-        self.ssh = nn.ModuleList(SSH(c, c, cfg.shuffle_groups) for _ in LEVELS)
+        self.ssh = nn.ModuleList(SSH(c, c, cfg.shuffle_groups, cfg.deformable_ssh) for _ in LEVELS)
         self.heads = DetectionHead(c, cfg.num_anchors, len(LEVELS))
         self._anchor_cache: dict[tuple[int, int], torch.Tensor] = {}
 
@@ -56,27 +66,36 @@ class FeatherFace(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         stages = [attn(f) for attn, f in zip(self.backbone_attention, self.body(x), strict=True)]
-        levels = [attn(f) for attn, f in zip(self.bifpn_attention, self.bifpn(stages), strict=True)]
+        levels = [attn(f) for attn, f in zip(self.bifpn_attention, self.neck(stages), strict=True)]
         return self.heads([ssh(f) for ssh, f in zip(self.ssh, levels, strict=True)])
 
+    @property
+    def neck(self) -> nn.Module:
+        """The BiFPN or FPN module, whichever the config asks for."""
+        return getattr(self, self.cfg.neck)
+
     def parts(self) -> dict[str, list[nn.Module]]:
-        """Top-level modules of each part, the grouping `get_parameter_count` reports."""
+        """Top-level modules of each part, the grouping `get_parameter_count` reports (the neck the
+        model does not have is an empty part)."""
         return {
             "backbone": [self.body],
             "attention": [self.backbone_attention, self.bifpn_attention],
-            "bifpn": [self.bifpn],
+            "bifpn": [self.bifpn] if self.cfg.neck == "bifpn" else [],
+            "fpn": [self.fpn] if self.cfg.neck == "fpn" else [],
             "ssh": [self.ssh],
             "heads": [self.heads],
         }
 
     def get_parameter_count(self) -> dict[str, int]:
-        """{"total", "trainable", "backbone", "attention", "bifpn", "ssh", "heads"} parameter counts.
+        """{"total", "trainable", "backbone", "attention", "bifpn", "fpn", "ssh", "heads"} parameter counts.
 
-        Also "attention_backbone" and "attention_bifpn", the two halves of "attention".
+        Also "attention_backbone" and "attention_bifpn", the two halves of "attention", and "neck"
+        (= "bifpn" + "fpn", one of them 0).
         """
         counts = {part: sum(p.numel() for m in mods for p in m.parameters()) for part, mods in self.parts().items()}
         counts["attention_backbone"] = sum(p.numel() for p in self.backbone_attention.parameters())
         counts["attention_bifpn"] = sum(p.numel() for p in self.bifpn_attention.parameters())
+        counts["neck"] = counts["bifpn"] + counts["fpn"]
         counts["total"] = sum(p.numel() for p in self.parameters())
         counts["trainable"] = sum(p.numel() for p in self.parameters() if p.requires_grad)
         return counts
@@ -115,7 +134,7 @@ class FeatherFace(nn.Module):
         the feature resolution. "hybrid_mask" is the C x H x W mask the block actually multiplied its
         input by (M_c * M_s), averaged over channels. For sequential blocks (CBAM, ECA-CBAM) the
         spatial mask is computed from the channel-refined features, as in the forward pass.
-        Raises `AttentionUnavailableError` for the "none" ablation.
+        Raises `AttentionUnavailableError` for models without attention ("none", "retinaface_mnet").
         """
         return self.inspect(image, with_masks=True)[1]
 
@@ -125,8 +144,9 @@ class FeatherFace(nn.Module):
     ) -> tuple[Detections, Heatmaps]:
         """Detections and (optionally) attention masks from a single forward pass."""
         if with_masks and not self.has_attention:
+            what = "the no-attention ablation" if self.cfg.neck == "bifpn" else "a baseline without attention"
             raise AttentionUnavailableError(
-                f"model {self.name!r} is the no-attention ablation: it has no channel/spatial/hybrid masks"
+                f"model {self.name!r} is {what}: it has no channel/spatial/hybrid masks"
             )
         was_training = self.training
         self.eval()

@@ -1,4 +1,4 @@
-"""FLOPs of a FeatherFace forward pass, total and per part (backbone, attention, BiFPN, SSH, heads).
+"""FLOPs of a forward pass, total and per part (backbone, attention, BiFPN or FPN, SSH, heads).
 
 Convention: FLOPs = 2 x multiply-accumulates, as `torch.utils.flop_counter.FlopCounterMode` counts
 convolutions, linear layers and matmuls. Element-wise work (activations, sigmoid gates, the attention
@@ -38,6 +38,7 @@ PART_MODULES: dict[str, tuple[str, ...]] = {
     "backbone": ("body",),
     "attention_backbone": ("backbone_attention",),
     "bifpn": ("bifpn",),
+    "fpn": ("fpn",),
     "attention_bifpn": ("bifpn_attention",),
     "ssh": ("ssh",),
     "heads": ("heads",),

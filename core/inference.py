@@ -23,7 +23,7 @@ def fold_batchnorm(model: FeatherFace) -> FeatherFace:
 
     A "direct follower" is the next child registered after the conv in the same parent module; every
     conv/BN pair in this project is applied back to back in that order (conv_bn, SeparableConvBlock,
-    DeformConvBN, SpatialGate), which the equality test guards.
+    ContextConvBN, SpatialGate), which the equality test guards.
     """
     fused = copy.deepcopy(model).eval()
     for parent in fused.modules():

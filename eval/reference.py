@@ -23,12 +23,18 @@ KINDS: tuple[str, ...] = ("published", "target")
 _PAPER = ("FeatherFace: Robust and Lightweight Face Detection via Optimal Feature Integration, "
           "Electronics 2025, 14(3), 517, doi:10.3390/electronics14030517; latency on the source's hardware")
 
+_RETINAFACE = ("RetinaFace-mobilenet0.25, WIDERFace val at original image scale, single scale: README of "
+               "github.com/biubug6/Pytorch_Retinaface (table 'Pytorch (original image scale)')")
+
 REFERENCE_ROWS: tuple[dict[str, Any], ...] = (
     {"kind": "published", "model": "cbam", "display_name": "CBAM baseline", "params": 488664,
      "easy": 92.7, "medium": 90.7, "hard": 78.3, "mAP": 87.2, "latency_ms": 4.5, "source": _PAPER},
     {"kind": "published", "model": "eca_cbam", "display_name": "ECA-CBAM sequential", "params": 476345,
      "easy": 85.8, "medium": 83.9, "hard": 78.3, "mAP": 82.7, "latency_ms": 4.1,
      "source": "FeatherFace ECA-CBAM sequential reference result; latency on the source's hardware"},
+    {"kind": "published", "model": "retinaface_mnet", "display_name": "RetinaFace-mnet0.25 (baseline)",
+     "params": 426608, "easy": 90.70, "medium": 88.16, "hard": 73.82, "mAP": 84.23, "latency_ms": None,
+     "source": _RETINAFACE},
     {"kind": "target", "model": "eca_cbam_parallel", "display_name": "Target (ECA-CBAM parallel)", "params": None,
      **TARGETS, "latency_ms": None, "source": "project target for the parallel ECA-CBAM design"},
 )

@@ -155,7 +155,7 @@ def test_none_model_has_no_masks(models, rgb_image):
 def test_factory_rejects_unknown_name():
     with pytest.raises(KeyError, match="choose one of"):
         build_model("se")
-    assert set(MODEL_CONFIGS) == {"cbam", "eca_cbam", "eca_cbam_parallel", "none"}
+    assert set(MODEL_CONFIGS) == {"cbam", "eca_cbam", "eca_cbam_parallel", "none", "retinaface_mnet"}
 
 
 def test_attention_is_the_only_difference_between_variants():

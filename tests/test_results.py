@@ -166,6 +166,9 @@ def test_reference_rows_are_published_and_targets(tmp_path):
         [488664, 92.7, 90.7, 78.3, 87.2, 4.5]
     assert published.loc["eca_cbam", ["params", "easy", "medium", "hard", "mAP", "latency_ms"]].tolist() == \
         [476345, 85.8, 83.9, 78.3, 82.7, 4.1]
+    # Pytorch_Retinaface README, mobilenet0.25 "Pytorch (original image scale)": 90.70 / 88.16 / 73.82
+    assert published.loc["retinaface_mnet", ["params", "easy", "medium", "hard", "mAP"]].tolist() == \
+        [426608, 90.70, 88.16, 73.82, 84.23]
     target = frame[frame["kind"] == "target"].iloc[0]
     assert {k: target[k] for k in TARGETS} == TARGETS
 

@@ -24,3 +24,12 @@ def conv_dw(in_ch: int, out_ch: int, stride: int, leaky: float = 0.1) -> nn.Sequ
         nn.BatchNorm2d(out_ch),
         nn.LeakyReLU(negative_slope=leaky, inplace=True),
     )
+
+
+def conv_bn1x1(in_ch: int, out_ch: int, leaky: float = 0.0) -> nn.Sequential:
+    """1x1 conv (no bias) + BN + LeakyReLU: RetinaFace's FPN lateral projection."""
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, 1, 1, 0, bias=False),
+        nn.BatchNorm2d(out_ch),
+        nn.LeakyReLU(negative_slope=leaky, inplace=True),
+    )
