@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from core.data.augment import EvalTransform
+from core.factory import build_model
 from core.image_input import ImageInputError, to_rgb_uint8
+from core.image_io import decode_upload
+from eval.predict import read_rgb
 
 
 def test_conversions():
@@ -48,3 +56,29 @@ def test_detect_on_unusual_inputs(models):
         assert dets.boxes.shape[1] == 4 and dets.landmarks.shape[1] == 10
     with pytest.raises(ImageInputError):
         model.detect(np.zeros((0, 0, 3), dtype=np.uint8))
+
+
+def test_model_input_equals_the_training_path_pixel_for_pixel(tmp_path: Path) -> None:
+    """Inference must feed the network what training fed it: cv2's BGR read through EvalTransform.
+
+    A coloured 37x53 file goes both ways; EvalTransform at the long side only pads (with the mean,
+    which becomes 0), so the image region must match exactly. Without the RGB -> BGR flip in
+    `rgb_to_model_tensor` the red and blue planes trade places and this fails.
+    """
+    height, width = 37, 53
+    rng = np.random.default_rng(0)
+    rgb = np.dstack([
+        np.tile(np.linspace(0, 255, width), (height, 1)),
+        np.tile(np.linspace(255, 0, height)[:, None], (1, width)),
+        rng.integers(0, 256, (height, width)),
+    ]).astype(np.uint8)
+    path = tmp_path / "colour.png"
+    Image.fromarray(rgb).save(path)
+
+    train_input, _ = EvalTransform(max(height, width))(cv2.imread(str(path), cv2.IMREAD_COLOR), np.zeros((0, 15)))
+    assert np.all(train_input[:, height:, :] == 0)  # padding carries the mean, i.e. nothing
+    model = build_model("none")
+    for source, decoded in (("upload", decode_upload(path.read_bytes(), "colour.png")), ("predict", read_rgb(path))):
+        _, tensor = model.prepare_image(decoded)
+        assert tensor.shape == (1, 3, height, width)
+        np.testing.assert_array_equal(tensor[0].numpy(), train_input[:, :height, :width], err_msg=source)

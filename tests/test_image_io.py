@@ -21,8 +21,11 @@ def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
 
 
 def gradient(w: int = 40, h: int = 30) -> np.ndarray:
-    x = np.linspace(0, 255, w, dtype=np.uint8)
-    return np.stack([np.tile(x, (h, 1))] * 3, axis=2)
+    """RGB image whose three channels differ everywhere: red rises left to right, green top to
+    bottom, blue falls left to right, so any channel swap or mirror changes the pixels."""
+    x = np.tile(np.linspace(0, 255, w), (h, 1))
+    y = np.tile(np.linspace(0, 255, h)[:, None], (1, w))
+    return np.dstack([x, y, 255 - x]).round().astype(np.uint8)
 
 
 def png_header_only(width: int, height: int) -> bytes:
@@ -38,8 +41,14 @@ def png_header_only(width: int, height: int) -> bytes:
 
 @pytest.mark.parametrize("fmt,ext", [("PNG", "png"), ("JPEG", "jpg"), ("WEBP", "webp"), ("BMP", "bmp")])
 def test_formats_decode_to_rgb_uint8(fmt: str, ext: str) -> None:
-    out = decode_upload(encode(Image.fromarray(gradient()), fmt), f"x.{ext}")
+    rgb = gradient()
+    out = decode_upload(encode(Image.fromarray(rgb), fmt), f"x.{ext}")
     assert out.dtype == np.uint8 and out.shape == (30, 40, 3)
+    error = np.abs(out.astype(int) - rgb.astype(int))
+    if fmt in ("PNG", "BMP"):
+        assert error.max() == 0
+    else:  # lossy; swapping red and blue would put the mean error near 127
+        assert error.mean() < 6, error.mean()
 
 
 @pytest.mark.parametrize("mode", ["L", "1", "P", "CMYK", "LA", "RGBA"])
@@ -70,12 +79,28 @@ def test_32bit_int_mode() -> None:
     assert out[0, :, 0].tolist() == [0, 255, 255]
 
 
-def test_exif_orientation_is_applied() -> None:
-    img = Image.fromarray(gradient(40, 30))
+QUADRANT_COLOURS = {"tl": (255, 0, 0), "tr": (0, 255, 0), "bl": (0, 0, 255), "br": (255, 255, 0)}
+# Where each stored corner is displayed (EXIF 2.3, tag 0x0112): 6 = the stored top row becomes the
+# right-hand column (rotate 90 degrees clockwise to view), 8 = it becomes the left-hand column.
+DISPLAYED_AT = {
+    6: {"tl": "tr", "tr": "br", "br": "bl", "bl": "tl"},
+    8: {"tl": "bl", "bl": "br", "br": "tr", "tr": "tl"},
+}
+
+
+@pytest.mark.parametrize("orientation", [6, 8])
+def test_exif_orientation_puts_each_corner_where_it_belongs(orientation: int) -> None:
+    height, width = 30, 40
+    stored = np.zeros((height, width, 3), np.uint8)
+    stored[:15, :20], stored[:15, 20:] = QUADRANT_COLOURS["tl"], QUADRANT_COLOURS["tr"]
+    stored[15:, :20], stored[15:, 20:] = QUADRANT_COLOURS["bl"], QUADRANT_COLOURS["br"]
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 CW to display
-    out = decode_upload(encode(img, "JPEG", exif=exif.tobytes()), "photo.jpg")
-    assert out.shape == (40, 30, 3)
+    exif[0x0112] = orientation
+    out = decode_upload(encode(Image.fromarray(stored), "JPEG", exif=exif.tobytes(), quality=95), "photo.jpg")
+    assert out.shape == (width, height, 3)
+    corner_pixel = {"tl": out[2, 2], "tr": out[2, -3], "bl": out[-3, 2], "br": out[-3, -3]}
+    for source, shown in DISPLAYED_AT[orientation].items():
+        np.testing.assert_allclose(corner_pixel[shown], QUADRANT_COLOURS[source], atol=40, err_msg=f"{source}->{shown}")
 
 
 @pytest.mark.parametrize(
