@@ -68,6 +68,22 @@ class ResultsFileError(ValueError):
     """A results file is missing, empty or malformed; the message names the file and the problem."""
 
 
+def detect_dataset(data_root: Path | str, override: str | None = None) -> str:
+    """The dataset label: manifest.json "dataset" if present, else "widerface"; an override must agree."""
+    manifest = Path(data_root) / "manifest.json"
+    found = "widerface"
+    if manifest.is_file():
+        try:
+            found = str(json.loads(manifest.read_text(encoding="utf-8")).get("dataset") or "widerface")
+        except (ValueError, AttributeError) as exc:
+            raise ResultsFileError(f"{manifest}: unreadable manifest ({exc})") from exc
+    if override is not None and override != found:
+        raise ValueError(f"--dataset {override!r} contradicts {manifest} (dataset {found!r})")
+    if found not in DATASETS:
+        raise ValueError(f"{manifest}: unknown dataset {found!r}; expected one of {list(DATASETS)}")
+    return found
+
+
 def atomic_write_json(path: Path | str, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 

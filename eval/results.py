@@ -32,6 +32,7 @@ from core.artifacts import (
     ResultsFileError,
     atomic_write_csv,
     atomic_write_json,
+    detect_dataset,
     read_results_csv,
 )
 from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
@@ -61,22 +62,6 @@ class Weights:
     path: Path
     epochs: int | None
     seed: int | None
-
-
-def detect_dataset(data_root: Path | str, override: str | None = None) -> str:
-    """The dataset label: manifest.json "dataset" if present, else "widerface"; an override must agree."""
-    manifest = Path(data_root) / "manifest.json"
-    found = "widerface"
-    if manifest.is_file():
-        try:
-            found = str(json.loads(manifest.read_text(encoding="utf-8")).get("dataset") or "widerface")
-        except (ValueError, AttributeError) as exc:
-            raise ResultsFileError(f"{manifest}: unreadable manifest ({exc})") from exc
-    if override is not None and override != found:
-        raise ValueError(f"--dataset {override!r} contradicts {manifest} (dataset {found!r})")
-    if found not in DATASETS:
-        raise ValueError(f"{manifest}: unknown dataset {found!r}; expected one of {list(DATASETS)}")
-    return found
 
 
 def display_path(path: Path | str) -> str:

@@ -225,7 +225,12 @@ def _best_faces(pred: np.ndarray, image: np.ndarray, faces: _Faces) -> tuple[np.
     return best_iou, best
 
 
-def _subsets(gt: WiderGT) -> list[tuple[str, str, np.ndarray]]:
+def subset_name(group: str, label: str) -> str:
+    """"easy" for a setting, "occlusion=2" / "scale=small" for a breakdown subset."""
+    return label if group == "setting" else f"{group}={label}"
+
+
+def counted_subsets(gt: WiderGT) -> list[tuple[str, str, np.ndarray]]:
     """(group, label, counted-face mask over all faces) for settings and the hard breakdown."""
     n = np.cumsum([0] + [im.num_faces for im in gt.images])
     total = int(n[-1])
@@ -248,18 +253,38 @@ def _subsets(gt: WiderGT) -> list[tuple[str, str, np.ndarray]]:
     return out
 
 
-def evaluate(
-    pred: Mapping[str, Mapping[str, ArrayLike]],
-    gt: WiderGT,
-    iou_thresh: float = 0.5,
-    thresh_num: int = 1000,
-) -> WiderEvalResult:
-    """AP and PR curves for easy/medium/hard plus the hard-set attribute breakdown.
+@dataclass(frozen=True, eq=False)
+class Matches:
+    """Every prediction on a ground-truth image with faces, matched once (setting-independent).
 
-    pred: event -> image name -> (N, 5) rows x y w h score (e.g. ``read_predictions(...).predictions``).
-    GT images absent from pred have no predictions; pred images absent from gt only count in the
-    score normalisation (as in the reference script).
+    Arrays are per prediction, ordered by image then score descending. ``start``: index of the
+    first threshold the normalised score reaches (``thresh_num`` if none); a prediction counts at
+    that threshold and every lower one. ``face``: global index of its best-IoU face; ``matched``:
+    that IoU reaches the threshold; ``first``: the first matched prediction of its face (the one
+    that can recall it). A subset of counted faces turns these into TP / proposal flags.
     """
+
+    image: np.ndarray
+    start: np.ndarray
+    face: np.ndarray
+    matched: np.ndarray
+    first: np.ndarray
+    thresh_num: int
+    score_range: tuple[float, float]
+    num_predictions: int
+    num_images_without_predictions: int
+    num_unknown_images: int
+
+    def flags(self, counted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(proposal, true positive) flags per prediction when only ``counted`` faces count."""
+        kept = counted[self.face]
+        return ~(self.matched & ~kept), self.first & kept
+
+
+def match_predictions(
+    pred: Mapping[str, Mapping[str, ArrayLike]], gt: WiderGT, iou_thresh: float = 0.5, thresh_num: int = 1000
+) -> Matches:
+    """Normalise scores over the whole prediction set, sort per image, match each prediction once."""
     if thresh_num < 1:
         raise ValueError("thresh_num must be >= 1")
     arrays = {ev: {name: _as_pred(f"{ev}/{name}", b) for name, b in imgs.items()} for ev, imgs in pred.items()}
@@ -292,24 +317,43 @@ def evaluate(
     hits = np.flatnonzero(matched)
     first[hits[np.unique(best[hits], return_index=True)[1]]] = True
 
-    thr = thresholds(thresh_num)
     # A prediction counts at every threshold from the first one its score reaches.
-    start = thresh_num - np.searchsorted(thr[::-1], score, side="right")
+    start = thresh_num - np.searchsorted(thresholds(thresh_num)[::-1], score, side="right")
+    return Matches(
+        image=image, start=start, face=best, matched=matched, first=first, thresh_num=thresh_num,
+        score_range=(lo, hi),
+        num_predictions=sum(len(b) for imgs in arrays.values() for b in imgs.values()),
+        num_images_without_predictions=without, num_unknown_images=unknown,
+    )
+
+
+def evaluate(
+    pred: Mapping[str, Mapping[str, ArrayLike]],
+    gt: WiderGT,
+    iou_thresh: float = 0.5,
+    thresh_num: int = 1000,
+) -> WiderEvalResult:
+    """AP and PR curves for easy/medium/hard plus the hard-set attribute breakdown.
+
+    pred: event -> image name -> (N, 5) rows x y w h score (e.g. ``read_predictions(...).predictions``).
+    GT images absent from pred have no predictions; pred images absent from gt only count in the
+    score normalisation (as in the reference script).
+    """
+    m = match_predictions(pred, gt, iou_thresh, thresh_num)
 
     def curve(flags: np.ndarray) -> np.ndarray:
-        return np.cumsum(np.bincount(start[flags], minlength=thresh_num + 1)[:thresh_num])
+        return np.cumsum(np.bincount(m.start[flags], minlength=thresh_num + 1)[:thresh_num])
 
     settings: dict[str, SubsetResult] = {}
     breakdown: dict[str, dict[str, SubsetResult]] = {}
-    for group, label, counted in _subsets(gt):
-        kept = counted[best]
-        proposals = curve(~(matched & ~kept))
-        tp = curve(first & kept)
+    for group, label, counted in counted_subsets(gt):
+        proposal, true_positive = m.flags(counted)
+        proposals, tp = curve(proposal), curve(true_positive)
         num_faces = int(counted.sum())
         precision = np.zeros(thresh_num)
         np.divide(tp, proposals, out=precision, where=proposals > 0)
         recall = tp / num_faces if num_faces else np.zeros(thresh_num)
-        name = label if group == "setting" else f"{group}={label}"
+        name = subset_name(group, label)
         result = SubsetResult(name, voc_ap(recall, precision), num_faces, precision, recall)
         if group == "setting":
             settings[label] = result
@@ -319,14 +363,14 @@ def evaluate(
     return WiderEvalResult(
         settings=settings,
         breakdown=breakdown,
-        thresholds=thr,
+        thresholds=thresholds(thresh_num),
         iou_thresh=iou_thresh,
-        score_range=(lo, hi),
+        score_range=m.score_range,
         num_images=len(gt),
-        num_predictions=sum(len(b) for imgs in arrays.values() for b in imgs.values()),
-        num_matched_predictions=len(boxes),
-        num_images_without_predictions=without,
-        num_unknown_images=unknown,
+        num_predictions=m.num_predictions,
+        num_matched_predictions=len(m.image),
+        num_images_without_predictions=m.num_images_without_predictions,
+        num_unknown_images=m.num_unknown_images,
     )
 
 

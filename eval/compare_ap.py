@@ -1,0 +1,313 @@
+"""Is model B's WIDER FACE AP really different from model A's? A paired bootstrap over val images.
+
+Method
+------
+* **Paired**: each resample draws the val images with replacement once (multinomial weights, one
+  per ground-truth image) and scores every prediction set on that same weighted image set, so
+  what both models find hard or easy cancels out of the difference.
+* **Vectorised**: the protocol of ``eval.widerface`` (greedy matching, 1000 score thresholds) is
+  run once per prediction set. Because a prediction counted at a threshold is counted at every
+  lower one, an image contributes a histogram "predictions / true positives / ignored matches
+  whose score first reaches threshold t". A resample is then a weighted sum of those per-image
+  histograms (a sparse matrix product), followed by a cumulative sum over thresholds and the VOC AP
+  of the resulting PR curve, for all resamples at once.
+* **Score normalisation**: the protocol min-max normalises scores over the whole prediction set.
+  The bounds are computed once on the full set and kept for every resample (each prediction keeps
+  its threshold bin). Re-normalising per resample would move the whole threshold grid whenever the
+  image holding the extreme score is left out, mixing a change of operating points into the image
+  sampling noise; keeping the bounds makes the full-set numbers exactly those of ``eval.widerface``.
+* **Point estimate and CI**: ``delta = ap_b - ap_a`` on the full set (identical to two
+  ``eval.widerface`` runs); the CI is the percentile interval of the resampled deltas (95% by
+  default). Verdict: ``better`` (B above A) if the CI lies above 0, ``worse`` if below, else
+  ``indistinguishable``. A vs A gives delta 0 and CI [0, 0] exactly.
+* **mAP**: the mean of easy/medium/hard, computed per resample, so its CI is paired as well.
+
+Several seeds per model
+-----------------------
+Pass a list of prediction sets per model (one per training seed). The point estimate is the mean
+AP over seeds. Resamples share the same image weights across every seed of both models, and
+``seed_mode`` says how the seed spread enters the CI:
+
+* ``"two-level"`` (default): a two-level bootstrap. Each resample also draws each model's seeds with
+  replacement (independently for A and B: seeds of two models are not paired) and averages the AP
+  of the drawn seeds on the resampled images. The CI then covers "another training run" as well as
+  "another image sample". With few seeds (3) this under-covers by about sqrt((n - 1) / n), the
+  usual small-n bootstrap bias, so a seed-limited verdict stays conservative in wording only.
+* ``"fixed"``: the seeds are taken as given; each resample averages all seeds. The CI covers image
+  sampling only (what a single-seed comparison can ever report).
+
+The output also lists every seed's full-set AP and their standard deviation, so the seed spread is
+visible on its own.
+
+CLI
+---
+``python -m eval.compare_ap --pred-a DIR [DIR ...] --pred-b DIR [DIR ...] --gt DIR --resamples N
+[--seed S] --json FILE``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import ArrayLike
+from tqdm import tqdm
+
+from core.artifacts import DATASETS, ResultsFileError, atomic_write_json, detect_dataset
+from core.data.wider_gt import SETTINGS, WiderGT, WiderGTError, load_wider_gt
+from eval.predictions import PredictionFormatError, read_predictions
+from eval.widerface import counted_subsets, match_predictions, subset_name, voc_ap
+
+PredictionSet = Mapping[str, Mapping[str, ArrayLike]]
+SeedMode = Literal["two-level", "fixed"]
+SEED_MODES: tuple[str, ...] = ("two-level", "fixed")
+VERDICTS: tuple[str, ...] = ("better", "worse", "indistinguishable")
+_CHUNK = 200  # resamples per sparse product: bounds memory at ~(sets x 7 x 1001 x 200) floats
+
+
+def verdict(ci_low: float, ci_high: float) -> str:
+    """B vs A: "better" if the whole CI is above 0, "worse" if below, else "indistinguishable"."""
+    if ci_low > 0:
+        return "better"
+    if ci_high < 0:
+        return "worse"
+    return "indistinguishable"
+
+
+def voc_ap_rows(recall: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """``voc_ap`` for every row of (R, T) arrays at once (equal up to float summation order)."""
+    r = recall.shape[0]
+    mrec = np.hstack([np.zeros((r, 1)), recall, np.ones((r, 1))])
+    mpre = np.hstack([np.zeros((r, 1)), precision, np.zeros((r, 1))])
+    envelope = np.maximum.accumulate(mpre[:, ::-1], axis=1)[:, ::-1]
+    return np.sum(np.diff(mrec, axis=1) * envelope[:, 1:], axis=1)
+
+
+class _Counts:
+    """One prediction set as per-image threshold histograms.
+
+    ``hist``: sparse (images, (1 + 2S) * (T + 1)): block 0 every prediction, block 1 + s the
+    predictions ignored in subset s (matched to a non-counted face), block 1 + S + s its true
+    positives; column t of a block counts predictions whose score first reaches threshold t
+    (column T: never). ``full_ap``: subset -> AP on the full set, computed like ``evaluate``.
+    """
+
+    def __init__(self, pred: PredictionSet, gt: WiderGT, masks: list[np.ndarray], iou: float, thresh_num: int):
+        m = match_predictions(pred, gt, iou, thresh_num)
+        width = thresh_num + 1
+        rows, cols = [m.image], [m.start]
+        tp_rows, tp_cols = [], []
+        self.full_ap: list[float] = []
+        for s, counted in enumerate(masks):
+            proposal, true_positive = m.flags(counted)
+            rows.append(m.image[~proposal])
+            cols.append(m.start[~proposal] + (1 + s) * width)
+            tp_rows.append(m.image[true_positive])
+            tp_cols.append(m.start[true_positive] + (1 + len(masks) + s) * width)
+            proposals = np.cumsum(np.bincount(m.start[proposal], minlength=width)[:thresh_num])
+            tp = np.cumsum(np.bincount(m.start[true_positive], minlength=width)[:thresh_num])
+            num_faces = int(counted.sum())
+            precision = np.zeros(thresh_num)
+            np.divide(tp, proposals, out=precision, where=proposals > 0)
+            recall = tp / num_faces if num_faces else np.zeros(thresh_num)
+            self.full_ap.append(voc_ap(recall, precision))
+        r, c = np.concatenate(rows + tp_rows), np.concatenate(cols + tp_cols)
+        shape = (len(gt), (1 + 2 * len(masks)) * width)
+        self.hist = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=shape)
+        self.hist.sum_duplicates()
+
+
+def _resampled_ap(hist_t: sp.csr_matrix, faces: np.ndarray, weights: np.ndarray, n_sets: int, n_sub: int,
+                  thresh_num: int) -> np.ndarray:
+    """AP (sets, subsets, R) of every prediction set on R weighted image sets (weights (R, images))."""
+    width = thresh_num + 1
+    counts = (hist_t @ weights.T).reshape(n_sets, 1 + 2 * n_sub, width, -1)[:, :, :thresh_num]
+    curves = np.cumsum(counts, axis=2).transpose(0, 1, 3, 2)  # (sets, blocks, R, T)
+    n_faces = weights @ faces  # (R, subsets)
+    out = np.empty((n_sets, n_sub, weights.shape[0]))
+    for k in range(n_sets):
+        for s in range(n_sub):
+            proposals = curves[k, 0] - curves[k, 1 + s]
+            tp = curves[k, 1 + n_sub + s]
+            precision = np.zeros_like(tp)
+            np.divide(tp, proposals, out=precision, where=proposals > 0)
+            nf = n_faces[:, s : s + 1]
+            recall = np.zeros_like(tp)
+            np.divide(tp, nf, out=recall, where=nf > 0)
+            out[k, s] = voc_ap_rows(recall, precision)
+    return out
+
+
+def _as_sets(pred: PredictionSet | Sequence[PredictionSet], side: str) -> list[PredictionSet]:
+    sets = [pred] if isinstance(pred, Mapping) else list(pred)
+    if not sets:
+        raise ValueError(f"model {side}: no prediction set given")
+    if not all(isinstance(p, Mapping) for p in sets):
+        raise ValueError(f"model {side}: expected a prediction mapping event -> image -> boxes, or a list of them")
+    return sets
+
+
+def _summary(full: np.ndarray, boot: np.ndarray, confidence: float) -> dict[str, Any]:
+    """full: (2,) AP of A and B on the full set; boot: (2, R) resampled APs."""
+    deltas = boot[1] - boot[0]
+    tail = 100 * (1 - confidence) / 2
+    low, high = (float(v) for v in np.percentile(deltas, [tail, 100 - tail]))
+    return {
+        "ap_a": float(full[0]), "ap_b": float(full[1]), "delta": float(full[1] - full[0]),
+        "ci_low": low, "ci_high": high, "se": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else 0.0,
+        "verdict": verdict(low, high),
+    }
+
+
+def compare_predictions(
+    pred_a: PredictionSet | Sequence[PredictionSet],
+    pred_b: PredictionSet | Sequence[PredictionSet],
+    gt: WiderGT,
+    *,
+    dataset: str,
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    seed_mode: SeedMode = "two-level",
+    breakdown: bool = False,
+    iou_thresh: float = 0.5,
+    thresh_num: int = 1000,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Paired bootstrap of AP(B) - AP(A) over the images of ``gt`` (fractions, like ``eval.widerface``).
+
+    ``pred_a`` / ``pred_b``: one prediction set (event -> image -> (N, 5) ``x y w h score``) or a
+    list of them, one per training seed. Returns ``{"settings": {easy, medium, hard, mAP: {ap_a,
+    ap_b, delta, ci_low, ci_high, se, verdict, ap_a_seeds, ap_b_seeds, seed_sd_a, seed_sd_b}},
+    "breakdown": {...same per hard-set attribute subset, if asked}, ...method fields}``.
+    """
+    if resamples < 1:
+        raise ValueError(f"resamples must be >= 1, got {resamples}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if seed_mode not in SEED_MODES:
+        raise ValueError(f"seed_mode must be one of {SEED_MODES}, got {seed_mode!r}")
+    if len(gt) < 2:
+        raise ValueError(f"a bootstrap over images needs at least 2 ground-truth images, got {len(gt)}")
+    sets_a, sets_b = _as_sets(pred_a, "A"), _as_sets(pred_b, "B")
+    subsets = [(g, label, mask) for g, label, mask in counted_subsets(gt) if breakdown or g == "setting"]
+    names = [subset_name(g, label) for g, label, _ in subsets]
+    masks = [mask for *_, mask in subsets]
+    counts = [_Counts(p, gt, masks, iou_thresh, thresh_num) for p in (*sets_a, *sets_b)]
+    n_a, n_sets, n_sub = len(sets_a), len(counts), len(masks)
+
+    face_image = np.repeat(np.arange(len(gt)), [im.num_faces for im in gt.images])
+    faces = np.stack([np.bincount(face_image[m], minlength=len(gt)) for m in masks], axis=1).astype(np.float64)
+    hist_t = sp.hstack([c.hist for c in counts], format="csr").T.tocsr()
+
+    image_ss, seed_ss = np.random.SeedSequence(seed).spawn(2)
+    image_rng, seed_rng = np.random.default_rng(image_ss), np.random.default_rng(seed_ss)
+    n_img = len(gt)
+    ap_sets = np.empty((n_sets, n_sub, resamples))
+    for lo in tqdm(range(0, resamples, _CHUNK), desc="bootstrap", unit="chunk", disable=not progress):
+        r = min(_CHUNK, resamples - lo)
+        draws = image_rng.integers(0, n_img, size=(r, n_img))
+        weights = np.bincount((draws + n_img * np.arange(r)[:, None]).ravel(), minlength=r * n_img)
+        ap_sets[:, :, lo : lo + r] = _resampled_ap(hist_t, faces, weights.reshape(r, n_img).astype(np.float64),
+                                                   n_sets, n_sub, thresh_num)
+
+    def seed_weights(n: int) -> np.ndarray:
+        """(R, n) weights over a model's seeds, each row summing to 1."""
+        if seed_mode == "fixed" or n == 1:
+            return np.full((resamples, n), 1.0 / n)
+        return seed_rng.multinomial(n, np.full(n, 1.0 / n), size=resamples) / n
+
+    w_a, w_b = seed_weights(n_a), seed_weights(n_sets - n_a)
+    boot = np.stack([np.einsum("ksr,rk->sr", ap_sets[:n_a], w_a),
+                     np.einsum("ksr,rk->sr", ap_sets[n_a:], w_b)])  # (2, subsets, R)
+    per_seed = np.array([c.full_ap for c in counts])  # (sets, subsets)
+    full = np.stack([per_seed[:n_a].mean(axis=0), per_seed[n_a:].mean(axis=0)])  # (2, subsets)
+
+    def entry(full_2: np.ndarray, boot_2: np.ndarray, seeds_a: np.ndarray, seeds_b: np.ndarray) -> dict[str, Any]:
+        return _summary(full_2, boot_2, confidence) | {
+            "ap_a_seeds": [float(v) for v in seeds_a], "ap_b_seeds": [float(v) for v in seeds_b],
+            "seed_sd_a": float(np.std(seeds_a, ddof=1)) if len(seeds_a) > 1 else None,
+            "seed_sd_b": float(np.std(seeds_b, ddof=1)) if len(seeds_b) > 1 else None,
+        }
+
+    settings: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for s, name in enumerate(names):
+        target = settings if name in SETTINGS else extra
+        target[name] = entry(full[:, s], boot[:, s], per_seed[:n_a, s], per_seed[n_a:, s])
+    idx = [names.index(s) for s in SETTINGS]
+    settings["mAP"] = entry(full[:, idx].mean(axis=1), boot[:, idx].mean(axis=1),
+                            per_seed[:n_a, idx].mean(axis=1), per_seed[n_a:, idx].mean(axis=1))
+    return {
+        "dataset": dataset,
+        "settings": settings,
+        "breakdown": extra,
+        "num_images": len(gt),
+        "num_faces": gt.num_faces,
+        "seeds_a": n_a,
+        "seeds_b": n_sets - n_a,
+        "resamples": resamples,
+        "seed": seed,
+        "confidence": confidence,
+        "seed_mode": seed_mode if max(n_a, n_sets - n_a) > 1 else "single seed",
+        "iou_thresh": iou_thresh,
+        "thresh_num": thresh_num,
+        "method": "paired bootstrap over val images (percentile CI); scores normalised once on the full set",
+    }
+
+
+def gt_dataset(gt_dir: Path, override: str | None = None) -> str:
+    """Dataset label of a ground-truth folder: manifest.json in it or in its parent (the data root)."""
+    for root in (gt_dir, gt_dir.parent):
+        if (root / "manifest.json").is_file():
+            return detect_dataset(root, override)
+    return override or "widerface"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m eval.compare_ap",
+        description="Paired bootstrap over val images of the WIDER FACE AP difference B - A, with a verdict.",
+    )
+    parser.add_argument("--pred-a", required=True, nargs="+", type=Path, help="prediction dir(s) of A (one per seed)")
+    parser.add_argument("--pred-b", required=True, nargs="+", type=Path, help="prediction dir(s) of B (one per seed)")
+    parser.add_argument("--gt", required=True, type=Path, help="folder with the four wider_*_val.mat files")
+    parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--seed-mode", choices=SEED_MODES, default="two-level",
+                        help="with several seeds: resample them too (two-level) or take them as given (fixed)")
+    parser.add_argument("--breakdown", action="store_true", help="also the hard-set attribute and scale subsets")
+    parser.add_argument("--dataset", choices=DATASETS, default=None,
+                        help="default: manifest.json in --gt or its parent, else widerface")
+    parser.add_argument("--json", required=True, type=Path, help="output JSON file (written atomically)")
+    args = parser.parse_args(argv)
+    try:
+        dataset = gt_dataset(args.gt, args.dataset)
+        gt = load_wider_gt(args.gt)
+        pred_a = [read_predictions(d, gt, strict=True).predictions for d in args.pred_a]
+        pred_b = [read_predictions(d, gt, strict=True).predictions for d in args.pred_b]
+        result = compare_predictions(pred_a, pred_b, gt, dataset=dataset, resamples=args.resamples, seed=args.seed,
+                                     confidence=args.confidence, seed_mode=args.seed_mode, breakdown=args.breakdown,
+                                     progress=True)
+    except (WiderGTError, PredictionFormatError, ResultsFileError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result |= {"pred_a": [d.as_posix() for d in args.pred_a], "pred_b": [d.as_posix() for d in args.pred_b]}
+    atomic_write_json(args.json, result)
+    print(f"{dataset}: {result['num_images']} images, {args.resamples} paired resamples, "
+          f"{100 * args.confidence:g}% CI, B - A ({result['seed_mode']})")
+    print(f"{'subset':<16}{'AP A':>8}{'AP B':>8}{'delta':>9}{'CI low':>9}{'CI high':>9}  verdict")
+    for name, r in (result["settings"] | result["breakdown"]).items():
+        print(f"{name:<16}{r['ap_a']:>8.4f}{r['ap_b']:>8.4f}{r['delta']:>+9.4f}{r['ci_low']:>+9.4f}"
+              f"{r['ci_high']:>+9.4f}  {r['verdict']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
