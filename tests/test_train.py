@@ -136,6 +136,34 @@ def test_kill_mid_epoch_then_resume_auto_matches_an_uninterrupted_run(
     assert meta["status"] == "finished" and [r["epoch"] for r in meta["resumes"]] == [1]
 
 
+def test_resume_with_dataloader_workers_matches_an_uninterrupted_run(
+    synth_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same as above with ``--workers 2``: the augmentation then runs in worker processes seeded from
+    the loader's generator, which must be reset per epoch for the resumed epoch to replay exactly."""
+
+    def args(name: str) -> list[str]:
+        out = cli_args(synth_data, tmp_path, name)
+        out[out.index("--workers") + 1] = "2"
+        return out
+
+    assert main(args("uninterrupted")) == 0
+    with monkeypatch.context() as patch:
+        fail_at_training_call(patch, call=3, action="crash")  # first step of epoch 2
+        with pytest.raises(KeyboardInterrupt):
+            main(args("resumed"))
+    assert read_checkpoint(tmp_path / "resumed" / "weights" / "last.pth")["epoch"] == 1
+    assert main([*args("resumed"), "--resume", "auto"]) == 0
+
+    final = read_checkpoint(tmp_path / "resumed" / "weights" / "Final.pth")
+    reference = read_checkpoint(tmp_path / "uninterrupted" / "weights" / "Final.pth")
+    assert final["global_step"] == reference["global_step"] == 4
+    torch.testing.assert_close(final["state_dict"], reference["state_dict"], rtol=1e-4, atol=1e-5)
+    resumed, uninterrupted = scalars(tmp_path / "resumed"), scalars(tmp_path / "uninterrupted")
+    tag = TB_TAGS["step_loss"]
+    assert [v for _, v in resumed[tag]] == pytest.approx([v for _, v in uninterrupted[tag]], rel=1e-4)
+
+
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
     synth_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
