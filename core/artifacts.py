@@ -3,7 +3,8 @@ the dashboard. Writes are atomic (temp file + rename) so a crash never loses or 
 
 Layout under a results root (the repo's `results/`, or `assets/demo/results/` for the shipped demo):
   comparison_table.csv        one row per (model, dataset, weights) evaluation: COMPARISON_COLUMNS
-  latency_benchmark.csv       one row per latency measurement: LATENCY_COLUMNS
+  latency_benchmark.csv       one row per model and latency session: LATENCY_COLUMNS
+  latency_runs.csv            every timed run of those sessions (long format): LATENCY_RUN_COLUMNS
   reference_results.csv       published rows and targets, never mixed with measured rows
   eval/<model>__<dataset>__<tag>.json   full evaluation (PR curves, per-attribute AP)
 Layout of a training run directory (under `runs/`, or `assets/demo/runs/`):
@@ -28,10 +29,19 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "params", "easy", "medium", "hard", "mAP", "latency_ms", "latency_device",
     "dataset", "dataset_path", "weights", "epochs", "seed", "date",
 )
-LATENCY_COLUMNS: tuple[str, ...] = (
+LATENCY_REQUIRED: tuple[str, ...] = (
     "date", "model", "device", "device_name", "threads", "torch_version", "input_h", "input_w", "batch",
     "runs", "warmup", "optimized", "mean_ms", "median_ms", "p90_ms", "std_ms", "fps", "overhead_vs_none_ms",
 )
+"""Columns every latency_benchmark.csv has, including files written before the uncertainty columns."""
+LATENCY_COLUMNS: tuple[str, ...] = (
+    *LATENCY_REQUIRED, "median_ci_low_ms", "median_ci_high_ms", "overhead_ci_low_ms", "overhead_ci_high_ms",
+    "overhead_verdict", "session",
+)
+LATENCY_RUN_COLUMNS: tuple[str, ...] = ("session", "round", "position", "model", "ms")
+"""One timed forward pass: `round` of the interleaved session, `position` of the model within that round."""
+LATENCY_CSV = "latency_benchmark.csv"
+LATENCY_RUNS_CSV = "latency_runs.csv"
 REFERENCE_COLUMNS: tuple[str, ...] = (
     "kind", "model", "display_name", "params", "easy", "medium", "hard", "mAP", "latency_ms", "source",
 )
@@ -111,13 +121,18 @@ def read_results_csv(path: Path | str, columns: tuple[str, ...]) -> pd.DataFrame
     return frame
 
 
-def append_rows(path: Path | str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
-    """Append rows to a results CSV (creating it), refusing to touch a malformed existing file."""
+def append_rows(path: Path | str, rows: list[dict[str, Any]], columns: tuple[str, ...],
+                required: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Append rows to a results CSV (creating it), refusing to touch a malformed existing file.
+
+    `required` (default: all `columns`) lets an older file that lacks newer columns be extended:
+    its rows get blanks there.
+    """
     path = Path(path)
     new = pd.DataFrame(rows, columns=list(columns))
     if path.exists():
-        old = read_results_csv(path, columns)
-        new = pd.concat([old, new], ignore_index=True)
+        old = read_results_csv(path, required or columns).reindex(columns=list(columns))
+        new = pd.concat([old, new], ignore_index=True) if len(old) else new
     atomic_write_csv(new, path)
     return new
 

@@ -24,6 +24,10 @@ from plotly.subplots import make_subplots
 from core.artifacts import (
     COMPARISON_COLUMNS,
     LATENCY_COLUMNS,
+    LATENCY_CSV,
+    LATENCY_REQUIRED,
+    LATENCY_RUN_COLUMNS,
+    LATENCY_RUNS_CSV,
     REFERENCE_COLUMNS,
     TARGETS,
     ResultsFileError,
@@ -48,7 +52,6 @@ ATTRIBUTE_LABELS: dict[str, dict[str, str]] = {
     "scale": {"small": "small (<50 px)", "medium": "medium (50-300 px)", "large": "large (>300 px)"},
 }
 COMPARISON_CSV = "comparison_table.csv"
-LATENCY_CSV = "latency_benchmark.csv"
 REFERENCE_CSV = "reference_results.csv"
 
 
@@ -130,17 +133,42 @@ def load_reference(results_root: Path | str) -> Loaded:
 
 
 def load_latency(results_root: Path | str) -> Loaded:
-    """latency_benchmark.csv under the root (missing is normal: nothing benchmarked yet)."""
+    """latency_benchmark.csv under the root (missing is normal: nothing benchmarked yet).
+
+    Files written before the CI columns existed load with those columns blank (no verdicts).
+    """
     path = Path(results_root) / LATENCY_CSV
     if not path.is_file():
         return Loaded(pd.DataFrame(columns=list(LATENCY_COLUMNS)), missing=True,
                       notes=[f"{path}: not found (no latency saved yet)"])
     try:
-        frame = read_results_csv(path, LATENCY_COLUMNS)
+        frame = read_results_csv(path, LATENCY_REQUIRED)
     except ResultsFileError as exc:
         return Loaded(pd.DataFrame(columns=list(LATENCY_COLUMNS)), errors=[str(exc)])
     notes: list[str] = []
-    frame = _numeric(frame, ["mean_ms", "median_ms", "p90_ms", "std_ms", "fps"], path, notes)
+    if "overhead_ci_low_ms" not in frame.columns:
+        notes.append(f"{path}: written before confidence intervals were recorded; its differences carry no verdict")
+    frame = frame.reindex(columns=list(dict.fromkeys([*LATENCY_COLUMNS, *frame.columns])))
+    frame = _numeric(frame, ["mean_ms", "median_ms", "p90_ms", "std_ms", "fps", "overhead_vs_none_ms",
+                             "median_ci_low_ms", "median_ci_high_ms", "overhead_ci_low_ms", "overhead_ci_high_ms"],
+                     path, notes)
+    frame["overhead_verdict"] = frame["overhead_verdict"].fillna("").astype(str)
+    return Loaded(frame, notes=notes)
+
+
+def load_latency_runs(results_root: Path | str) -> Loaded:
+    """latency_runs.csv (every timed run, long format) under the root; missing for older results."""
+    path = Path(results_root) / LATENCY_RUNS_CSV
+    if not path.is_file():
+        return Loaded(pd.DataFrame(columns=list(LATENCY_RUN_COLUMNS)), missing=True,
+                      notes=[f"{path}: not found (no per-run timings saved)"])
+    try:
+        frame = read_results_csv(path, LATENCY_RUN_COLUMNS)
+    except ResultsFileError as exc:
+        return Loaded(pd.DataFrame(columns=list(LATENCY_RUN_COLUMNS)), errors=[str(exc)])
+    notes: list[str] = []
+    frame = _numeric(frame, ["round", "position", "ms"], path, notes)
+    frame["session"] = frame["session"].astype(str)
     return Loaded(frame, notes=notes)
 
 
@@ -409,25 +437,11 @@ def attribute_figure(table: pd.DataFrame) -> go.Figure:
 
 
 
-def latency_row(model: str, stats: Any, device: str, device_name: str, input_hw: tuple[int, int], threads: int,
-                torch_version: str, optimized: bool, date: str) -> dict[str, Any]:
-    """A LATENCY_COLUMNS row from `benchmark_model`'s stats (overhead filled by `add_overhead`)."""
-    return {"date": date, "model": model, "device": device, "device_name": device_name, "threads": threads,
-            "torch_version": torch_version, "input_h": input_hw[0], "input_w": input_hw[1], "batch": stats.batch,
-            "runs": stats.runs, "warmup": stats.warmup, "optimized": optimized, "mean_ms": stats.mean_ms,
-            "median_ms": stats.median_ms, "p90_ms": stats.p90_ms, "std_ms": stats.std_ms, "fps": stats.fps,
-            "overhead_vs_none_ms": float("nan")}
-
-
-def add_overhead(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Median difference to the "none" row, as eval.latency.run_latency does (NaN without "none")."""
-    base = next((r["median_ms"] for r in rows if r["model"] == "none"), None)
-    return [r | {"overhead_vs_none_ms": r["median_ms"] - base if base is not None else float("nan")} for r in rows]
-
-
 def latency_display(rows: pd.DataFrame) -> pd.DataFrame:
-    cols = ["model", "device_name", "input_h", "input_w", "batch", "runs", "warmup", "median_ms", "mean_ms",
-            "p90_ms", "std_ms", "fps", "overhead_vs_none_ms"]
+    """The columns a reader needs, CIs beside the values they qualify."""
+    cols = ["model", "device_name", "threads", "input_h", "input_w", "batch", "runs", "warmup", "median_ms",
+            "median_ci_low_ms", "median_ci_high_ms", "fps", "overhead_vs_none_ms", "overhead_ci_low_ms",
+            "overhead_ci_high_ms", "overhead_verdict", "mean_ms", "p90_ms", "std_ms"]
     out = rows.reindex(columns=cols).copy()
     out.insert(1, "display_name", out["model"].map(display_name))
     return out
@@ -445,11 +459,14 @@ def latency_box_figure(times: Mapping[str, Sequence[float]]) -> go.Figure:
 
 
 def latest_latency(frame: pd.DataFrame) -> pd.DataFrame:
-    """Most recent row per model for the configuration (device, input, batch) measured last."""
+    """The rows of the last session (older files without sessions: most recent row per model for the
+    configuration, i.e. device, input and batch, measured last)."""
     if frame.empty:
         return frame
     f = frame.assign(_order=range(len(frame)))
     last = f.iloc[-1]
+    if "session" in f.columns and isinstance(last["session"], str) and last["session"]:
+        return _sort(f[f["session"] == last["session"]].drop(columns="_order"))
     same = f[(f["device_name"] == last["device_name"]) & (f["input_h"] == last["input_h"])
              & (f["input_w"] == last["input_w"]) & (f["batch"] == last["batch"])]
     return _sort(same.drop_duplicates("model", keep="last").drop(columns="_order"))

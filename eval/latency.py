@@ -1,9 +1,12 @@
-"""Forward-pass latency of the detector variants, and each variant's attention overhead vs "none".
+"""Forward-pass latency of the detector variants, timed interleaved, and each one's overhead vs "none".
 
 Timed is `model(x)` on a fixed random batch (the network only: no image decoding, no NMS), after
-warm-up, with CUDA synchronised around every run. Weights do not change the work done, so
-`run_latency` times freshly built models. `benchmark_model` is UI-free: the dashboard passes a
-progress callback.
+warm-up, with CUDA synchronised around every run. The variants are timed **interleaved**: each round
+runs every model once, the order rotating from round to round, so that load on a shared machine
+hits all of them alike and per-round differences are paired (statistics in eval.latency_stats).
+Every timed run is kept (latency_runs.csv beside latency_benchmark.csv). The thread count is fixed
+for the whole session and recorded. Weights do not change the work done, so `run_latency` times
+freshly built models; `measure` is UI-free: the dashboard passes a progress callback.
 """
 
 from __future__ import annotations
@@ -11,46 +14,39 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pandas as pd
 import torch
+from tqdm import tqdm
 
-from core.artifacts import LATENCY_COLUMNS, ResultsFileError, append_rows, read_results_csv
+from core.artifacts import (
+    LATENCY_COLUMNS,
+    LATENCY_REQUIRED,
+    LATENCY_RUN_COLUMNS,
+    LATENCY_RUNS_CSV,
+    ResultsFileError,
+    append_rows,
+    read_results_csv,
+)
 from core.config import MODEL_CONFIGS
 from core.device import device_name, select_device
 from core.factory import build_model
 from core.inference import prepare_for_inference
+from eval.latency_stats import RESAMPLES, precision_note, summarize_runs
 
 ProgressCallback = Callable[[int, int], None]
-"""Called as `callback(done, total)` after each warm-up and timed run (total = warmup + runs)."""
+"""Called as `callback(done, total)` after each round (total = warm-up rounds + timed rounds)."""
 
 DEFAULT_CSV = Path("results/latency_benchmark.csv")
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Milliseconds per forward pass over the timed runs; fps counts images (batch * runs / time)."""
-
-    mean_ms: float
-    median_ms: float
-    p90_ms: float
-    std_ms: float
-    fps: float
-    runs: int
-    warmup: int
-    batch: int
-    times_ms: tuple[float, ...] = field(default=(), repr=False)  # every timed run, for box plots
-
-    def to_dict(self) -> dict[str, float | int]:
-        """The summary statistics (what the CSV rows hold), without the per-run times."""
-        summary = asdict(self)
-        summary.pop("times_ms")
-        return summary
+DEFAULT_ROUNDS = 120
+DEFAULT_WARMUP = 5
+"""120 paired rounds resolve about 1 ms at 640x640 on 2 CPU threads (95% CIs of about ±0.3-0.7 ms
+around a ~30-60 ms forward pass, measured on the loaded 2-core build machine)."""
 
 
 def _resolve(device: str | torch.device) -> torch.device:
@@ -71,112 +67,165 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def benchmark_model(
-    model: torch.nn.Module,
+def runs_csv_for(summary_csv: Path | str) -> Path:
+    """latency_runs.csv beside a latency_benchmark.csv."""
+    return Path(summary_csv).with_name(LATENCY_RUNS_CSV)
+
+
+def measure(
+    models: Mapping[str, torch.nn.Module],
     input_hw: tuple[int, int] = (640, 640),
     batch: int = 1,
-    runs: int = 50,
-    warmup: int = 10,
+    rounds: int = DEFAULT_ROUNDS,
+    warmup: int = DEFAULT_WARMUP,
     device: str | torch.device | None = None,
     progress_callback: ProgressCallback | None = None,
-) -> LatencyStats:
-    """Time `runs` forward passes of `model` (moved to `device`, default: its own) after `warmup` ones.
+) -> pd.DataFrame:
+    """Time every model once per round, `warmup` untimed rounds first; the order rotates each round.
 
-    A channels-last model gets a channels-last input, so the layout conversion is not timed.
+    Returns every timed run in long format (round, position, model, ms). Models are moved to `device`
+    (default: the first model's). A channels-last model gets a channels-last input, so the layout
+    conversion is not timed.
     """
-    if runs < 1 or warmup < 0 or batch < 1:
-        raise ValueError(f"need runs >= 1, warmup >= 0, batch >= 1; got {runs}, {warmup}, {batch}")
-    dev = _resolve(device) if device is not None else next(model.parameters()).device
-    model = model.to(dev).eval()
+    if not models:
+        raise ValueError("no model to time")
+    if rounds < 1 or warmup < 0 or batch < 1:
+        raise ValueError(f"need rounds >= 1, warmup >= 0, batch >= 1; got {rounds}, {warmup}, {batch}")
+    first = next(iter(models.values()))
+    dev = _resolve(device) if device is not None else next(first.parameters()).device
+    names = list(models)
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(batch, 3, *input_hw, generator=gen) * 255 - 117).to(dev)
-    if is_channels_last(model):
-        x = x.contiguous(memory_format=torch.channels_last)
-    total = warmup + runs
-    times: list[float] = []
+    prepared = {}
+    for name in names:
+        model = models[name].to(dev).eval()
+        prepared[name] = (model, x.contiguous(memory_format=torch.channels_last) if is_channels_last(model) else x)
+    total = warmup + rounds
+    records: list[tuple[int, int, str, float]] = []
     with torch.inference_mode():
         for i in range(total):
-            _sync(dev)
-            start = time.perf_counter()
-            model(x)
-            _sync(dev)
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1000.0)
+            shift = i % len(names)
+            for position, name in enumerate(names[shift:] + names[:shift]):
+                model, inp = prepared[name]
+                _sync(dev)
+                start = time.perf_counter()
+                model(inp)
+                _sync(dev)
+                if i >= warmup:
+                    records.append((i - warmup, position, name, (time.perf_counter() - start) * 1000.0))
             if progress_callback is not None:
                 progress_callback(i + 1, total)
-    t = np.asarray(times)
-    return LatencyStats(
-        mean_ms=float(t.mean()),
-        median_ms=float(np.median(t)),
-        p90_ms=float(np.percentile(t, 90)),
-        std_ms=float(t.std(ddof=1)) if len(t) > 1 else 0.0,
-        fps=float(batch * 1000.0 / t.mean()),
-        runs=runs,
-        warmup=warmup,
-        batch=batch,
-        times_ms=tuple(times),
-    )
+    return pd.DataFrame(records, columns=["round", "position", "model", "ms"])
+
+
+def measure_session(
+    models: Mapping[str, torch.nn.Module],
+    input_hw: tuple[int, int] = (640, 640),
+    batch: int = 1,
+    rounds: int = DEFAULT_ROUNDS,
+    warmup: int = DEFAULT_WARMUP,
+    device: str | torch.device | None = "auto",
+    threads: int | None = None,
+    optimized: bool = True,
+    progress_callback: ProgressCallback | None = None,
+) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """`measure` on `threads` CPU threads (default: the current setting, restored afterwards), then
+    the session's summary rows and long-format runs (`session_rows`). `optimized` is recorded as given."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    dev = _resolve(device) if device is not None else next(next(iter(models.values())).parameters()).device
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        runs = measure(models, input_hw, batch, rounds, warmup, dev, progress_callback)
+        return session_rows(runs, device=dev, input_hw=input_hw, batch=batch, warmup=warmup, optimized=optimized,
+                            order=list(models))
+    finally:
+        torch.set_num_threads(before)
+
+
+def session_rows(runs: pd.DataFrame, *, device: torch.device, input_hw: tuple[int, int], batch: int, warmup: int,
+                 optimized: bool, order: Sequence[str] | None = None, session: str | None = None,
+                 date: str | None = None, resamples: int = RESAMPLES) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """latency_benchmark.csv rows (LATENCY_COLUMNS, models in `order`) and latency_runs.csv rows for one session."""
+    session = session or uuid.uuid4().hex[:12]
+    date = date or datetime.now().isoformat(timespec="seconds")
+    meta = {"date": date, "device": str(device), "device_name": device_name(device), "threads": torch.get_num_threads(),
+            "torch_version": torch.__version__, "input_h": input_hw[0], "input_w": input_hw[1], "batch": batch,
+            "warmup": warmup, "optimized": optimized, "session": session}
+    rows = [meta | stats for stats in summarize_runs(runs, batch=batch, resamples=resamples,
+                                                    order=list(order or []))]
+    long = runs.assign(session=session).reindex(columns=list(LATENCY_RUN_COLUMNS))
+    return [{c: r.get(c) for c in LATENCY_COLUMNS} for r in rows], long
+
+
+def save_session(summary_csv: Path | str, rows: list[dict[str, Any]], runs: pd.DataFrame) -> None:
+    """Append a session's summary rows and every timed run (beside it); both files are checked first."""
+    summary_csv = Path(summary_csv)
+    check_csvs(summary_csv)
+    append_rows(runs_csv_for(summary_csv), runs.to_dict(orient="records"), LATENCY_RUN_COLUMNS)
+    append_rows(summary_csv, rows, LATENCY_COLUMNS, required=LATENCY_REQUIRED)
+
+
+def check_csvs(summary_csv: Path | str) -> None:
+    """Raise ResultsFileError for a malformed latency_benchmark.csv or latency_runs.csv (before timing)."""
+    summary_csv = Path(summary_csv)
+    if summary_csv.exists():
+        read_results_csv(summary_csv, LATENCY_REQUIRED)
+    if runs_csv_for(summary_csv).exists():
+        read_results_csv(runs_csv_for(summary_csv), LATENCY_RUN_COLUMNS)
 
 
 def run_latency(
     models: Sequence[str],
     input_hw: tuple[int, int] = (640, 640),
     batch: int = 1,
-    runs: int = 50,
-    warmup: int = 10,
+    rounds: int = DEFAULT_ROUNDS,
+    warmup: int = DEFAULT_WARMUP,
     device: str | torch.device | None = "auto",
     optimize: bool = True,
     out_csv: Path | str | None = None,
-    progress_callback: Callable[[str, int, int], None] | None = None,
+    threads: int | None = None,
+    progress_callback: ProgressCallback | None = None,
 ) -> list[dict[str, Any]]:
-    """Benchmark each named variant; rows follow LATENCY_COLUMNS and are appended to `out_csv` if given.
+    """Time the named variants interleaved; rows follow LATENCY_COLUMNS, appended to `out_csv` if given
+    (with every timed run appended to latency_runs.csv beside it).
 
     `optimize` times the inference copy (`prepare_for_inference` defaults) instead of the plain eval
-    model. `overhead_vs_none_ms` is the median difference to the "none" entry, blank when "none" is not
-    among `models`. `progress_callback(model, done, total)` reports per-model progress.
+    model. `threads` fixes torch's CPU threads for the session (default: the current setting), and the
+    row records it. Overhead columns are paired differences to "none", blank when it is not timed.
     """
     unknown = [m for m in models if m not in MODEL_CONFIGS]
     if unknown:
         raise KeyError(f"unknown model(s) {unknown}; choose from {sorted(MODEL_CONFIGS)}")
-    if out_csv is not None and Path(out_csv).exists():
-        read_results_csv(out_csv, LATENCY_COLUMNS)  # fail before spending minutes on a bad file
-    dev = _resolve(device)
-    date = datetime.now().isoformat(timespec="seconds")
-    stats: dict[str, LatencyStats] = {}
-    for name in models:
-        model = build_model(name).eval()
-        if optimize:
-            model = prepare_for_inference(model)
-        callback = None
-        if progress_callback is not None:
-            def callback(done: int, total: int, name: str = name) -> None:
-                progress_callback(name, done, total)
-        stats[name] = benchmark_model(model, input_hw, batch, runs, warmup, dev, callback)
-    base = stats["none"].median_ms if "none" in stats else None
-    rows = [
-        {
-            "date": date, "model": name, "device": str(dev), "device_name": device_name(dev),
-            "threads": torch.get_num_threads(), "torch_version": torch.__version__,
-            "input_h": input_hw[0], "input_w": input_hw[1], "batch": batch, "runs": runs, "warmup": warmup,
-            "optimized": optimize, "mean_ms": s.mean_ms, "median_ms": s.median_ms, "p90_ms": s.p90_ms,
-            "std_ms": s.std_ms, "fps": s.fps,
-            "overhead_vs_none_ms": (s.median_ms - base) if base is not None else float("nan"),
-        }
-        for name, s in stats.items()
-    ]
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     if out_csv is not None:
-        append_rows(out_csv, rows, LATENCY_COLUMNS)
+        check_csvs(out_csv)  # fail before spending minutes on a bad file
+    built = {}
+    for name in dict.fromkeys(models):
+        model = build_model(name).eval()
+        built[name] = prepare_for_inference(model) if optimize else model
+    rows, long = measure_session(built, input_hw, batch, rounds, warmup, device, threads, optimize,
+                                 progress_callback)
+    if out_csv is not None:
+        save_session(out_csv, rows, long)
     return rows
 
 
 def format_rows(rows: Sequence[dict[str, Any]]) -> str:
     """Terminal table of latency rows."""
-    lines = [f"{'model':<20}{'median':>9}{'mean':>9}{'p90':>9}{'std':>8}{'fps':>8}{'vs none':>9}  (ms)"]
+    lines = [f"{'model':<20}{'median':>9}{'95% CI':>17}{'fps':>8}{'vs none':>9}{'95% CI':>17}  verdict  (ms)"]
     for r in rows:
         over = r["overhead_vs_none_ms"]
         over_text = f"{over:+9.2f}" if over == over else f"{'-':>9}"
-        lines.append(f"{r['model']:<20}{r['median_ms']:9.2f}{r['mean_ms']:9.2f}{r['p90_ms']:9.2f}"
-                     f"{r['std_ms']:8.2f}{r['fps']:8.1f}{over_text}")
+        lo, hi = r["overhead_ci_low_ms"], r["overhead_ci_high_ms"]
+        over_ci = f"{lo:+8.2f}{hi:+9.2f}" if lo == lo else f"{'-':>17}"
+        med_ci = (f"{r['median_ci_low_ms']:8.2f}{r['median_ci_high_ms']:9.2f}" if r["median_ci_low_ms"] == r[
+            "median_ci_low_ms"] else f"{'-':>17}")
+        lines.append(f"{r['model']:<20}{r['median_ms']:9.2f}{med_ci}{r['fps']:8.1f}{over_text}{over_ci}  "
+                     f"{r['overhead_verdict'] or '-'}")
+    lines.append(precision_note(rows))
     return "\n".join(lines)
 
 
@@ -185,25 +234,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=["cbam", "eca_cbam", "eca_cbam_parallel", "none"])
     parser.add_argument("--size", nargs=2, type=int, default=[640, 640], metavar=("H", "W"))
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--rounds", "--runs", dest="rounds", type=int, default=DEFAULT_ROUNDS,
+                        help=f"timed rounds, one run of every model each (default {DEFAULT_ROUNDS})")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="untimed rounds first")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads, fixed for the session and recorded (default: torch's choice)")
     parser.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="time the plain eval model instead of the BN-folded inference copy")
-    parser.add_argument("--out", type=Path, default=DEFAULT_CSV, help=f"CSV to append to (default {DEFAULT_CSV})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_CSV,
+                        help=f"CSV to append to (default {DEFAULT_CSV}); runs go to {LATENCY_RUNS_CSV} beside it")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
-        rows = run_latency(args.models, tuple(args.size), args.batch, args.runs, args.warmup, args.device,
-                           args.optimize, args.out)
-    except (ResultsFileError, KeyError, ValueError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{rows[0]['device_name']}, torch {torch.__version__}, input {args.batch}x3x{args.size[0]}x{args.size[1]}")
+    with tqdm(total=args.warmup + args.rounds, desc="rounds", unit="round") as bar:
+        def advance(done: int, total: int) -> None:
+            bar.update(done - bar.n)
+
+        try:
+            rows = run_latency(args.models, tuple(args.size), args.batch, args.rounds, args.warmup, args.device,
+                               args.optimize, args.out, args.threads, advance)
+        except (ResultsFileError, KeyError, ValueError, RuntimeError) as exc:
+            bar.close()
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    print(f"{rows[0]['device_name']}, torch {torch.__version__}, input {args.batch}x3x{args.size[0]}x{args.size[1]}, "
+          f"{args.rounds} interleaved rounds, {rows[0]['threads']} threads")
     print(format_rows(rows))
-    print(f"appended {len(rows)} rows to {args.out}")
+    print(f"appended {len(rows)} rows to {args.out} and {len(rows) * args.rounds} runs to {runs_csv_for(args.out)}")
     return 0
 
 

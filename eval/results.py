@@ -28,7 +28,6 @@ import torch
 from core.artifacts import (
     COMPARISON_COLUMNS,
     DATASETS,
-    LATENCY_COLUMNS,
     ResultsFileError,
     atomic_write_csv,
     atomic_write_json,
@@ -40,7 +39,8 @@ from core.config import COMPARED_MODELS, MODEL_CONFIGS
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.device import device_name, select_device
 from eval.figures import FigureError, read_image_rgb, write_heatmap_figure
-from eval.latency import run_latency
+from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, run_latency
+from eval.latency import check_csvs as check_latency_csvs
 from eval.predict import PredictError, file_sha256, list_val_images, predict_to_dir
 from eval.predictions import PredictionFormatError, read_predictions
 from eval.reference import write_reference
@@ -223,18 +223,23 @@ def run_results(
     conf_thresh: float = 0.02,
     nms_thresh: float = 0.4,
     latency_hw: tuple[int, int] = (640, 640),
-    runs: int = 50,
-    warmup: int = 10,
+    rounds: int = DEFAULT_ROUNDS,
+    warmup: int = DEFAULT_WARMUP,
     image: Path | str | None = DEFAULT_IMAGE,
     progress: bool = True,
+    threads: int | None = None,
 ) -> pd.DataFrame:
-    """Predict, evaluate, time and draw every model; returns the updated comparison table."""
+    """Predict, evaluate, time and draw every model; returns the updated comparison table.
+
+    Latency: the models plus "none" timed interleaved for `rounds` rounds on `threads` CPU threads
+    (eval.latency), every run kept in latency_runs.csv beside latency_benchmark.csv.
+    """
     data, out = Path(data), Path(out)
     comparison_csv, latency_csv = out / "comparison_table.csv", out / "latency_benchmark.csv"
     # 1. Check every input before the long steps.
-    for csv, columns in ((comparison_csv, COMPARISON_COLUMNS), (latency_csv, LATENCY_COLUMNS)):
-        if csv.exists():
-            read_results_csv(csv, columns)
+    if comparison_csv.exists():
+        read_results_csv(comparison_csv, COMPARISON_COLUMNS)
+    check_latency_csvs(latency_csv)
     dataset = detect_dataset(data, dataset)
     num_images = len(list_val_images(data))
     gt = load_wider_gt(gt_dir if gt_dir is not None else data / "ground_truth")
@@ -251,8 +256,8 @@ def run_results(
 
     # 2. Latency (the three plus "none" for the attention overhead).
     latency_models = [*models, *(["none"] if "none" not in models else [])]
-    latency = {r["model"]: r for r in run_latency(latency_models, latency_hw, 1, runs, warmup, dev,
-                                                  out_csv=latency_csv)}
+    latency = {r["model"]: r for r in run_latency(latency_models, latency_hw, 1, rounds, warmup, dev,
+                                                  out_csv=latency_csv, threads=threads)}
 
     # 3. Per model: predict, evaluate, JSON, figure, table row (saved as soon as it is known).
     table = pd.DataFrame(columns=list(COMPARISON_COLUMNS))
@@ -310,18 +315,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--conf", type=float, default=0.02)
     parser.add_argument("--nms", type=float, default=0.4)
     parser.add_argument("--size", nargs=2, type=int, default=[640, 640], metavar=("H", "W"), help="latency input")
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--rounds", "--runs", dest="rounds", type=int, default=DEFAULT_ROUNDS,
+                        help="latency: interleaved timed rounds, one run of each model per round")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="latency: untimed rounds first")
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="image for the heatmap figures")
     parser.add_argument("--no-figures", action="store_true")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads, fixed for the whole command and recorded (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         table = run_results(args.data, args.weights_dir, args.out, args.models, args.dataset, args.gt, args.device,
-                            args.resize_long, args.conf, args.nms, tuple(args.size), args.runs, args.warmup,
-                            None if args.no_figures else args.image)
+                            args.resize_long, args.conf, args.nms, tuple(args.size), args.rounds, args.warmup,
+                            None if args.no_figures else args.image, threads=args.threads)
     except (ResultsFileError, WeightsError, CheckpointError, PredictError, PredictionFormatError, WiderGTError,
             FigureError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

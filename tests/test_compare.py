@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.artifacts import COMPARISON_COLUMNS, LATENCY_COLUMNS, TARGETS
+from core.artifacts import COMPARISON_COLUMNS, LATENCY_COLUMNS, LATENCY_REQUIRED, TARGETS
 from eval.compare import (
-    add_overhead,
     aggregate_seeds,
     attribute_figure,
     attribute_pivot,
@@ -24,6 +23,7 @@ from eval.compare import (
     load_comparison,
     load_eval_records,
     load_latency,
+    load_latency_runs,
     load_reference,
     mean_std_table,
     pr_figure,
@@ -77,7 +77,10 @@ def latency_rows() -> list[dict]:
             "torch_version": "2.14", "input_h": 640, "input_w": 640, "batch": 1, "runs": 50, "warmup": 10,
             "optimized": True, "p90_ms": 0, "std_ms": 1.0}
     times = {"cbam": 30.0, "eca_cbam": 25.0, "eca_cbam_parallel": 26.0, "none": 24.0}
-    return [base | {"model": m, "mean_ms": t, "median_ms": t, "fps": 1000 / t, "overhead_vs_none_ms": t - 24.0}
+    return [base | {"model": m, "mean_ms": t, "median_ms": t, "fps": 1000 / t, "overhead_vs_none_ms": t - 24.0,
+                    "median_ci_low_ms": t - 0.3, "median_ci_high_ms": t + 0.3,
+                    "overhead_ci_low_ms": t - 24.5, "overhead_ci_high_ms": t - 23.5, "session": "s1",
+                    "overhead_verdict": "slower" if t - 24.5 > 0 else "indistinguishable"}
             for m, t in times.items()]
 
 
@@ -197,12 +200,29 @@ def test_eval_records_pr_curves_and_attributes(results: Path):
     assert len(attribute_figure(table).data) == 3 * 2  # one bar trace per evaluation and attribute panel
 
 
-def test_latency_helpers():
-    rows = add_overhead([{"model": "cbam", "median_ms": 30.0}, {"model": "none", "median_ms": 24.0}])
-    assert rows[0]["overhead_vs_none_ms"] == 6.0
-    assert np.isnan(add_overhead([{"model": "cbam", "median_ms": 3.0}])[0]["overhead_vs_none_ms"])
-    frame = pd.DataFrame(latency_rows() + [latency_rows()[0] | {"input_h": 320, "median_ms": 9.0}])
+def test_latest_latency_is_the_last_session_or_configuration():
+    frame = pd.DataFrame(latency_rows() + [latency_rows()[0] | {"input_h": 320, "median_ms": 9.0, "session": "z"}])
     assert latest_latency(frame)["model"].tolist() == ["cbam"]
+    older = pd.DataFrame(latency_rows() + [latency_rows()[0] | {"input_h": 320, "median_ms": 9.0, "session": None}])
+    assert latest_latency(older.drop(columns="session"))["model"].tolist() == ["cbam"]
+    assert latest_latency(pd.DataFrame(latency_rows()))["model"].tolist() == ["cbam", "eca_cbam",
+                                                                              "eca_cbam_parallel", "none"]
+
+
+def test_latency_files_old_and_new(results: Path):
+    loaded = load_latency(results)
+    assert loaded.errors == [] and loaded.frame["overhead_verdict"].tolist()[0] == "slower"
+    old = pd.read_csv(results / "latency_benchmark.csv")[list(LATENCY_REQUIRED)]
+    old.to_csv(results / "latency_benchmark.csv", index=False)
+    loaded = load_latency(results)
+    assert loaded.errors == [] and "before confidence intervals" in loaded.notes[0]
+    assert loaded.frame["overhead_ci_low_ms"].isna().all() and (loaded.frame["overhead_verdict"] == "").all()
+    runs = load_latency_runs(results)
+    assert runs.missing and runs.frame.empty
+    pd.DataFrame({"session": ["s"], "round": [0], "position": [0], "model": ["cbam"], "ms": ["fast"]}).to_csv(
+        results / "latency_runs.csv", index=False)
+    runs = load_latency_runs(results)
+    assert runs.frame.empty and "non-numeric" in runs.notes[0]
 
 
 def test_conclusion_from_full_and_empty_data(results: Path, tmp_path: Path):

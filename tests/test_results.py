@@ -45,7 +45,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 
 def _args(tiny: dict[str, Path], out: Path, *extra: str) -> list[str]:
     return ["--data", str(tiny["data"]), "--weights-dir", str(tiny["weights"]), "--out", str(out), "--device", "cpu",
-            "--size", "64", "64", "--runs", "2", "--warmup", "1", "--image", str(tiny["image"]), *extra]
+            "--size", "64", "64", "--rounds", "2", "--warmup", "1", "--image", str(tiny["image"]), *extra]
 
 
 def test_results_command_end_to_end_and_update_not_duplicate(tiny, tmp_path):
@@ -64,6 +64,8 @@ def test_results_command_end_to_end_and_update_not_duplicate(tiny, tmp_path):
     latency = pd.read_csv(out / "latency_benchmark.csv")
     assert tuple(latency.columns) == LATENCY_COLUMNS
     assert sorted(latency["model"]) == sorted([*COMPARED_MODELS, "none"])
+    timed = pd.read_csv(out / "latency_runs.csv")  # every interleaved run, beside the summary
+    assert len(timed) == 2 * 4 and set(timed["session"]) == set(latency["session"])
     reference = load_reference(out / "reference_results.csv")  # the third CSV, apart from measured rows
     assert set(reference["kind"]) == {"published", "target"}
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from core.artifacts import COMPARISON_COLUMNS, atomic_write_json, read_results_csv
 from core.config import COMPARED_MODELS
 from core.data.synth import generate_dataset
+from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -43,6 +44,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--eval-every", type=int, default=4)
     p.add_argument("--models", nargs="+", default=list(COMPARED_MODELS), choices=list(COMPARED_MODELS))
+    p.add_argument("--latency-threads", type=int, default=2,
+                   help="CPU threads for the interleaved latency rounds (fixed and recorded; default 2)")
     p.add_argument("--eval-only", action="store_true",
                    help="re-run the evaluation of the existing demo weights (no data generation, no training)")
     p.add_argument("--sequential", action="store_true",
@@ -112,15 +115,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not manifest_path.is_file():
             raise SystemExit(f"--eval-only needs an existing demo at {args.out} (no manifest.json)")
         manifest = json.loads(manifest_path.read_text())
+        data = Path(manifest.get("data", args.data))
+        if not (data / "manifest.json").is_file():  # the same seed gives byte-identical files
+            generate_dataset(data, manifest["num_train"], manifest["num_val"], manifest["seed"],
+                             max_size=args.max_size, progress=True)
+        args.data = data
     else:
         manifest = train_and_collect(args)
     subprocess.run([sys.executable, "-m", "eval.results", "--data", str(args.data),
                     "--weights-dir", str(args.out / "weights"), "--out", str(args.out / "results"),
-                    "--models", *args.models, "--runs", "20", "--warmup", "5",
+                    "--models", *args.models, "--threads", str(args.latency_threads),
                     "--image", "assets/samples/astronaut.png"], check=True)
     shutil.rmtree(args.out / "results" / "predictions")  # 20+ MB of text, reproducible from the weights
     table = read_results_csv(args.out / "results" / "comparison_table.csv", COMPARISON_COLUMNS)
     manifest["evaluated"] = datetime.now(UTC).isoformat(timespec="seconds")
+    manifest["latency"] = {"rounds": DEFAULT_ROUNDS, "warmup_rounds": DEFAULT_WARMUP,
+                           "threads": args.latency_threads, "input": "1x3x640x640",
+                           "method": "interleaved rounds, paired per-round differences, 95% bootstrap CIs"}
     manifest["results"] = table[["model", "easy", "medium", "hard", "mAP", "latency_ms"]].to_dict(orient="records")
     atomic_write_json(manifest_path, manifest)
     print(f"demo written to {args.out}")

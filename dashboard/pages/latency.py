@@ -1,5 +1,6 @@
-"""Latency page: live forward-pass benchmark of the compared models (eval.latency.benchmark_model),
-per-run box plot, and an atomic append to latency_benchmark.csv beside the earlier rows."""
+"""Latency page: the compared models timed interleaved (eval.latency.measure_session), medians and
+paired differences with 95% bootstrap CIs (eval.latency_stats), per-run box plot, and an atomic
+append of the summary rows and every timed run beside the earlier ones."""
 
 from __future__ import annotations
 
@@ -12,84 +13,97 @@ if _REPO not in sys.path:  # a deep link served before app.py first ran (Streaml
     sys.path.insert(0, _REPO)
 
 import copy
-from datetime import datetime
 
 import pandas as pd
 import streamlit as st
 import torch
 
-from core.artifacts import LATENCY_COLUMNS, ResultsFileError, append_rows
-from core.device import device_name, select_device
+from core.artifacts import ResultsFileError
+from core.device import select_device
 from dashboard.common import get_model, get_roots, load_models, render_sidebar
 from eval.compare import (
     LATENCY_CSV,
-    add_overhead,
+    LATENCY_RUNS_CSV,
     display_name,
     latency_box_figure,
     latency_display,
-    latency_row,
+    latest_latency,
     load_latency,
+    load_latency_runs,
 )
-from eval.latency import benchmark_model
+from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, measure_session, save_session
+from eval.latency_stats import paired_difference, precision_note
 from eval.sources import random_option
 
 RESULT_KEY = "lat_result"
 SAVE_MSG_KEY = "lat_save_message"
+NAMES = {m: display_name(m) for m in ("cbam", "eca_cbam", "eca_cbam_parallel", "none")}
 
 
 def _save(target: Path, result: dict) -> None:
     """Button callback (runs before the rerun, so the button is already disabled once saved)."""
     try:
-        append_rows(target, result["rows"], LATENCY_COLUMNS)
+        save_session(target, result["rows"], result["runs"])
     except (ResultsFileError, OSError) as exc:
         st.session_state[SAVE_MSG_KEY] = ("error", f"Not saved: {exc}")
     else:
         result["saved"] = True
-        st.session_state[SAVE_MSG_KEY] = ("success", f"Appended {len(result['rows'])} rows to `{target}`.")
+        st.session_state[SAVE_MSG_KEY] = ("success", f"Appended {len(result['rows'])} rows to `{target}` and "
+                                                     f"{len(result['runs'])} timed runs to `{LATENCY_RUNS_CSV}`.")
+
+
+def _pair_picker(runs: pd.DataFrame, key: str) -> None:
+    """Two models of one session and their paired difference with its CI."""
+    models = list(dict.fromkeys(runs["model"]))
+    if len(models) < 2:
+        return
+    c1, c2 = st.columns(2)
+    a = c1.selectbox("Model A", models, format_func=display_name, key=f"{key}_a")
+    b = c2.selectbox("Model B", models, index=len(models) - 1, format_func=display_name, key=f"{key}_b")
+    st.markdown(f"**A − B:** {paired_difference(runs, a, b).sentence(NAMES)}.")
 
 
 selection = render_sidebar()
 st.title("Latency")
 roots = get_roots()
 st.caption("Times `model(x)` on a random batch (network only: no decoding, no NMS) with the BN-folded inference "
-           "copy of the weights chosen in the sidebar; weights do not change the work done.")
+           "copy of the weights chosen in the sidebar; weights do not change the work done. The models run "
+           "interleaved, one run of each per round in a rotating order, so that load on the machine hits all alike; "
+           "differences are paired per round and come with 95% bootstrap CIs. A difference whose CI includes 0 is "
+           "reported as indistinguishable.")
 
 devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) + (
     ["mps"] if torch.backends.mps.is_available() else [])
-c1, c2, c3, c4, c5, c6 = st.columns(6)
+c1, c2, c3, c4, c5, c6, c7 = st.columns(7)
 device = c1.selectbox("Device", devices, key="lat_device")
 height = c2.number_input("Input height", 32, 2048, 640, 32, key="lat_h")
 width = c3.number_input("Input width", 32, 2048, 640, 32, key="lat_w")
 batch = c4.number_input("Batch", 1, 64, 1, key="lat_batch")
-runs = c5.number_input("Runs", 1, 1000, 50, key="lat_runs")
-warmup = c6.number_input("Warm-up", 0, 200, 10, key="lat_warmup")
+rounds = c5.number_input("Rounds", 1, 2000, DEFAULT_ROUNDS, key="lat_rounds",
+                         help="Timed rounds; each runs every model once. More rounds, narrower CIs.")
+warmup = c6.number_input("Warm-up rounds", 0, 200, DEFAULT_WARMUP, key="lat_warmup")
+threads = c7.number_input("CPU threads", 1, 256, torch.get_num_threads(), key="lat_threads",
+                          help="Fixed for the whole measurement and recorded with it.")
 with_none = st.checkbox("Also time the no-attention ablation (gives each model's attention overhead)",
-                        value=False, key="lat_none")
+                        value=True, key="lat_none")
+st.caption(f"The defaults ({DEFAULT_ROUNDS} rounds) resolve about 1 ms at 640×640 on 2 CPU threads; the result "
+           "below states the precision actually reached.")
 
 if st.button("Start benchmark", type="primary", key="lat_start"):
-    models = load_models(selection)
+    # Copies: measurement moves models to the device, the cached ones are shared with other pages.
+    models = {name: copy.deepcopy(m) for name, m in load_models(selection).items()}
     if with_none:
-        models["none"] = get_model("none", random_option("none"))
+        models["none"] = copy.deepcopy(get_model("none", random_option("none")))
+    total = int(warmup) + int(rounds)
     bar = st.progress(0.0, text="Starting…")
-    rows, times = [], {}
-    date = datetime.now().isoformat(timespec="seconds")
     try:
-        dev = select_device(device)
-        for i, (name, model) in enumerate(models.items()):
-            def show(done: int, total: int, i: int = i, name: str = name) -> None:
-                bar.progress(min(1.0, (i + done / total) / len(models)),
-                             text=f"{display_name(name)}: run {done}/{total}")
-
-            # A copy: benchmark_model moves the model to the device, the cached one is shared with other pages.
-            stats = benchmark_model(copy.deepcopy(model), (int(height), int(width)), int(batch), int(runs),
-                                    int(warmup), dev, show)
-            rows.append(latency_row(name, stats, str(dev), device_name(dev), (int(height), int(width)),
-                                    torch.get_num_threads(), torch.__version__, True, date))
-            times[name] = list(stats.times_ms)
+        rows, runs = measure_session(
+            models, (int(height), int(width)), int(batch), int(rounds), int(warmup), select_device(device),
+            int(threads), progress_callback=lambda done, _: bar.progress(done / total, text=f"round {done}/{total}"))
     except (RuntimeError, ValueError) as exc:
         st.error(f"Benchmark failed on {device}: {exc}")
     else:
-        st.session_state[RESULT_KEY] = {"rows": add_overhead(rows), "times": times, "saved": False}
+        st.session_state[RESULT_KEY] = {"rows": rows, "runs": runs, "saved": False}
     bar.empty()
 
 result = st.session_state.get(RESULT_KEY)
@@ -98,11 +112,18 @@ if result and result["rows"]:
     frame = pd.DataFrame(result["rows"])
     cols = st.columns(len(frame))
     for col, row in zip(cols, result["rows"], strict=True):
-        col.metric(display_name(row["model"]), f"{row['fps']:.1f} FPS", f"{row['median_ms']:.2f} ms median",
-                   delta_color="off", delta_arrow="off", border=True)
+        over = row["overhead_vs_none_ms"]
+        delta = (f"{over:+.2f} ms vs none ({row['overhead_verdict']})" if row["model"] != "none" and over == over
+                 else f"{row['median_ms']:.2f} ms median")
+        col.metric(display_name(row["model"]), f"{row['median_ms']:.2f} ms", delta, delta_color="off",
+                   delta_arrow="off", border=True)
+    st.info(precision_note(result["rows"]))
     st.dataframe(latency_display(frame).style.format(precision=2), hide_index=True, width="stretch")
-    st.plotly_chart(latency_box_figure(result["times"]), width="stretch", key="lat_box")
-    st.caption("Box plot: each timed run (warm-up excluded), the same timings the table's statistics summarise.")
+    st.markdown("**Compare any two models** (paired per round):")
+    _pair_picker(result["runs"], "lat_pair")
+    times = {m: g["ms"].tolist() for m, g in result["runs"].groupby("model", sort=False)}
+    st.plotly_chart(latency_box_figure(times), width="stretch", key="lat_box")
+    st.caption("Box plot: each timed run (warm-up excluded), the timings the table's statistics summarise.")
     target = roots.results / LATENCY_CSV
     in_demo = roots.results.resolve().is_relative_to(roots.demo.resolve())
     if in_demo:
@@ -120,8 +141,21 @@ st.subheader("Earlier measurements")
 earlier = load_latency(roots.results)
 for msg in earlier.errors:
     st.error(f"Earlier measurements unreadable: {msg}")
+for msg in earlier.notes:
+    if not earlier.missing:
+        st.warning(msg)
 if earlier.missing:
     st.info(f"No `{LATENCY_CSV}` in `{roots.results}` yet.")
 elif not earlier.errors:
     shown = latency_display(earlier.frame).assign(date=earlier.frame["date"]).iloc[::-1]
     st.dataframe(shown, hide_index=True, width="stretch")
+    st.caption("Latest session: " + precision_note(latest_latency(earlier.frame)))
+    saved_runs = load_latency_runs(roots.results)
+    for msg in saved_runs.errors:
+        st.error(f"Saved per-run timings unreadable: {msg}")
+    if not saved_runs.frame.empty:
+        sessions = list(dict.fromkeys(saved_runs.frame["session"]))[::-1]
+        dates = dict(zip(earlier.frame["session"].astype(str), earlier.frame["date"].astype(str), strict=False))
+        session = st.selectbox("Saved session", sessions, format_func=lambda s: f"{dates.get(s, '?')} · {s}",
+                               key="lat_session")
+        _pair_picker(saved_runs.frame[saved_runs.frame["session"] == session], "lat_saved_pair")
