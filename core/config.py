@@ -1,9 +1,15 @@
-"""Frozen model configurations: the four FeatherFace variants differ only by their attention name; the
-`retinaface_mnet` baseline is the same detector class with an FPN neck and plain SSH convs."""
+"""Frozen model configurations and the registry of variant facts.
+
+`MODEL_CONFIGS` is the one place a variant is described: how to build it (attention type and its
+settings, neck, channels, anchors) and how to present it (display name, one-line description, plot colour,
+published reference numbers). Its order is the display order of every table, legend and page.
+Adding a variant means adding an entry here and nothing else.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -17,8 +23,25 @@ class AnchorConfig:
 
 
 @dataclass(frozen=True)
+class PublishedResult:
+    """Numbers a paper or reference repository reports for a variant (WIDERFace val, AP in percent).
+
+    Latency is on the source's own hardware, so it is never compared with a measurement made here.
+    """
+
+    easy: float
+    medium: float
+    hard: float
+    mAP: float
+    params: int | None
+    latency_ms: float | None
+    source: str
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a detector; embedded in every checkpoint.
+    """Everything needed to rebuild a detector (embedded in every checkpoint), plus how the variant is
+    presented (name, description, colour, published numbers).
 
     `neck` is "bifpn" (FeatherFace: `bifpn_repeats` cells) or "fpn" (RetinaFace); `deformable_ssh`
     picks DCNv2 or plain 3x3 convs in the SSH context modules; `shuffle_groups=1` means no shuffle.
@@ -27,6 +50,14 @@ class ModelConfig:
     name: str
     display_name: str
     attention: str
+    description: str = ""
+    color: str = "#444444"
+    compared: bool = True  # one of the attention designs the study compares (False: ablation, baseline)
+    published: PublishedResult | None = None
+    # attention settings, passed to create_attn as timm passes attn_kwargs
+    attn_reduction: int = 16  # CBAM channel MLP: C -> C / reduction -> C
+    attn_kernel_size: int = 7  # spatial gate conv
+    attn_spatial_bn: bool = False  # BatchNorm after the spatial conv (CBAM's original gate has one)
     backbone_channels: tuple[int, int, int] = (64, 128, 256)
     neck: str = "bifpn"
     neck_channels: int = 52
@@ -38,23 +69,57 @@ class ModelConfig:
     image_size: int = 640
     bgr_mean: tuple[float, float, float] = (104.0, 117.0, 123.0)
 
+    @property
+    def attn_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `create_attn` for this variant."""
+        return {"reduction": self.attn_reduction, "kernel_size": self.attn_kernel_size,
+                "spatial_bn": self.attn_spatial_bn}
+
+
+FEATHERFACE_PAPER = ("FeatherFace: Robust and Lightweight Face Detection via Optimal Feature Integration, "
+                     "Electronics 2025, 14(3), 517, doi:10.3390/electronics14030517; latency on the source's hardware")
 
 MODEL_CONFIGS: dict[str, ModelConfig] = {
-    "cbam": ModelConfig(name="cbam", display_name="CBAM baseline", attention="cbam"),
-    "eca_cbam": ModelConfig(name="eca_cbam", display_name="ECA-CBAM sequential", attention="eca_cbam"),
-    "eca_cbam_parallel": ModelConfig(
-        name="eca_cbam_parallel", display_name="ECA-CBAM parallel", attention="eca_cbam_parallel"
+    "cbam": ModelConfig(
+        name="cbam", display_name="CBAM baseline", attention="cbam", attn_spatial_bn=True,
+        description="CBAM: channel MLP (r=16), then 7x7 spatial gate (sequential)", color="#1f77b4",
+        published=PublishedResult(easy=92.7, medium=90.7, hard=78.3, mAP=87.2, params=488664, latency_ms=4.5,
+                                  source=FEATHERFACE_PAPER),
     ),
-    "none": ModelConfig(name="none", display_name="No attention (ablation)", attention="none"),
+    "eca_cbam": ModelConfig(
+        name="eca_cbam", display_name="ECA-CBAM sequential", attention="eca_cbam",
+        description="ECA channel gate (1-D conv, k from C), then SAM spatial gate on the refined map (sequential)",
+        color="#ff7f0e",
+        published=PublishedResult(
+            easy=85.8, medium=83.9, hard=78.3, mAP=82.7, params=476345, latency_ms=4.1,
+            source="FeatherFace ECA-CBAM sequential reference result; latency on the source's hardware"),
+    ),
+    "eca_cbam_parallel": ModelConfig(
+        name="eca_cbam_parallel", display_name="ECA-CBAM parallel", attention="eca_cbam_parallel",
+        description="ECA and SAM side by side from the same input, fused into one hybrid mask (parallel)",
+        color="#2ca02c",
+    ),
+    "none": ModelConfig(
+        name="none", display_name="No attention (ablation)", attention="none", compared=False,
+        description="ablation: no attention (identity at the six taps)", color="#7f7f7f",
+    ),
     # RetinaFace-mobilenet0.25 (Deng et al. 2020; Pytorch_Retinaface cfg_mnet): the baseline FeatherFace
     # builds on. 426,608 parameters at 640x640.
     "retinaface_mnet": ModelConfig(
         name="retinaface_mnet", display_name="RetinaFace-mnet0.25 (baseline)", attention="none", neck="fpn",
-        neck_channels=64, deformable_ssh=False, shuffle_groups=1,
+        neck_channels=64, deformable_ssh=False, shuffle_groups=1, compared=False, color="#9467bd",
+        description="RetinaFace-mobilenet0.25 baseline: FPN (64 ch) + plain SSH, no attention",
+        published=PublishedResult(
+            easy=90.70, medium=88.16, hard=73.82, mAP=84.23, params=426608, latency_ms=None,
+            source="RetinaFace-mobilenet0.25, WIDERFace val at original image scale, single scale: README of "
+                   "github.com/biubug6/Pytorch_Retinaface (table 'Pytorch (original image scale)')"),
     ),
 }
 
-COMPARED_MODELS: tuple[str, ...] = ("cbam", "eca_cbam", "eca_cbam_parallel")
+TARGET_MODEL = "eca_cbam_parallel"  # the design the project targets (core.artifacts.TARGETS) are set for
+MODEL_ORDER: tuple[str, ...] = tuple(MODEL_CONFIGS)
+COMPARED_MODELS: tuple[str, ...] = tuple(name for name, cfg in MODEL_CONFIGS.items() if cfg.compared)
+UNKNOWN_COLOR = "#444444"
 
 
 def get_config(name: str) -> ModelConfig:
@@ -71,8 +136,28 @@ def display_name(model: str) -> str:
     return cfg.display_name if cfg else str(model)
 
 
+def model_color(model: str) -> str:
+    """Plot colour of a variant (grey for names not in the registry)."""
+    cfg = MODEL_CONFIGS.get(model)
+    return cfg.color if cfg else UNKNOWN_COLOR
+
+
+def model_rank(model: str) -> int:
+    """Position in the display order; unknown names sort last."""
+    return MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
+
+
+_PRESENTATION = ("display_name", "description", "color", "compared", "published")
+_TUPLES = ("backbone_channels", "bgr_mean")
+
+
 def config_from_dict(data: dict) -> ModelConfig:
-    """Rebuild a config from its `dataclasses.asdict` form (as stored in checkpoints)."""
+    """Rebuild a config from its `dataclasses.asdict` form (as stored in checkpoints).
+
+    For a registered name, presentation facts come from the registry and build settings a checkpoint
+    predates (e.g. `attn_spatial_bn`) from its entry, so older checkpoints rebuild the same network.
+    Keys this version does not know are ignored.
+    """
     anchors = data.get("anchors", {})
     anchor_cfg = AnchorConfig(
         min_sizes=tuple(tuple(int(v) for v in pair) for pair in anchors.get("min_sizes", AnchorConfig.min_sizes)),
@@ -80,8 +165,10 @@ def config_from_dict(data: dict) -> ModelConfig:
         variances=tuple(float(v) for v in anchors.get("variances", AnchorConfig.variances)),
         clip=bool(anchors.get("clip", False)),
     )
-    plain = {k: v for k, v in data.items() if k != "anchors"}
-    for key in ("backbone_channels", "bgr_mean"):
-        if key in plain:
-            plain[key] = tuple(plain[key])
-    return ModelConfig(anchors=anchor_cfg, **plain)
+    known = {f.name for f in fields(ModelConfig)} - {"anchors", *_PRESENTATION}
+    build = {k: (tuple(v) if k in _TUPLES else v) for k, v in data.items() if k in known}
+    base = MODEL_CONFIGS.get(str(data.get("name")))
+    if base is not None:
+        return replace(base, anchors=anchor_cfg, **build)
+    name = str(build.get("name", "?"))
+    return ModelConfig(anchors=anchor_cfg, display_name=str(data.get("display_name") or name), **build)

@@ -21,7 +21,6 @@ from core.ssh import SSH
 
 STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3")
 LEVELS: tuple[str, ...] = ("P3", "P4", "P5")
-PARTS: tuple[str, ...] = ("backbone", "attention", "bifpn", "fpn", "ssh", "heads")
 NECKS: tuple[str, ...] = ("bifpn", "fpn")
 
 Heatmaps = dict[str, dict[str, dict[str, np.ndarray]]]
@@ -44,14 +43,15 @@ class FeatherFace(nn.Module):
         self.cfg = cfg
         self.body = MobileNetV1()
         c = cfg.neck_channels
-        self.backbone_attention = nn.ModuleList(create_attn(cfg.attention, ch) for ch in cfg.backbone_channels)
+        self.backbone_attention = nn.ModuleList(create_attn(cfg.attention, ch, **cfg.attn_kwargs)
+                                                 for ch in cfg.backbone_channels)
         if cfg.neck == "bifpn":
             self.bifpn = BiFPN(cfg.backbone_channels, c, cfg.bifpn_repeats)
         elif cfg.neck == "fpn":
             self.fpn = FPN(cfg.backbone_channels, c)
         else:
             raise ValueError(f"unknown neck {cfg.neck!r}; choose one of {list(NECKS)}")
-        self.bifpn_attention = nn.ModuleList(create_attn(cfg.attention, c) for _ in LEVELS)
+        self.bifpn_attention = nn.ModuleList(create_attn(cfg.attention, c, **cfg.attn_kwargs) for _ in LEVELS)
         self.ssh = nn.ModuleList(SSH(c, c, cfg.shuffle_groups, cfg.deformable_ssh) for _ in LEVELS)
         self.heads = DetectionHead(c, cfg.num_anchors, len(LEVELS))
         self._anchor_cache: dict[tuple[int, int], torch.Tensor] = {}

@@ -6,20 +6,15 @@ import functools
 
 import torch
 
-from core.config import MODEL_CONFIGS, ModelConfig, get_config
+from core.config import ModelConfig, get_config
 from core.detector import FeatherFace
 
 
 def build_model(name_or_cfg: str | ModelConfig, device: str | torch.device | None = None) -> FeatherFace:
-    """Build a randomly initialised variant: "cbam", "eca_cbam", "eca_cbam_parallel" or "none"."""
+    """Build a randomly initialised variant named in `core.config.MODEL_CONFIGS` (or from a config)."""
     cfg = get_config(name_or_cfg) if isinstance(name_or_cfg, str) else name_or_cfg
     model = FeatherFace(cfg)
     return model.to(device) if device is not None else model
-
-
-def list_models() -> list[str]:
-    return list(MODEL_CONFIGS)
-
 
 
 def parameter_counts(name: str) -> dict[str, int]:

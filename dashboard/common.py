@@ -33,13 +33,12 @@ from eval.sources import (
 )
 
 __all__ = ["Roots", "Selection", "WeightsOption", "get_roots", "render_sidebar", "get_model", "load_models",
-           "get_selection", "get_scan", "display_name", "weights_fingerprint"]
+           "get_scan", "display_name", "weights_fingerprint"]
 
 Selection = dict[str, WeightsOption]
 APP_PATH = Path(__file__).resolve().parent / "app.py"
 INTENDED_PAGE_KEY = "_ff_intended_page"
 _CHOICE_PREFIX = "_ff_weights_choice_"  # plain session-state keys: survive page switches, unlike widget keys
-_SELECTION_KEY = "_ff_selection"
 
 
 def get_roots() -> Roots:
@@ -158,16 +157,7 @@ def render_sidebar() -> Selection:
             st.caption(f"weights: `{_fmt(p)}`")
         st.caption(f"Change with `streamlit run dashboard/app.py -- --results-dir DIR --runs-dir DIR` "
                    f"or {RESULTS_ENV} / {RUNS_ENV}.")
-    st.session_state[_SELECTION_KEY] = selection
     return selection
-
-
-def get_selection() -> Selection:
-    """The last selection made in the sidebar (or the defaults if no page rendered it yet)."""
-    sel = st.session_state.get(_SELECTION_KEY)
-    if sel:
-        return sel
-    return {name: opts[0] for name, opts in weights_options().items()}
 
 
 def _fmt(path: Path) -> str:

@@ -33,8 +33,7 @@ from core.artifacts import (
     ResultsFileError,
     read_results_csv,
 )
-from core.config import COMPARED_MODELS, display_name
-from eval.convergence import MODEL_COLORS
+from core.config import display_name, model_color, model_rank
 from eval.sources import dataset_label
 
 METRICS: tuple[str, ...] = ("easy", "medium", "hard", "mAP")
@@ -43,7 +42,6 @@ PAIRS: tuple[tuple[str, str, str], ...] = (
     ("eca_cbam_parallel", "eca_cbam", "parallel − sequential"),
     ("eca_cbam_parallel", "cbam", "parallel − CBAM"),
 )
-MODEL_ORDER: tuple[str, ...] = (*COMPARED_MODELS, "none")
 ATTRIBUTE_LABELS: dict[str, dict[str, str]] = {
     "occlusion": {"0": "none", "1": "partial", "2": "heavy"},
     "blur": {"0": "clear", "1": "normal", "2": "heavy"},
@@ -57,13 +55,9 @@ REFERENCE_CSV = "reference_results.csv"
 
 
 
-def _model_rank(model: str) -> int:
-    return MODEL_ORDER.index(model) if model in MODEL_ORDER else len(MODEL_ORDER)
-
-
 def _sort(frame: pd.DataFrame, *first: str) -> pd.DataFrame:
     keys = [*first, "_rank"]
-    return (frame.assign(_rank=frame["model"].map(_model_rank)).sort_values(keys, kind="stable")
+    return (frame.assign(_rank=frame["model"].map(model_rank)).sort_values(keys, kind="stable")
             .drop(columns="_rank").reset_index(drop=True))
 
 
@@ -452,7 +446,7 @@ def latency_box_figure(times: Mapping[str, Sequence[float]]) -> go.Figure:
     fig = go.Figure()
     for model, t in times.items():
         fig.add_trace(go.Box(y=list(t), name=display_name(model), boxpoints="all", jitter=0.4, pointpos=0,
-                             marker={"size": 4, "color": MODEL_COLORS.get(model, "#444")}))
+                             marker={"size": 4, "color": model_color(model)}))
     fig.update_layout(yaxis_title="ms per forward pass", height=380, showlegend=False,
                       margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return fig

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.artifacts import TARGETS, find_runs
-from core.config import COMPARED_MODELS
+from core.config import COMPARED_MODELS, MODEL_ORDER, TARGET_MODEL
 from eval.compare import (
     METRICS,
     PAIRS,
@@ -111,11 +111,11 @@ def _accuracy_section(dataset: str, agg: pd.DataFrame, d: pd.DataFrame, referenc
         out.append(f"- {comparison} on {label}: " + ", ".join(parts) + f" points; the mAP difference {_VERDICT[mAP]}.")
     if dataset == "widerface":
         by_model = sub.set_index("model")
-        if "eca_cbam_parallel" in by_model.index:
-            r = by_model.loc["eca_cbam_parallel"]
+        if TARGET_MODEL in by_model.index:
+            r = by_model.loc[TARGET_MODEL]
             hits = [f"{m} {_f(r[f'{m}_mean'])} vs {TARGETS[m]} ({'met' if r[f'{m}_mean'] >= TARGETS[m] else 'missed'})"
                     for m in METRICS]
-            out.append("- ECA-CBAM parallel against the targets (WIDERFace val): " + "; ".join(hits) + ".")
+            out.append(f"- {display_name(TARGET_MODEL)} against the targets (WIDERFace val): " + "; ".join(hits) + ".")
         published = reference[reference["kind"] == "published"].set_index("model")
         for model in by_model.index.intersection(published.index):
             p = published.loc[model]
@@ -268,7 +268,7 @@ def build_conclusion(results_root: Path | str, runs: pd.DataFrame | None = None,
         md += _accuracy_section(dataset, agg, d, ref.frame)
     md += _latency_section(lat.frame)
     md += ["## Parameters", "", "| Model | parameters |", "|---|---:|"]
-    for model in (*COMPARED_MODELS, "none"):
+    for model in MODEL_ORDER:
         p = _params(agg, ref.frame, model)
         md.append(f"| {display_name(model)} | {p:,} |" if p is not None else f"| {display_name(model)} | – |")
     md.append("")

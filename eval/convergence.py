@@ -24,18 +24,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from core.artifacts import TB_TAGS, RunInfo, find_runs
-from core.config import MODEL_CONFIGS
+from core.config import display_name, model_color
 
 EVENT_GLOB = "events.out.tfevents.*"
 SCALAR_COLUMNS: tuple[str, ...] = ("tag", "step", "value", "wall_time")
 RUN_COLUMNS: tuple[str, ...] = ("run", "model", "display_name", "dataset", "seed", "root", "event_files",
                                 "last_epoch", "points", "status")
-MODEL_COLORS: dict[str, str] = {
-    "cbam": "#1f77b4",
-    "eca_cbam": "#ff7f0e",
-    "eca_cbam_parallel": "#2ca02c",
-    "none": "#7f7f7f",
-}
 DATASET_DASH: dict[str, str] = {"widerface": "solid", "synthetic": "dot"}
 
 # What the page offers, in display order: label -> TensorBoard tag (epoch-level except the step ones).
@@ -329,7 +323,7 @@ def load_convergence(roots: Iterable[Path | str], cache: EventCache | None = Non
         if files and not problems and scalars.empty:
             status = "no scalars yet"
         rows.append({
-            "run": run_id, "model": info.model, "display_name": _display(info.model), "dataset": info.dataset,
+            "run": run_id, "model": info.model, "display_name": display_name(info.model), "dataset": info.dataset,
             "seed": info.seed, "root": str(root), "event_files": len(files),
             "last_epoch": int(epoch_rows["step"].max()) if not epoch_rows.empty else None,
             "points": len(scalars), "status": status,
@@ -374,11 +368,6 @@ def available_metrics(data: ConvergenceData) -> dict[str, str]:
     known = {label: tag for label, tag in METRICS.items() if tag in tags}
     extra = {tag: tag for tag in sorted(tags - set(METRICS.values()))}
     return known | extra
-
-
-def _display(model: str) -> str:
-    cfg = MODEL_CONFIGS.get(model)
-    return cfg.display_name if cfg else model
 
 
 # --------------------------------------------------------------------------- curves
@@ -487,7 +476,7 @@ def stability_figure(table: pd.DataFrame) -> go.Figure:
     var_col = next((c for c in table.columns if c.endswith("_var")), None)
     fig = make_subplots(rows=1, cols=2, subplot_titles=["first epoch reaching the threshold",
                                                         (var_col or "variance").replace("_", " ")])
-    colors = [MODEL_COLORS.get(m, "#444") for m in table["model"]]
+    colors = [model_color(m) for m in table["model"]]
     labels = [f"{r} ({d})" for r, d in zip(table["run"], table["dataset"], strict=True)]
     fig.add_trace(go.Bar(x=labels, y=table["reached_at"], marker_color=colors, showlegend=False,
                          hovertemplate="%{x}<br>epoch %{y}<extra></extra>"), row=1, col=1)
@@ -509,7 +498,7 @@ def threshold_default(data: ConvergenceData, tag: str) -> float:
 
 
 def _legend(model: str, dataset: str, seed: object = None) -> str:
-    base = f"{_display(model)} · {dataset}"
+    base = f"{display_name(model)} · {dataset}"
     return base if seed is None or pd.isna(seed) else f"{base} · seed {seed}"
 
 
@@ -533,7 +522,7 @@ def curve_figure(data: ConvergenceData, tag: str, smoothing: float = 0.0, log_y:
     if aggregate:
         for (model, dataset), g in aggregate_seeds(curves).groupby(["model", "dataset"], sort=True):
             g = _thin(g, max_points)
-            color = MODEL_COLORS.get(model, "#444")
+            color = model_color(model)
             lo, hi = (g["min"], g["max"]) if band == "minmax" else (g["mean"] - g["std"], g["mean"] + g["std"])
             name = f"{_legend(model, dataset)} (n={int(g['n'].max())})"
             fig.add_trace(go.Scatter(x=g["step"], y=hi, mode="lines", line={"width": 0}, showlegend=False,
@@ -548,7 +537,7 @@ def curve_figure(data: ConvergenceData, tag: str, smoothing: float = 0.0, log_y:
         for run, g in curves.groupby("run", sort=True):
             g = _thin(g, max_points)
             model, dataset, seed = g["model"].iloc[0], g["dataset"].iloc[0], g["seed"].iloc[0]
-            color = MODEL_COLORS.get(model, "#444")
+            color = model_color(model)
             group = _legend(model, dataset)
             title_text = group if group not in titled else None
             titled.add(group)

@@ -231,7 +231,7 @@ def format_rows(rows: Sequence[dict[str, Any]]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.latency", description="Forward-pass latency per variant.")
-    parser.add_argument("--models", nargs="+", default=["cbam", "eca_cbam", "eca_cbam_parallel", "none"])
+    parser.add_argument("--models", nargs="+", default=list(MODEL_CONFIGS))
     parser.add_argument("--size", nargs=2, type=int, default=[640, 640], metavar=("H", "W"))
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", "--runs", dest="rounds", type=int, default=DEFAULT_ROUNDS,

@@ -1,5 +1,8 @@
 """Tables and diagrams for the Models page: parameters and FLOPs per part, and how each attention
-variant wires its channel and spatial gates. Weights-independent, so computed once per process."""
+type wires its channel and spatial gates. Weights-independent, so computed once per process.
+
+Variants and their one-line descriptions come from `core.config.MODEL_CONFIGS`; the formulas and
+diagrams here are keyed by attention type (`ModelConfig.attention`), which several variants may share."""
 
 from __future__ import annotations
 
@@ -7,22 +10,22 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from core.config import MODEL_CONFIGS
+from core.config import MODEL_CONFIGS, MODEL_ORDER
 from core.factory import parameter_counts
 from core.flops import count_flops
 
-MODELS: tuple[str, ...] = ("cbam", "eca_cbam", "eca_cbam_parallel", "none")
 PART_LABELS: dict[str, str] = {
     "backbone": "backbone (MobileNetV1-0.25)",
     "attention_backbone": "attention, backbone stages",
     "bifpn": "BiFPN (52 ch, 3 cells)",
+    "fpn": "FPN (RetinaFace, 64 ch)",
     "attention_bifpn": "attention, BiFPN outputs",
     "ssh": "SSH with DCNv2",
     "heads": "heads",
 }
 
 
-def parameter_table(models: tuple[str, ...] = MODELS) -> pd.DataFrame:
+def parameter_table(models: tuple[str, ...] = MODEL_ORDER) -> pd.DataFrame:
     """Long table: model, part, params (from `get_parameter_count`, the published breakdown)."""
     rows = []
     for name in models:
@@ -33,7 +36,7 @@ def parameter_table(models: tuple[str, ...] = MODELS) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def flops_table(models: tuple[str, ...] = MODELS, input_hw: tuple[int, int] = (640, 640)) -> pd.DataFrame:
+def flops_table(models: tuple[str, ...] = MODEL_ORDER, input_hw: tuple[int, int] = (640, 640)) -> pd.DataFrame:
     """Long table: model, part, flops at `input_hw` (DCN FLOPs included analytically, see core.flops)."""
     rows = []
     for name in models:
@@ -44,7 +47,7 @@ def flops_table(models: tuple[str, ...] = MODELS, input_hw: tuple[int, int] = (6
     return pd.DataFrame(rows)
 
 
-def summary_table(models: tuple[str, ...] = MODELS, input_hw: tuple[int, int] = (640, 640)) -> pd.DataFrame:
+def summary_table(models: tuple[str, ...] = MODEL_ORDER, input_hw: tuple[int, int] = (640, 640)) -> pd.DataFrame:
     """One row per model: total params, attention params, GFLOPs, attention MFLOPs, design in a phrase."""
     rows = []
     for name in models:
@@ -53,7 +56,7 @@ def summary_table(models: tuple[str, ...] = MODELS, input_hw: tuple[int, int] = 
         rows.append({
             "model": name,
             "display_name": MODEL_CONFIGS[name].display_name,
-            "design": DESIGNS[name].summary,
+            "design": MODEL_CONFIGS[name].description,
             "params": int(counts["total"]),
             "attention_params": int(counts["attention"]),
             "GFLOPs": round(rep.total / 1e9, 3),
@@ -62,11 +65,19 @@ def summary_table(models: tuple[str, ...] = MODELS, input_hw: tuple[int, int] = 
     return pd.DataFrame(rows)
 
 
+def part_pivot(table: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Wide form of `parameter_table` / `flops_table`: one row per part (in breakdown order), one
+    column per model (in display order), and a final "total" row."""
+    models = list(dict.fromkeys(table["model"]))
+    wide = table.pivot(index="part", columns="model", values=value).loc[list(dict.fromkeys(table["part"])), models]
+    wide.loc["total"] = wide.sum()
+    return wide
+
+
 @dataclass(frozen=True)
 class Design:
-    """How one variant computes its attention: a phrase, the formulas, and a graphviz DOT diagram."""
+    """How one attention type computes its masks: the formulas and a graphviz DOT diagram."""
 
-    summary: str
     formulas: tuple[str, ...]
     dot: str
 
@@ -77,9 +88,8 @@ def _dot(body: str) -> str:
             ' edge [fontname="Helvetica", fontsize=10];\n' + body + "}\n")
 
 
-DESIGNS: dict[str, Design] = {
+ATTENTION_DESIGNS: dict[str, Design] = {
     "cbam": Design(
-        summary="CBAM: channel MLP (r=16), then 7x7 spatial gate (sequential)",
         formulas=(
             r"M_c(X) = \sigma\big(\mathrm{MLP}(\mathrm{avg}(X)) + \mathrm{MLP}(\max(X))\big)",
             r"F = X \odot M_c(X)",
@@ -92,7 +102,6 @@ DESIGNS: dict[str, Design] = {
                  ' ms -> mul2 [label="M_s(F)"]; mul2 -> Y;\n'),
     ),
     "eca_cbam": Design(
-        summary="ECA channel gate (1-D conv, k from C), then SAM spatial gate on the refined map (sequential)",
         formulas=(
             r"M_c(X) = \sigma\big(\mathrm{conv1d}_k(\mathrm{GAP}(X))\big)",
             r"k = \mathrm{odd}(t),\quad t = \lfloor(\log_2 C + 1)/2\rfloor",
@@ -106,7 +115,6 @@ DESIGNS: dict[str, Design] = {
                  ' ms -> mul2 [label="M_s(F)"]; mul2 -> Y;\n'),
     ),
     "eca_cbam_parallel": Design(
-        summary="ECA and SAM side by side from the same input, fused into one hybrid mask (parallel)",
         formulas=(
             r"M_c(X) = \sigma\big(\mathrm{conv1d}_k(\mathrm{GAP}(X))\big)",
             r"M_s(X) = \sigma\big(f^{7\times7}[\bar X_c;\ \hat X_c]\big)",
@@ -119,8 +127,12 @@ DESIGNS: dict[str, Design] = {
                  ' hyb -> mul [label="hybrid"]; X -> mul; mul -> Y;\n'),
     ),
     "none": Design(
-        summary="ablation: no attention (identity at the six taps)",
         formulas=(r"Y = X",),
         dot=_dot(' X [label="X (C×H×W)"]; Y [label="Y"]; X -> Y [label="identity"];\n'),
     ),
 }
+
+
+def design(model: str) -> Design:
+    """The formulas and diagram of a variant's attention type."""
+    return ATTENTION_DESIGNS[MODEL_CONFIGS[model].attention]

@@ -32,7 +32,7 @@ from eval.attention_view import (
     level_masks,
     top_channels,
 )
-from eval.model_summary import DESIGNS, parameter_table, summary_table
+from eval.model_summary import ATTENTION_DESIGNS, parameter_table, summary_table
 from eval.sources import build_inventory, dataset_label, discover_weights, resolve_roots
 
 st_testing = pytest.importorskip("streamlit.testing.v1")
@@ -128,7 +128,7 @@ def test_model_summary() -> None:
     assert table["GFLOPs"].iloc[0] == table["GFLOPs"].iloc[1] > table["GFLOPs"].iloc[2]
     params = parameter_table(("cbam",))
     assert params["params"].sum() == 488_664
-    assert all(d.dot.startswith("digraph") for d in DESIGNS.values())
+    assert all(d.dot.startswith("digraph") for d in ATTENTION_DESIGNS.values())
 
 
 def test_inventory_and_dataset_labels(tmp_path: Path) -> None:

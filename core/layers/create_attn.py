@@ -1,29 +1,34 @@
-"""One factory picks the attention block by name, so the variants are config entries, not classes."""
+"""One factory picks the attention block by name, so the variants are config entries, not classes.
+
+As timm's `create_attn(attn_type, channels, **kwargs)`: the settings come from the model config
+(`ModelConfig.attn_kwargs`), not from constants fixed here.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from torch import nn
 
 from core.layers.attention import ParallelAttention, SequentialAttention
-from core.layers.cbam import CbamChannelGate
+from core.layers.cbam_channel import CbamChannelGate
 from core.layers.eca import EcaGate
 from core.layers.spatial import SpatialGate
 
-_ATTENTION: dict[str, Callable[[int], nn.Module]] = {
-    "cbam": lambda c: SequentialAttention(CbamChannelGate(c), SpatialGate(batch_norm=True)),
-    "eca_cbam": lambda c: SequentialAttention(EcaGate(c), SpatialGate()),
-    "eca_cbam_parallel": lambda c: ParallelAttention(EcaGate(c), SpatialGate()),
-    "none": lambda c: nn.Identity(),
-}
-
-ATTENTION_NAMES: tuple[str, ...] = tuple(_ATTENTION)
+ATTENTION_TYPES: tuple[str, ...] = ("cbam", "eca_cbam", "eca_cbam_parallel", "none")
 
 
-def create_attn(name: str, channels: int) -> nn.Module:
-    """Build the attention block `name` for a feature map with `channels` channels."""
-    try:
-        return _ATTENTION[name](channels)
-    except KeyError:
-        raise KeyError(f"unknown attention {name!r}; choose one of {sorted(_ATTENTION)}") from None
+def create_attn(name: str, channels: int, reduction: int = 16, kernel_size: int = 7,
+                spatial_bn: bool = False) -> nn.Module:
+    """Build the attention block `name` for a feature map with `channels` channels.
+
+    `reduction` is CBAM's channel-MLP ratio, `kernel_size` the spatial gate's conv size and
+    `spatial_bn` whether a BatchNorm follows that conv.
+    """
+    if name == "cbam":
+        return SequentialAttention(CbamChannelGate(channels, reduction), SpatialGate(kernel_size, spatial_bn))
+    if name == "eca_cbam":
+        return SequentialAttention(EcaGate(channels), SpatialGate(kernel_size, spatial_bn))
+    if name == "eca_cbam_parallel":
+        return ParallelAttention(EcaGate(channels), SpatialGate(kernel_size, spatial_bn))
+    if name == "none":
+        return nn.Identity()
+    raise KeyError(f"unknown attention {name!r}; choose one of {sorted(ATTENTION_TYPES)}")

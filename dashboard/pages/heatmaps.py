@@ -39,12 +39,14 @@ from eval.attention_view import (
     level_masks,
     top_channels,
 )
+from eval.compare import PAIRS
+from eval.figures import heatmap_png
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
 FORWARD_CONF = 0.2  # one low-threshold pass; the confidence slider filters afterwards
 MAX_ANALYSIS_SIDE = 1600  # bigger images are downscaled before the forward pass (CPU time)
 MAX_VIEW_SIDE = 720  # overlays are drawn at this size at most
-SEQ, PAR = "eca_cbam", "eca_cbam_parallel"
+PAR, SEQ = PAIRS[0][:2]  # parallel minus sequential
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -182,26 +184,19 @@ else:
 
 # ---- download ---------------------------------------------------------------------------------------
 st.subheader("Download the 2×4 figure")
-try:
-    from eval.figures import heatmap_png
-except ImportError:
-    heatmap_png = None
-if heatmap_png is None:
-    st.caption("Figure export is not available in this checkout (eval/figures.py missing).")
-else:
-    dl_cols = st.columns(len(COMPARED_MODELS))
-    for col, name in zip(dl_cols, COMPARED_MODELS, strict=True):
-        if name not in models:
-            continue
-        option = selection[name]
-        label = option.label.replace("—", "-").encode("ascii", "replace").decode()  # cv2 text is ASCII only
+dl_cols = st.columns(len(COMPARED_MODELS))
+for col, name in zip(dl_cols, COMPARED_MODELS, strict=True):
+    if name not in models:
+        continue
+    option = selection[name]
+    label = option.label.replace("—", "-").encode("ascii", "replace").decode()  # cv2 text is ASCII only
 
-        def make_png(name=name, option=option, label=label) -> bytes:
-            model = get_model(name, option, fold_bn=False)  # unfolded: the figure prints the parameter count
-            with interactive_torch_threads(1):
-                return heatmap_png(model, rgb, conf_thresh=conf, weights_label=label, colormap=colormap, alpha=alpha)
+    def make_png(name=name, option=option, label=label) -> bytes:
+        model = get_model(name, option, fold_bn=False)  # unfolded: the figure prints the parameter count
+        with interactive_torch_threads(1):
+            return heatmap_png(model, rgb, conf_thresh=conf, weights_label=label, colormap=colormap, alpha=alpha)
 
-        col.download_button(f"{display_name(name)} (PNG)", data=make_png, mime="image/png", on_click="ignore",
-                            file_name=f"attention_heatmaps__{name}__{Path(image_name).stem}.png", key=f"hm_dl_{name}")
-    st.caption("Row 1: image with detections, stage1–3 hybrid masks; row 2: legend, P3–P5 hybrid masks. "
-               "Made by eval/figures.py on click (same single-pass masks).")
+    col.download_button(f"{display_name(name)} (PNG)", data=make_png, mime="image/png", on_click="ignore",
+                        file_name=f"attention_heatmaps__{name}__{Path(image_name).stem}.png", key=f"hm_dl_{name}")
+st.caption("Row 1: image with detections, stage1–3 hybrid masks; row 2: legend, P3–P5 hybrid masks. "
+           "Made by eval/figures.py on click (same single-pass masks).")

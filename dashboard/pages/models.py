@@ -12,9 +12,10 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from core.config import COMPARED_MODELS, MODEL_CONFIGS, MODEL_ORDER
 from core.flops import DCN_MODULATION_FLOPS, DCN_SAMPLING_FLOPS
 from dashboard.common import display_name, render_sidebar
-from eval.model_summary import DESIGNS, MODELS, flops_table, parameter_table, summary_table
+from eval.model_summary import design, flops_table, parameter_table, part_pivot, summary_table
 
 
 @st.cache_data(show_spinner="Counting parameters and FLOPs…")
@@ -38,24 +39,22 @@ st.caption("Parameters and FLOPs do not depend on the weights picked in the side
 
 tab_params, tab_flops = st.tabs(["Parameters per part", "FLOPs per part"])
 with tab_params:
-    wide = params.pivot(index="part", columns="model", values="params").loc[params["part"].unique(), list(MODELS)]
-    wide.loc["total"] = wide.sum()
-    st.dataframe(wide, column_config={m: st.column_config.NumberColumn(m, format="localized") for m in MODELS})
+    wide = part_pivot(params, "params")
+    st.dataframe(wide, column_config={m: st.column_config.NumberColumn(m, format="localized") for m in wide})
     fig = px.bar(params, x="model", y="params", color="part", text_auto=False,
-                 labels={"params": "parameters", "model": ""}, category_orders={"model": list(MODELS)})
+                 labels={"params": "parameters", "model": ""}, category_orders={"model": list(MODEL_ORDER)})
     fig.update_layout(height=380, legend_title_text="")
     st.plotly_chart(fig)
     attn = params[params["part"].str.startswith("attention")]
     fig = px.bar(attn, x="model", y="params", color="part", barmode="group", log_y=False,
-                 labels={"params": "attention parameters", "model": ""}, category_orders={"model": list(MODELS)})
+                 labels={"params": "attention parameters", "model": ""}, category_orders={"model": list(MODEL_ORDER)})
     fig.update_layout(height=300, legend_title_text="")
     st.plotly_chart(fig)
 with tab_flops:
     flops = flops.assign(MFLOPs=flops["flops"] / 1e6)
-    wide = flops.pivot(index="part", columns="model", values="MFLOPs").loc[flops["part"].unique(), list(MODELS)]
-    wide.loc["total"] = wide.sum()
-    st.dataframe(wide, column_config={m: st.column_config.NumberColumn(m, format="%.2f") for m in MODELS})
-    fig = px.bar(flops, x="model", y="MFLOPs", color="part", category_orders={"model": list(MODELS)},
+    wide = part_pivot(flops, "MFLOPs")
+    st.dataframe(wide, column_config={m: st.column_config.NumberColumn(m, format="%.2f") for m in wide})
+    fig = px.bar(flops, x="model", y="MFLOPs", color="part", category_orders={"model": list(MODEL_ORDER)},
                  labels={"model": ""})
     fig.update_layout(height=380, legend_title_text="")
     st.plotly_chart(fig)
@@ -72,15 +71,14 @@ with tab_flops:
 st.subheader("Attention designs")
 st.write("Each variant places the same kind of block at six taps: after backbone stages 1–3 and after the BiFPN "
          "outputs P3–P5. They differ only in how the channel mask M_c and spatial mask M_s are computed and combined.")
-for name in ("cbam", "eca_cbam", "eca_cbam_parallel"):
-    design = DESIGNS[name]
+for name in COMPARED_MODELS:
     with st.container(border=True):
-        st.markdown(f"**{display_name(name)}** (`{name}`): {design.summary}")
+        st.markdown(f"**{display_name(name)}** (`{name}`): {MODEL_CONFIGS[name].description}")
         left, right = st.columns([1, 1])
         with left:
-            st.graphviz_chart(design.dot)
+            st.graphviz_chart(design(name).dot)
         with right:
-            for formula in design.formulas:
+            for formula in design(name).formulas:
                 st.latex(formula)
             st.caption(r"$\bar X_c$, $\hat X_c$: mean and max over channels (1×H×W); M_c is C×1×1, M_s is 1×H×W, "
                        "their product (the hybrid mask) is C×H×W.")

@@ -11,8 +11,8 @@ if str(Path(__file__).resolve().parents[2]) not in sys.path:  # deep link on a c
 import pandas as pd
 import streamlit as st
 
+from core.config import MODEL_CONFIGS
 from dashboard.common import get_roots, get_scan, render_sidebar
-from eval.model_summary import DESIGNS, MODELS
 from eval.sources import build_inventory, dataset_label, display_path
 
 
@@ -20,7 +20,7 @@ from eval.sources import build_inventory, dataset_label, display_path
 def parameter_totals() -> dict[str, int]:
     from core.factory import parameter_counts
 
-    return {name: parameter_counts(name)["total"] for name in MODELS}
+    return {name: parameter_counts(name)["total"] for name in MODEL_CONFIGS}
 
 
 st.title("FeatherFace Lab")
@@ -31,7 +31,7 @@ roots = get_roots()
 inv = build_inventory(roots, scan=get_scan(roots))
 
 st.subheader("What is compared")
-st.dataframe(pd.DataFrame([{"model": name, "design": DESIGNS[name].summary, "parameters": f"{n:,}"}
+st.dataframe(pd.DataFrame([{"model": name, "design": MODEL_CONFIGS[name].description, "parameters": f"{n:,}"}
                            for name, n in parameter_totals().items()]), hide_index=True)
 st.caption("Parameter counts are those of `model.get_parameter_count()` (see the Models page for the breakdown "
            "and FLOPs). `none` is the ablation used to measure what attention costs.")
