@@ -261,10 +261,12 @@ class Matches:
     first threshold the normalised score reaches (``thresh_num`` if none); a prediction counts at
     that threshold and every lower one. ``face``: global index of its best-IoU face; ``matched``:
     that IoU reaches the threshold; ``first``: the first matched prediction of its face (the one
-    that can recall it). A subset of counted faces turns these into TP / proposal flags.
+    that can recall it). ``score``: the raw (unnormalised) score. A subset of counted faces turns
+    these into TP / proposal flags.
     """
 
     image: np.ndarray
+    score: np.ndarray
     start: np.ndarray
     face: np.ndarray
     matched: np.ndarray
@@ -320,7 +322,7 @@ def match_predictions(
     # A prediction counts at every threshold from the first one its score reaches.
     start = thresh_num - np.searchsorted(thresholds(thresh_num)[::-1], score, side="right")
     return Matches(
-        image=image, start=start, face=best, matched=matched, first=first, thresh_num=thresh_num,
+        image=image, score=boxes[:, 4], start=start, face=best, matched=matched, first=first, thresh_num=thresh_num,
         score_range=(lo, hi),
         num_predictions=sum(len(b) for imgs in arrays.values() for b in imgs.values()),
         num_images_without_predictions=without, num_unknown_images=unknown,
