@@ -46,12 +46,11 @@ from tqdm import tqdm
 
 from core.artifacts import ResultsFileError, atomic_write_json, detect_dataset
 from core.checkpoint import CheckpointError, load_checkpoint
-from core.config import COMPARED_MODELS, MODEL_CONFIGS, display_name
+from core.config import COMPARED_MODELS, MODEL_CONFIGS, display_name, model_color
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.detector import LEVELS, STAGES, FeatherFace
 from core.device import select_device
 from core.overlay import upsample_mask
-from eval.convergence import MODEL_COLORS
 from eval.predict import PredictError, file_sha256, list_val_images, read_rgb
 from eval.results import WeightsError, display_path, resolve_weights
 
@@ -320,7 +319,7 @@ def stats_figure(report: Mapping[str, Any], level: str, mask: str,
         g = group.set_index("metric").reindex(list(metrics))
         fig.add_trace(go.Bar(
             x=[METRIC_LABELS.get(m, m) for m in metrics], y=g["mean"], name=display_name(str(model)),
-            marker_color=MODEL_COLORS.get(str(model), "#444"),
+            marker_color=model_color(str(model)),
             error_y={"type": "data", "symmetric": False, "array": g["ci_high"] - g["mean"],
                      "arrayminus": g["mean"] - g["ci_low"]}))
     chance = part[part["metric"] == "area_in_boxes"]["mean"]
