@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,10 @@ def read_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" not in str(exc).lower():
+            raise CheckpointError(f"checkpoint {path} is truncated or corrupt and cannot be read ({exc})") from exc
+        raise CheckpointError(_refused_message(path, str(exc))) from None
     except Exception as exc:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt and cannot be read ({exc})") from exc
     if not isinstance(data, dict) or "state_dict" not in data:
@@ -49,6 +55,15 @@ def read_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     if data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a FeatherFace checkpoint (format {data.get('format')!r})")
     return data
+
+
+def _refused_message(path: Path, reason: str) -> str:
+    """Name what a weights-only load refused, instead of torch's advice to switch the check off."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", reason)
+    what = found.group(1) if found else "an object that is not a tensor or plain data"
+    return (f"checkpoint {path} refused: it holds a Python object ({what}) that could run code when loaded, "
+            "so it was not loaded and nothing in it ran (weights_only=True). Checkpoints written by this tool "
+            "hold only tensors and plain data; do not load this file from elsewhere unless you trust it.")
 
 
 def load_checkpoint(
