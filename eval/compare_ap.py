@@ -42,12 +42,17 @@ visible on its own.
 CLI
 ---
 ``python -m eval.compare_ap --pred-a DIR [DIR ...] --pred-b DIR [DIR ...] --gt DIR --resamples N
-[--seed S] --json FILE``
+[--seed S] --json FILE``; model names come from ``--model-a/--model-b`` or the network eval.predict
+recorded in the folders. ``python -m eval.compare_ap --results DIR`` compares every pair of models
+that ``eval.results`` evaluated on the same data (seeds pooled) into ``DIR/compare_ap/``, the files
+the conclusion reads.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -59,14 +64,17 @@ from numpy.typing import ArrayLike
 from tqdm import tqdm
 
 from core.artifacts import DATASETS, ResultsFileError, atomic_write_json, detect_dataset
+from core.config import model_rank
 from core.data.wider_gt import SETTINGS, WiderGT, WiderGTError, load_wider_gt
-from eval.predictions import PredictionFormatError, read_predictions
+from eval.predictions import PredictionFormatError, prediction_meta, read_predictions
 from eval.widerface import counted_subsets, match_predictions, subset_name, voc_ap
 
 PredictionSet = Mapping[str, Mapping[str, ArrayLike]]
 SeedMode = Literal["two-level", "fixed"]
 SEED_MODES: tuple[str, ...] = ("two-level", "fixed")
 VERDICTS: tuple[str, ...] = ("better", "worse", "indistinguishable")
+COMPARE_DIR = "compare_ap"
+"""Folder under a results root holding one JSON per compared pair (read by the conclusion)."""
 _CHUNK = 200  # resamples per sparse product: bounds memory at ~(sets x 7 x 1001 x 200) floats
 
 
@@ -269,14 +277,86 @@ def gt_dataset(gt_dir: Path, override: str | None = None) -> str:
     return override or "widerface"
 
 
+def _pair_name(model_a: str | None, model_b: str | None, dataset: str) -> str:
+    return f"{model_a or 'A'}__{model_b or 'B'}__{dataset}.json"
+
+
+def compare_results(
+    results_root: Path | str,
+    base: Path | str = ".",
+    resamples: int = 1000,
+    seed: int = 0,
+    seed_mode: SeedMode = "two-level",
+    progress: bool = True,
+) -> tuple[list[Path], list[str]]:
+    """Every pair of models evaluated on the same data under ``<results>/eval/`` -> ``<results>/compare_ap/``.
+
+    Reads each eval.results JSON for its model, dataset, data folder and predictions folder (paths
+    relative to ``base``, where eval.results ran); seeds of a model on the same data are pooled as
+    seeds. For each pair (A before B in the registry order) writes ``<A>__<B>__<dataset>.json`` with
+    the hard-set breakdown. Returns (files written, warnings for what was skipped and why).
+    """
+    results_root, base = Path(results_root), Path(base)
+    groups: dict[tuple[str, str], dict[str, list[Path]]] = {}
+    warnings: list[str] = []
+    for path in sorted((results_root / "eval").glob("*.json")):
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+            model, dataset, data = str(payload["model"]), str(payload["dataset"]), str(payload["dataset_path"])
+            named = Path(payload["predict"]["predictions"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warnings.append(f"{path}: skipped, not an eval.results file ({exc})")
+            continue
+        folder = named if named.is_absolute() else base / named
+        if not folder.is_dir():
+            warnings.append(f"{path}: skipped, predictions folder {folder} is absent")
+            continue
+        groups.setdefault((dataset, data), {}).setdefault(model, []).append(folder)
+    written = []
+    for (dataset, data), by_model in groups.items():
+        models = sorted(by_model, key=model_rank)
+        if len(models) < 2:
+            continue
+        data_dir = Path(data) if Path(data).is_absolute() else base / data
+        try:
+            gt = load_wider_gt(data_dir / "ground_truth")
+            preds = {m: [read_predictions(d, gt, strict=True).predictions for d in by_model[m]] for m in models}
+        except (WiderGTError, PredictionFormatError) as exc:
+            warnings.append(f"{dataset} at {data}: skipped ({exc})")
+            continue
+        for a, b in itertools.combinations(models, 2):
+            result = compare_predictions(preds[a], preds[b], gt, dataset=dataset, resamples=resamples, seed=seed,
+                                         seed_mode=seed_mode, breakdown=True, progress=progress)
+            result |= {"model_a": a, "model_b": b, "data": data,
+                       "pred_a": [d.as_posix() for d in by_model[a]], "pred_b": [d.as_posix() for d in by_model[b]]}
+            out = results_root / COMPARE_DIR / _pair_name(a, b, dataset)
+            atomic_write_json(out, result)
+            written.append(out)
+    return written, warnings
+
+
+def _print(result: Mapping[str, Any]) -> None:
+    print(f"{result['dataset']}: {result['num_images']} images, {result['resamples']} paired resamples, "
+          f"{100 * result['confidence']:g}% CI, {result.get('model_b') or 'B'} - {result.get('model_a') or 'A'} "
+          f"({result['seed_mode']})")
+    print(f"{'subset':<16}{'AP A':>8}{'AP B':>8}{'delta':>9}{'CI low':>9}{'CI high':>9}  verdict")
+    for name, r in (result["settings"] | result["breakdown"]).items():
+        print(f"{name:<16}{r['ap_a']:>8.4f}{r['ap_b']:>8.4f}{r['delta']:>+9.4f}{r['ci_low']:>+9.4f}"
+              f"{r['ci_high']:>+9.4f}  {r['verdict']}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m eval.compare_ap",
         description="Paired bootstrap over val images of the WIDER FACE AP difference B - A, with a verdict.",
     )
-    parser.add_argument("--pred-a", required=True, nargs="+", type=Path, help="prediction dir(s) of A (one per seed)")
-    parser.add_argument("--pred-b", required=True, nargs="+", type=Path, help="prediction dir(s) of B (one per seed)")
-    parser.add_argument("--gt", required=True, type=Path, help="folder with the four wider_*_val.mat files")
+    parser.add_argument("--pred-a", nargs="+", type=Path, help="prediction dir(s) of A (one per seed)")
+    parser.add_argument("--pred-b", nargs="+", type=Path, help="prediction dir(s) of B (one per seed)")
+    parser.add_argument("--gt", type=Path, help="folder with the four wider_*_val.mat files")
+    parser.add_argument("--json", type=Path, help="output JSON file (written atomically)")
+    parser.add_argument("--results", type=Path,
+                        help=f"instead of --pred-a/--pred-b/--gt/--json: every model pair of <results>/eval/*.json "
+                             f"whose predictions are present -> <results>/{COMPARE_DIR}/<A>__<B>__<dataset>.json")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
     parser.add_argument("--confidence", type=float, default=0.95)
@@ -285,8 +365,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--breakdown", action="store_true", help="also the hard-set attribute and scale subsets")
     parser.add_argument("--dataset", choices=DATASETS, default=None,
                         help="default: manifest.json in --gt or its parent, else widerface")
-    parser.add_argument("--json", required=True, type=Path, help="output JSON file (written atomically)")
+    parser.add_argument("--model-a", help="name of A (default: the network recorded in its prediction folder)")
+    parser.add_argument("--model-b", help="name of B (default: the network recorded in its prediction folder)")
     args = parser.parse_args(argv)
+    if args.results is not None:
+        if args.pred_a or args.pred_b or args.gt or args.json:
+            parser.error("--results replaces --pred-a/--pred-b/--gt/--json")
+        written, warnings = compare_results(args.results, resamples=args.resamples, seed=args.seed,
+                                            seed_mode=args.seed_mode)
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        for path in written:
+            _print(json.loads(path.read_text(encoding="utf-8")))
+            print(f"-> {path}\n")
+        if not written:
+            print(f"error: no pair of models with predictions on the same data under {args.results / 'eval'}",
+                  file=sys.stderr)
+            return 2
+        return 0
+    missing = [f"--{n.replace('_', '-')}" for n in ("pred_a", "pred_b", "gt", "json") if not getattr(args, n)]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)} (or --results DIR)")
     try:
         dataset = gt_dataset(args.gt, args.dataset)
         gt = load_wider_gt(args.gt)
@@ -298,15 +397,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (WiderGTError, PredictionFormatError, ResultsFileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result |= {"pred_a": [d.as_posix() for d in args.pred_a], "pred_b": [d.as_posix() for d in args.pred_b]}
+    result |= {"model_a": args.model_a or _network(args.pred_a), "model_b": args.model_b or _network(args.pred_b),
+               "pred_a": [d.as_posix() for d in args.pred_a], "pred_b": [d.as_posix() for d in args.pred_b]}
     atomic_write_json(args.json, result)
-    print(f"{dataset}: {result['num_images']} images, {args.resamples} paired resamples, "
-          f"{100 * args.confidence:g}% CI, B - A ({result['seed_mode']})")
-    print(f"{'subset':<16}{'AP A':>8}{'AP B':>8}{'delta':>9}{'CI low':>9}{'CI high':>9}  verdict")
-    for name, r in (result["settings"] | result["breakdown"]).items():
-        print(f"{name:<16}{r['ap_a']:>8.4f}{r['ap_b']:>8.4f}{r['delta']:>+9.4f}{r['ci_low']:>+9.4f}"
-              f"{r['ci_high']:>+9.4f}  {r['verdict']}")
+    _print(result)
     return 0
+
+
+def _network(folders: Sequence[Path]) -> str | None:
+    """The one network eval.predict recorded for these folders, or None if absent or mixed."""
+    names = {prediction_meta(f).get("network") for f in folders}
+    return names.pop() if len(names) == 1 else None
 
 
 if __name__ == "__main__":

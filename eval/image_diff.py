@@ -159,6 +159,20 @@ def data_root(payload: Mapping[str, Any], base: Path, roots: Iterable[Path]) -> 
     return path, ""
 
 
+def record_weights(payload: Mapping[str, Any], base: Path, roots: Iterable[Path]) -> tuple[Path | None, str]:
+    """The checkpoint an evaluation was made with, if present inside the weights roots; else why not (the masks
+    of the side-by-side view must come from the weights that made the predictions)."""
+    named = payload.get("weights")
+    if not named:
+        return None, "its evaluation file names no weights"
+    path = Path(named) if Path(named).is_absolute() else base / named
+    if not path.is_file():
+        return None, f"weights `{named}` are absent"
+    if not is_within(path, roots):
+        return None, f"weights `{named}` lie outside the dashboard's weights folders"
+    return path, ""
+
+
 def synth_command(manifest: Mapping[str, Any] | None) -> str | None:
     """The command that regenerates a demo's synthetic set from the settings its manifest records."""
     if not manifest or manifest.get("dataset") != "synthetic" or not manifest.get("data"):

@@ -28,9 +28,7 @@ from core.data.widerface import LabelFormatError, read_image_list
 from core.detector import FeatherFace
 from core.device import select_device
 from core.inference import prepare_for_inference
-from eval.predictions import Predictions, write_predictions
-
-META_FILE = ".predict.json"
+from eval.predictions import META_FILE, Predictions, write_predictions
 
 
 class PredictError(RuntimeError):

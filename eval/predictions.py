@@ -29,6 +29,7 @@ starting with '.', e.g. the writer's temp files) are skipped silently.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -42,6 +43,9 @@ from numpy.typing import ArrayLike
 
 from core.atomic import atomic_write_text
 from core.data.wider_gt import WiderGT
+
+META_FILE = ".predict.json"
+"""Hidden file eval.predict leaves in a prediction folder: what produced it (network, weights hash, settings)."""
 
 Predictions: TypeAlias = dict[str, dict[str, np.ndarray]]
 """event -> image name -> (N, 5) float64 rows ``x y w h score``."""
@@ -249,3 +253,13 @@ def write_predictions(pred_dir: str | os.PathLike[str], predictions: Mapping[str
             atomic_write_text(event_dir / f"{name}.txt", format_prediction_file(name, boxes), fsync=False)
             n += 1
     return n
+
+
+def prediction_meta(pred_dir: str | os.PathLike[str]) -> dict:
+    """What eval.predict recorded about a prediction folder ({} when absent or unreadable)."""
+    path = Path(pred_dir) / META_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -11,8 +11,8 @@ import pytest
 import scipy.sparse as sp
 
 from core.data.wider_gt import SETTINGS, GTImage, WiderGT, load_wider_gt, write_wider_gt
-from eval.compare_ap import _Counts, _resampled_ap, compare_predictions, main, verdict, voc_ap_rows
-from eval.predictions import write_predictions
+from eval.compare_ap import _Counts, _resampled_ap, compare_predictions, compare_results, main, verdict, voc_ap_rows
+from eval.predictions import META_FILE, write_predictions
 from eval.widerface import counted_subsets, evaluate, voc_ap
 from tests.conftest import REAL_GT
 from tests.test_widerface_eval import random_gt, random_preds
@@ -246,3 +246,52 @@ def test_real_val_gt_full_set_delta_identical_to_widerface() -> None:
     for s in SETTINGS:
         assert r["settings"][s]["delta"] == eb[s] - ea[s]
     assert r["num_images"] == 3226
+
+
+def _eval_json(results: Path, model: str, seed: int, data: str, preds: str) -> None:
+    payload = {"model": model, "dataset": "synthetic", "dataset_path": data, "seed": seed,
+               "predict": {"predictions": preds}}
+    (results / "eval").mkdir(parents=True, exist_ok=True)
+    (results / "eval" / f"{model}__synthetic__s{seed}.json").write_text(json.dumps(payload))
+
+
+def test_compare_results_pairs_every_model_and_pools_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gt = face_gt(20)
+    write_wider_gt(tmp_path / "data" / "ground_truth", gt.images)
+    results = tmp_path / "results"
+    runs = {("eca_cbam_parallel", 0): 0.9, ("eca_cbam_parallel", 1): 0.85, ("cbam", 0): 0.5, ("eca_cbam", 0): 0.6}
+    for i, ((model, seed), p) in enumerate(runs.items()):
+        folder = f"results/predictions/{model}_s{seed}"
+        write_predictions(tmp_path / folder, detector(gt, p, seed=i))
+        _eval_json(results, model, seed, "data", folder)
+    _eval_json(results, "none", 0, "data", "results/predictions/none_s0")  # predictions not kept
+    written, warnings = compare_results(results, base=tmp_path, resamples=100, progress=False)
+    assert [p.name for p in written] == ["cbam__eca_cbam__synthetic.json", "cbam__eca_cbam_parallel__synthetic.json",
+                                         "eca_cbam__eca_cbam_parallel__synthetic.json"]
+    assert len(warnings) == 1 and "none_s0" in warnings[0] and "absent" in warnings[0]
+    data = json.loads(written[1].read_text())
+    assert (data["model_a"], data["model_b"], data["seeds_a"], data["seeds_b"]) == ("cbam", "eca_cbam_parallel", 1, 2)
+    assert data["seed_mode"] == "two-level" and "occlusion=2" in data["breakdown"]
+    assert data["settings"]["easy"]["verdict"] == "better"
+    expected = np.mean([evaluate(detector(gt, p, seed=i), gt).ap["easy"] for i, p in enumerate([0.9, 0.85])])
+    assert data["settings"]["easy"]["ap_b"] == pytest.approx(expected, abs=1e-15)
+
+    for path in written:
+        path.unlink()
+    assert main(["--results", str(results), "--resamples", "50"]) == 2  # paths are relative to the cwd
+    assert "absent" in capsys.readouterr().err
+
+
+def test_cli_names_models_from_the_prediction_folders(tmp_path: Path) -> None:
+    gt = face_gt(6)
+    write_wider_gt(tmp_path / "gt", gt.images)
+    for name, p in (("cbam", 0.5), ("eca_cbam_parallel", 0.9)):
+        write_predictions(tmp_path / name, detector(gt, p, seed=1))
+        (tmp_path / name / META_FILE).write_text(json.dumps({"network": name}))
+    out = tmp_path / "cmp.json"
+    assert main(["--pred-a", str(tmp_path / "cbam"), "--pred-b", str(tmp_path / "eca_cbam_parallel"), "--gt",
+                 str(tmp_path / "gt"), "--resamples", "20", "--json", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert (data["model_a"], data["model_b"], data["dataset"]) == ("cbam", "eca_cbam_parallel", "widerface")
+    with pytest.raises(SystemExit):
+        main(["--pred-a", str(tmp_path / "cbam"), "--json", str(out)])  # --pred-b and --gt missing

@@ -23,6 +23,7 @@ from eval.image_diff import (
     panel_boxes,
     predict_val,
     prediction_folder,
+    record_weights,
     synth_command,
     what_is_missing,
 )
@@ -140,6 +141,14 @@ def test_where_predictions_and_images_come_from(tmp_path: Path) -> None:
     assert data_root(payload, tmp_path, [results]) == (tmp_path / "data" / "s", "")
     outside = {"dataset_path": str(tmp_path / "data" / "s")}
     assert data_root(outside, tmp_path / "repo", [results])[0] is None
+
+    weights = tmp_path / "w"
+    weights.mkdir()
+    (weights / "cbam.pth").write_bytes(b"x")
+    assert record_weights({"weights": "w/cbam.pth"}, tmp_path, [weights]) == (weights / "cbam.pth", "")
+    assert "absent" in record_weights({"weights": "w/eca.pth"}, tmp_path, [weights])[1]
+    assert "outside" in record_weights({"weights": "w/cbam.pth"}, tmp_path, [results])[1]
+    assert record_weights({}, tmp_path, [weights])[0] is None
 
 
 def test_missing_messages_say_what_and_how() -> None:
