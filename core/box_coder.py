@@ -11,11 +11,11 @@ def center_to_corners(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def encode_boxes(matched: torch.Tensor, anchors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:
-    """Matched corner boxes (A,4) -> regression targets (A,4) relative to the anchors."""
-    g_cxcy = ((matched[:, :2] + matched[:, 2:]) / 2 - anchors[:, :2]) / (variances[0] * anchors[:, 2:])
-    wh = (matched[:, 2:] - matched[:, :2]).clamp(min=1e-8)
-    g_wh = torch.log(wh / anchors[:, 2:]) / variances[1]
-    return torch.cat([g_cxcy, g_wh], dim=1)
+    """Matched corner boxes (..., A, 4) -> regression targets (..., A, 4) relative to the anchors (A, 4)."""
+    # In-place steps on fresh tensors: the same arithmetic with fewer batch-sized temporaries.
+    g_cxcy = (matched[..., :2] + matched[..., 2:]).div_(2).sub_(anchors[..., :2]).div_(variances[0] * anchors[..., 2:])
+    g_wh = (matched[..., 2:] - matched[..., :2]).clamp_(min=1e-8).div_(anchors[..., 2:]).log_().div_(variances[1])
+    return torch.cat([g_cxcy, g_wh], dim=-1)
 
 
 def decode_boxes(loc: torch.Tensor, anchors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:
@@ -26,9 +26,9 @@ def decode_boxes(loc: torch.Tensor, anchors: torch.Tensor, variances: tuple[floa
 
 
 def encode_landmarks(matched: torch.Tensor, anchors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:
-    """Matched landmarks (A,10) -> offsets (A,10) from the anchor centre in units of its size."""
-    pts = matched.view(-1, 5, 2)
-    return ((pts - anchors[:, None, :2]) / (variances[0] * anchors[:, None, 2:])).reshape(-1, 10)
+    """Matched landmarks (..., A, 10) -> offsets (..., A, 10) from the anchor centre in units of its size."""
+    pts = matched.reshape(*matched.shape[:-1], 5, 2)
+    return (pts - anchors[..., None, :2]).div_(variances[0] * anchors[..., None, 2:]).reshape(matched.shape)
 
 
 def decode_landmarks(pre: torch.Tensor, anchors: torch.Tensor, variances: tuple[float, float]) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 
 from core.anchors import generate_anchors
 from core.box_coder import center_to_corners, decode_boxes, decode_landmarks, encode_boxes, encode_landmarks
-from core.matching import match_anchors
+from core.matching import flatten_targets, match_anchors
 from core.postprocess import postprocess
 
 VAR = (0.1, 0.2)
@@ -39,13 +39,14 @@ def test_match_assigns_face_to_its_anchor_and_forces_best():
     truths = torch.cat([exact, small])
     labels = torch.tensor([1.0, -1.0])
     lms = torch.zeros(2, 10)
-    loc, conf, _ = match_anchors(truths, labels, lms, anchors)
+    rows = torch.cat([truths, lms, labels[:, None]], dim=1)
+    loc, conf, _ = (t[0] for t in match_anchors(flatten_targets([rows]), anchors))
     assert conf[10] == 1
     assert torch.allclose(loc[10], torch.zeros(4), atol=1e-6)
     assert conf[54] == -1  # the small face still gets its best anchor (label -1: no landmarks)
     assert (conf == -1).sum() == 1
-    empty = match_anchors(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 10), anchors)
-    assert (empty[1] == 0).all()
+    empty = match_anchors(flatten_targets([torch.zeros(0, 15)]), anchors)
+    assert (empty[1] == 0).all() and empty[1].shape == (1, anchors.shape[0])
 
 
 def test_decode_and_nms_on_known_boxes():

@@ -1,4 +1,5 @@
-"""MultiBoxLoss: hand-built cases for each term, hard negative mining, and a tiny overfit run."""
+"""MultiBoxLoss: hand-built cases for each term, hard negative mining, a tiny overfit run, and the batched
+matching + loss against the former per-image code (``tests/loss_oracle.py``)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.box_coder import encode_boxes, encode_landmarks
+from core.anchors import generate_anchors
+from core.box_coder import center_to_corners, encode_boxes, encode_landmarks
 from core.data.augment import TrainTransform
 from core.data.dataset import WiderFaceDetection, detection_collate
 from core.data.synth import generate_dataset
 from core.factory import build_model
 from core.losses import MultiBoxLoss, build_targets, hard_negative_mask
+from core.matching import box_iou, flatten_targets, match_anchors
+from tests.loss_oracle import build_targets_per_image, match_one_image, multibox_loss_per_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -133,3 +137,122 @@ def test_loss_decreases_when_overfitting_a_tiny_batch(tiny_batch: tuple[torch.Te
     assert np.isfinite(history).all()
     assert last[0] < 0.5 * first[0], f"total loss went {first[0]:.3f} -> {last[0]:.3f}"
     assert (last[1:] < first[1:]).all(), f"every term should fall: {first} -> {last}"
+
+
+HAND_CASES = {
+    "no faces": [torch.zeros(0, 15), torch.zeros(0, 15)],
+    "one image empty": [torch.tensor([face([0.15, 0.15, 0.35, 0.35], LANDMARKS)]), torch.zeros(0, 15)],
+    "with and without landmarks": [torch.tensor([face([0.15, 0.15, 0.35, 0.35], LANDMARKS),
+                                                 face([0.65, 0.65, 0.85, 0.85], None)])],
+    "only without landmarks": [torch.tensor([face([0.15, 0.15, 0.35, 0.35], None)])],
+    "uneven counts": [torch.tensor([face([0.15, 0.15, 0.35, 0.35], LANDMARKS)]),
+                      torch.tensor([face([0.65, 0.15, 0.85, 0.35], None), face([0.15, 0.65, 0.35, 0.85], LANDMARKS),
+                                    face([0.6, 0.6, 0.9, 0.9], LANDMARKS)])],
+}
+
+
+def _loss_and_grads(fn, targets: list[torch.Tensor], anchors: torch.Tensor, seed: int = 0):
+    preds = predictions(len(targets), seed, requires_grad=True) if anchors is ANCHORS else tuple(
+        torch.randn(len(targets), anchors.shape[0], k, generator=torch.Generator().manual_seed(seed + k),
+                    requires_grad=True) for k in (4, 2, 10))
+    terms = fn(preds, anchors, targets)
+    terms.total.backward()
+    return terms, [p.grad for p in preds]
+
+
+def assert_same_as_oracle(targets: list[torch.Tensor], anchors: torch.Tensor) -> None:
+    """Targets and gradients bitwise equal (so training takes bitwise the same steps); the summed terms equal
+    up to float32 rounding (<= 3 ulp): a masked sum over every anchor adds in another order than a sum over
+    the boolean-indexed selection, whose length only the host-synced count gives."""
+    for new, old in zip(build_targets(targets, anchors), build_targets_per_image(targets, anchors), strict=True):
+        assert torch.equal(new, old)
+    new_terms, new_grads = _loss_and_grads(MultiBoxLoss(VARIANCES), targets, anchors)
+    old_terms, old_grads = _loss_and_grads(multibox_loss_per_image, targets, anchors)
+    for new, old in zip(new_terms, old_terms, strict=True):
+        torch.testing.assert_close(new, old, rtol=4e-7, atol=0.0)
+    for new, old in zip(new_grads, old_grads, strict=True):
+        assert torch.equal(new, old)
+
+
+@pytest.mark.parametrize("case", list(HAND_CASES))
+def test_batched_loss_equals_the_per_image_oracle_on_the_hand_cases(case: str) -> None:
+    assert_same_as_oracle(HAND_CASES[case], ANCHORS)
+
+
+def random_faces(batch: int, seed: int) -> list[torch.Tensor]:
+    """0-11 faces per image (some tiny, some with no landmarks), as the dataset's (N, 15) rows."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(batch):
+        n = int(torch.randint(0, 12, (1,), generator=gen))
+        xy = torch.rand(n, 2, generator=gen) * 0.8
+        box = torch.cat([xy, (xy + torch.rand(n, 2, generator=gen) ** 2 * 0.3 + 0.004).clamp(max=1)], dim=1)
+        label = torch.where(torch.rand(n, generator=gen) < 0.5, 1.0, -1.0)[:, None]
+        out.append(torch.cat([box, torch.rand(n, 10, generator=gen), label], dim=1))
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_batched_loss_equals_the_per_image_oracle_on_a_realistic_batch(seed: int) -> None:
+    """640 px anchors (16,800), batch 16 of 0-11 faces each, some tiny."""
+    targets = random_faces(16, seed=seed)
+    assert any(len(t) == 0 for t in targets) and max(len(t) for t in targets) > 5
+    assert_same_as_oracle(targets, generate_anchors((640, 640)))
+
+
+def test_two_faces_forcing_one_anchor_the_later_face_wins_as_in_the_reference_loop() -> None:
+    anchors = generate_anchors((64, 64))
+    first = center_to_corners(anchors[10:11])
+    second = first + torch.tensor([0.004, 0.0, 0.004, 0.0])  # same best anchor, slightly lower IoU with it
+    truths, labels = torch.cat([first, second]), torch.tensor([1.0, -1.0])
+    rows = torch.cat([truths, torch.zeros(2, 10), labels[:, None]], dim=1)
+    loc, conf, _ = (t[0] for t in match_anchors(flatten_targets([rows]), anchors))
+    assert conf[10] == -1, "anchor 10 is forced to the second face"
+    torch.testing.assert_close(loc[10], encode_boxes(second, anchors[10:11], VARIANCES)[0])
+    oracle = match_one_image(truths, labels, torch.zeros(2, 10), anchors)
+    assert torch.equal(loc, oracle[0]) and torch.equal(conf, oracle[1])
+
+
+def test_faces_only_match_anchors_of_their_own_image() -> None:
+    """Image 1's face covers anchor 3 exactly; image 0 and image 2 (no faces) must stay background there."""
+    targets = [torch.tensor([face([0.15, 0.15, 0.35, 0.35], LANDMARKS)]), torch.zeros(0, 15),
+               torch.tensor([face([0.65, 0.65, 0.85, 0.85], None)])]
+    flat = flatten_targets(targets)
+    assert flat.image_index.tolist() == [0, 2] and flat.num_images == 3
+    loc, conf, landm = match_anchors(flat, ANCHORS)
+    assert conf.tolist() == [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, -1]]
+    assert not loc[1].any() and not landm[1].any()
+
+
+def test_iou_is_bitwise_torchvisions() -> None:
+    from torchvision.ops import box_iou as tv_box_iou
+
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(37, 2, generator=gen)
+    b = torch.rand(500, 2, generator=gen)
+    boxes1 = torch.cat([a, a + torch.rand(37, 2, generator=gen)], dim=1)
+    boxes2 = torch.cat([b, b + torch.rand(500, 2, generator=gen) * 0.1], dim=1)
+    assert torch.equal(box_iou(boxes1, boxes2), tv_box_iou(boxes1, boxes2))
+
+
+def test_loss_needs_no_host_sync() -> None:
+    """On the meta device every op that would make the host wait for the GPU (``nonzero``, boolean
+    indexing, ``.item()``, data-dependent shapes) raises: the batched loss runs there, forward and
+    backward, and the per-image oracle does not."""
+    anchors = generate_anchors((128, 128)).to("meta")
+    targets = random_faces(4, seed=2)
+    preds = tuple(torch.empty(4, anchors.shape[0], k, device="meta", requires_grad=True) for k in (4, 2, 10))
+    terms = MultiBoxLoss(VARIANCES)(preds, anchors, targets)
+    terms.total.backward()
+    assert terms.total.device.type == "meta" and preds[0].grad.shape == preds[0].shape
+    with pytest.raises(NotImplementedError):
+        multibox_loss_per_image(preds, anchors, targets)
+
+
+def test_one_sort_mining_equals_the_double_argsort() -> None:
+    from tests.loss_oracle import hard_negative_mask_double_argsort
+
+    gen = torch.Generator().manual_seed(0)
+    loss = torch.rand(8, 3000, generator=gen).round(decimals=2)  # many ties
+    positive = torch.rand(8, 3000, generator=gen) < 0.01
+    assert torch.equal(hard_negative_mask(loss, positive, 7), hard_negative_mask_double_argsort(loss, positive, 7))
