@@ -1,7 +1,9 @@
-"""FeatherFace Lab dashboard entry point: `streamlit run dashboard/app.py [-- --results-dir DIR --runs-dir DIR]`.
+"""FeatherFace Lab dashboard, the router: `streamlit run dashboard/app.py [-- --results-dir DIR --runs-dir DIR]`.
 
-Streamlit puts only `dashboard/` on sys.path; the repository root is added so pages can import
-`core`, `eval` and `dashboard.common`.
+Streamlit puts only `dashboard/` on sys.path; the repository root is added here, once, for every page.
+The pages live in `dashboard/views/` (not Streamlit's legacy `pages/` folder), so none runs without this
+script: navigation, page config and the sidebar (weights pickers, data folders) are set up here, then
+the chosen page runs and only arranges widgets.
 """
 
 import sys
@@ -13,24 +15,22 @@ if str(REPO_ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+from dashboard.common import render_sidebar  # noqa: E402
+
+VIEWS_DIR = Path(__file__).resolve().parent / "views"
+# (file in views/, title, Material icon); the first is the home page.
+PAGES: tuple[tuple[str, str, str], ...] = (
+    ("overview", "Overview", ":material/home:"),
+    ("models", "Models", ":material/memory:"),
+    ("heatmaps", "Heatmaps", ":material/local_fire_department:"),
+    ("convergence", "Convergence", ":material/show_chart:"),
+    ("results", "Results", ":material/table_chart:"),
+    ("latency", "Latency", ":material/timer:"),
+    ("conclusion", "Conclusion", ":material/summarize:"),
+)
 
 st.set_page_config(page_title="FeatherFace Lab", page_icon="🪶", layout="wide")
-
-pages = [
-    st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page(PAGES_DIR / "models.py", title="Models", icon=":material/memory:"),
-    st.Page(PAGES_DIR / "heatmaps.py", title="Heatmaps", icon=":material/local_fire_department:"),
-    st.Page(PAGES_DIR / "convergence.py", title="Convergence", icon=":material/show_chart:"),
-    st.Page(PAGES_DIR / "results.py", title="Results", icon=":material/table_chart:"),
-    st.Page(PAGES_DIR / "latency.py", title="Latency", icon=":material/timer:"),
-    st.Page(PAGES_DIR / "conclusion.py", title="Conclusion", icon=":material/summarize:"),
-]
-page = st.navigation(pages)
-# A cold-start deep link (/heatmaps before anyone opened /) was handed over here by
-# dashboard.common.ensure_app_navigation; go on to the page that was asked for.
-intended = st.session_state.pop("_ff_intended_page", None)
-target = next((p for p in pages if p.url_path == intended), None)
-if target is not None and target is not page and target.url_path != page.url_path:
-    st.switch_page(target)
+page = st.navigation([st.Page(VIEWS_DIR / f"{name}.py", title=title, icon=icon, default=i == 0)
+                      for i, (name, title, icon) in enumerate(PAGES)])
+render_sidebar()
 page.run()

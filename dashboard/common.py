@@ -1,8 +1,7 @@
 """Shared dashboard plumbing: data roots, the weights sidebar, cached models. Every page imports this.
 
-Pages call `render_sidebar()` once (it is safe to call on every page: the choice is remembered in
-session state across page switches) and `get_roots()` for the folders; nothing here takes a
-free-text path from the UI.
+app.py renders the sidebar (`render_sidebar`) once per run; pages read the choice with
+`current_selection()` and the folders with `get_roots()`. Nothing here takes a free-text path from the UI.
 """
 
 from __future__ import annotations
@@ -32,13 +31,12 @@ from eval.sources import (
     scan_checkpoints,
 )
 
-__all__ = ["Roots", "Selection", "WeightsOption", "get_roots", "render_sidebar", "get_model", "load_models",
-           "get_scan", "display_name", "weights_fingerprint"]
+__all__ = ["Roots", "Selection", "WeightsOption", "get_roots", "render_sidebar", "current_selection", "get_model",
+           "load_models", "get_scan", "display_name", "weights_fingerprint"]
 
 Selection = dict[str, WeightsOption]
-APP_PATH = Path(__file__).resolve().parent / "app.py"
-INTENDED_PAGE_KEY = "_ff_intended_page"
 _CHOICE_PREFIX = "_ff_weights_choice_"  # plain session-state keys: survive page switches, unlike widget keys
+_SELECTION_KEY = "_ff_selection"
 
 
 def get_roots() -> Roots:
@@ -86,43 +84,11 @@ def weights_options(roots: Roots | None = None) -> dict[str, list[WeightsOption]
     return {name: discover_weights(name, roots, scan=scan, manifest=manifest) for name in COMPARED_MODELS}
 
 
-def ensure_app_navigation() -> None:
-    """Hand a cold-start deep link over to app.py.
-
-    Until app.py has called st.navigation once in this server process, streamlit treats
-    `dashboard/pages/` as a legacy pages folder: opening /heatmaps first runs that page alone, with
-    file-name navigation. Switch to app.py (remembering the page) so navigation is the real one.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if getattr(PagesManager, "uses_pages_directory", False) and _is_page_run():
-        ctx_page = _current_page_name()
-        if ctx_page:
-            st.session_state[INTENDED_PAGE_KEY] = ctx_page
-        st.switch_page(str(APP_PATH))
-
-
-def _is_page_run() -> bool:
-    """True when running under a real app (not a bare script/AppTest of a single page file)."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    return bool(ctx and Path(ctx.main_script_path).resolve() == APP_PATH)
-
-
-def _current_page_name() -> str | None:
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    if ctx is None:
-        return None
-    info = ctx.pages_manager.get_pages().get(ctx.page_script_hash, {})
-    return info.get("url_pathname") or None
-
-
 def render_sidebar() -> Selection:
-    """Sidebar: one weights picker per compared model, labelled by source; the active data folders."""
-    ensure_app_navigation()
+    """Sidebar: one weights picker per compared model, labelled by source; the active data folders.
+
+    Called once per run by app.py, before the page; pages read the choice with `current_selection()`.
+    """
     roots = get_roots()
     options = weights_options(roots)
     selection: Selection = {}
@@ -157,7 +123,17 @@ def render_sidebar() -> Selection:
             st.caption(f"weights: `{_fmt(p)}`")
         st.caption(f"Change with `streamlit run dashboard/app.py -- --results-dir DIR --runs-dir DIR` "
                    f"or {RESULTS_ENV} / {RUNS_ENV}.")
+    st.session_state[_SELECTION_KEY] = selection
     return selection
+
+
+def current_selection() -> Selection:
+    """The weights chosen in the sidebar this run (the first option of each model when a page runs without
+    app.py, e.g. a page file opened alone)."""
+    selection = st.session_state.get(_SELECTION_KEY)
+    if selection:
+        return selection
+    return {name: opts[0] for name, opts in weights_options().items()}
 
 
 def _fmt(path: Path) -> str:

@@ -103,6 +103,21 @@ def diverging_overlay(rgb: np.ndarray, diff: np.ndarray, alpha: float = 0.6, lim
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 
+def fit_image(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """Downscale so the long side is at most `side` (area interpolation); returns the image and the
+    scale applied (1.0 and the image itself when it already fits)."""
+    scale = min(1.0, side / max(rgb.shape[:2]))
+    if scale >= 1.0:
+        return rgb, 1.0
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+
+
+def scale_detections(dets: Detections, scale: float) -> Detections:
+    """Detections in the coordinates of an image resized by `scale` (boxes and landmarks; scores kept)."""
+    return Detections(boxes=dets.boxes * scale, scores=dets.scores, landmarks=dets.landmarks * scale)
+
+
 def filter_detections(dets: Detections, conf_thresh: float) -> Detections:
     """Detections scoring at least `conf_thresh`. Same result as running NMS at that threshold (a lower-
     scored box never suppresses a higher one), so one low-threshold forward serves every slider value."""

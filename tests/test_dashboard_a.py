@@ -38,9 +38,9 @@ from eval.sources import build_inventory, dataset_label, discover_weights, resol
 st_testing = pytest.importorskip("streamlit.testing.v1")
 AppTest = st_testing.AppTest
 
-PAGES = Path(__file__).resolve().parents[1] / "dashboard" / "pages"
-APP = PAGES.parent / "app.py"
-REPO = PAGES.parents[1]
+VIEWS = Path(__file__).resolve().parents[1] / "dashboard" / "views"
+APP = VIEWS.parent / "app.py"
+REPO = VIEWS.parents[1]
 TIMEOUT = 120
 
 
@@ -68,8 +68,10 @@ def isolated_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def run_page(name: str) -> AppTest:
-    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=TIMEOUT)
-    at.run()
+    """The page as a user gets it: through app.py (navigation, sidebar), so widget changes and uploads
+    reach it on every rerun."""
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.switch_page(f"views/{name}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -152,7 +154,7 @@ def test_app_navigation_reaches_every_page_of_mine(isolated_roots: Path) -> None
     at.run()
     assert not at.exception
     assert any("What is compared" in s.value for s in at.subheader)
-    for page, needle in (("pages/models.py", "Attention designs"), ("pages/heatmaps.py", "Parallel minus")):
+    for page, needle in (("views/models.py", "Attention designs"), ("views/heatmaps.py", "Parallel minus")):
         at.switch_page(page).run()
         assert not at.exception, [e.value for e in at.exception]
         assert any(needle in s.value for s in at.subheader)
@@ -277,12 +279,22 @@ def test_attention_unavailable_for_none() -> None:
         build_model("none").inspect(np.zeros((32, 32, 3), np.uint8))
 
 
-def test_cold_deep_link_handed_to_app_navigation(isolated_roots: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Before app.py ran once, streamlit runs /models as a legacy pages/ page: it must hand over to app.py."""
-    from streamlit.runtime.pages_manager import PagesManager
+def test_pages_are_views_of_the_router_only() -> None:
+    """No legacy pages/ folder (Streamlit would run its files alone, without app.py), and no page repeats
+    the sys.path set-up or renders the sidebar itself."""
+    assert not (APP.parent / "pages").exists()
+    for page in sorted(VIEWS.glob("*.py")):
+        text = page.read_text(encoding="utf-8")
+        assert "sys.path" not in text and "render_sidebar" not in text, page.name
+    assert "sys.path.insert" in APP.read_text(encoding="utf-8")
 
-    monkeypatch.setattr(PagesManager, "uses_pages_directory", True)
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.switch_page("pages/models.py").run()
-    assert not at.exception and [t.value for t in at.title] == ["Models"]
-    assert PagesManager.uses_pages_directory is False  # st.navigation in app.py took over
+
+def test_widget_changes_and_uploads_reach_the_page_through_the_app(isolated_roots: Path) -> None:
+    """Through app.py a changed slider keeps its value and an upload replaces the bundled sample."""
+    at = run_page("heatmaps")
+    at.slider(key="hm_alpha").set_value(0.8)
+    upload(at, {"ok.jpg": _valid})
+    assert not at.exception and [t.value for t in at.title] == ["Attention heatmaps"]
+    assert at.slider(key="hm_alpha").value == 0.8
+    assert at.selectbox(key="hm_sample").disabled  # the upload is in use
+    assert any(c.value.startswith("ok.jpg: 120×120 px") for c in at.caption)

@@ -13,7 +13,7 @@ import eval.sources
 from tests.test_compare import SYN, make_results_root
 from tests.test_convergence import event_file, write_run
 
-PAGES = Path(__file__).resolve().parents[1] / "dashboard" / "pages"
+APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 
 
 @pytest.fixture
@@ -40,8 +40,8 @@ def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
 
 
 def run_page(name: str) -> AppTest:
-    at = AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=60)
-    at.run(timeout=60)
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.switch_page(f"views/{name}.py").run(timeout=60)
     assert not at.exception, [e.value for e in at.exception]
     return at
 

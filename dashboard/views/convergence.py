@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-# ruff: noqa: E402 (imports follow the sys.path fix below)
-import sys
-from pathlib import Path
-
-_REPO = str(Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:  # a deep link served before app.py first ran (Streamlit's pages/ folder mode)
-    sys.path.insert(0, _REPO)
-
 import streamlit as st
 
-from dashboard.common import get_roots, render_sidebar
+from dashboard.common import get_roots
 from eval.convergence import (
     ConvergenceData,
     available_metrics,
@@ -35,7 +27,6 @@ def _load(stamp: tuple, roots: tuple[str, ...]) -> ConvergenceData:
     return load_convergence(roots, default_cache())
 
 
-render_sidebar()
 st.title("Convergence")
 roots = get_roots()
 st.caption("Curves from the TensorBoard event files of every run (a folder with run.json) under: "

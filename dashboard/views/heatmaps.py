@@ -6,13 +6,8 @@ slider below only re-draws from that cache.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-if str(Path(__file__).resolve().parents[2]) not in sys.path:  # deep link on a cold server runs a page alone
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-import cv2
 import numpy as np
 import plotly.express as px
 import streamlit as st
@@ -22,11 +17,11 @@ from core.image_input import ImageInputError
 from core.image_io import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, decode_upload
 from core.overlay import COLORMAPS, overlay_mask
 from dashboard.common import (
+    current_selection,
     display_name,
     get_model,
     interactive_torch_threads,
     load_models,
-    render_sidebar,
     weights_fingerprint,
 )
 from eval.attention_view import (
@@ -34,9 +29,11 @@ from eval.attention_view import (
     diverging_overlay,
     draw_detections,
     filter_detections,
+    fit_image,
     hybrid_difference,
     image_digest,
     level_masks,
+    scale_detections,
     top_channels,
 )
 from eval.compare import PAIRS
@@ -61,23 +58,8 @@ def inspect(model_name: str, fingerprint: str, digest: str, _model, _rgb: np.nda
         return _model.inspect(_rgb, conf_thresh=FORWARD_CONF, nms_thresh=0.4, with_masks=True)
 
 
-def fit(rgb: np.ndarray, side: int) -> tuple[np.ndarray, float]:
-    """Downscale so the long side is at most `side`; returns the image and the scale applied."""
-    scale = min(1.0, side / max(rgb.shape[:2]))
-    if scale >= 1.0:
-        return rgb, 1.0
-    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
-
-
-def scaled(dets, scale: float):
-    from core.postprocess import Detections
-
-    return Detections(boxes=dets.boxes * scale, scores=dets.scores, landmarks=dets.landmarks * scale)
-
-
 st.title("Attention heatmaps")
-selection = render_sidebar()
+selection = current_selection()
 
 # ---- image input ---------------------------------------------------------------------------------
 images: list[tuple[str, np.ndarray]] = []
@@ -111,7 +93,7 @@ else:
     st.error("No image: upload one (bundled samples are missing from assets/samples).")
     st.stop()
 
-rgb, analysis_scale = fit(rgb_full, MAX_ANALYSIS_SIDE)
+rgb, analysis_scale = fit_image(rgb_full, MAX_ANALYSIS_SIDE)
 if analysis_scale < 1.0:
     st.caption(f"{image_name} is {rgb_full.shape[1]}×{rgb_full.shape[0]}; analysed at {rgb.shape[1]}×{rgb.shape[0]}.")
 
@@ -136,7 +118,7 @@ for name, model in models.items():
     except Exception as exc:  # noqa: BLE001 - one model failing must not take the others down
         st.error(f"**{display_name(name)}** failed on {image_name}: {exc}")
 
-view, view_scale = fit(rgb, MAX_VIEW_SIDE)
+view, view_scale = fit_image(rgb, MAX_VIEW_SIDE)
 st.caption(f"{image_name}: {rgb.shape[1]}×{rgb.shape[0]} px · level **{level}** · "
            "ECA-CBAM sequential: spatial mask computed from the channel-refined map; parallel: from the input.")
 columns = st.columns(len(COMPARED_MODELS))
@@ -149,7 +131,7 @@ for col, name in zip(columns, COMPARED_MODELS, strict=True):
             continue
         dets, maps = results[name]
         shown = filter_detections(dets, conf)
-        st.image(draw_detections(view, scaled(shown, view_scale)), output_format="JPEG",
+        st.image(draw_detections(view, scale_detections(shown, view_scale)), output_format="JPEG",
                  caption=f"{len(shown)} detection(s) ≥ {conf:.2f}" + (" (top 50 drawn)" if len(shown) > 50 else ""))
         masks = level_masks(maps, level)
         chans = top_channels(maps, level, top_k)

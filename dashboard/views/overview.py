@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if str(Path(__file__).resolve().parents[2]) not in sys.path:  # deep link on a cold server runs a page alone
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import pandas as pd
 import streamlit as st
 
 from core.config import MODEL_CONFIGS
-from dashboard.common import get_roots, get_scan, render_sidebar
+from dashboard.common import get_roots, get_scan
 from eval.sources import build_inventory, dataset_label, display_path
 
 
@@ -26,7 +20,6 @@ def parameter_totals() -> dict[str, int]:
 st.title("FeatherFace Lab")
 st.write("Three ways to put channel + spatial attention into FeatherFace, a ~0.5M-parameter RetinaFace-style "
          "face detector, compared on parameters, FLOPs, attention maps, training curves, accuracy and latency.")
-render_sidebar()
 roots = get_roots()
 inv = build_inventory(roots, scan=get_scan(roots))
 

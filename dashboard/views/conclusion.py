@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-# ruff: noqa: E402 (imports follow the sys.path fix below)
-import sys
-from pathlib import Path
-
-_REPO = str(Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:  # a deep link served before app.py first ran (Streamlit's pages/ folder mode)
-    sys.path.insert(0, _REPO)
-
 import streamlit as st
 
-from dashboard.common import get_roots, render_sidebar
+from dashboard.common import get_roots
 from eval.compare import load_comparison, load_latency
 from eval.conclusion import build_conclusion, runs_overview
 
-render_sidebar()
 st.title("Conclusion")
 roots = get_roots()
 st.caption(f"Generated from `{roots.results}` and the runs under "

@@ -4,23 +4,17 @@ append of the summary rows and every timed run beside the earlier ones."""
 
 from __future__ import annotations
 
-# ruff: noqa: E402 (imports follow the sys.path fix below)
-import sys
-from pathlib import Path
-
-_REPO = str(Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:  # a deep link served before app.py first ran (Streamlit's pages/ folder mode)
-    sys.path.insert(0, _REPO)
-
 import copy
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 import torch
 
 from core.artifacts import ResultsFileError
+from core.config import MODEL_CONFIGS
 from core.device import select_device
-from dashboard.common import get_model, get_roots, load_models, render_sidebar
+from dashboard.common import current_selection, get_model, get_roots, load_models
 from eval.compare import (
     LATENCY_CSV,
     LATENCY_RUNS_CSV,
@@ -37,7 +31,7 @@ from eval.sources import random_option
 
 RESULT_KEY = "lat_result"
 SAVE_MSG_KEY = "lat_save_message"
-NAMES = {m: display_name(m) for m in ("cbam", "eca_cbam", "eca_cbam_parallel", "none")}
+NAMES = {m: display_name(m) for m in MODEL_CONFIGS}
 
 
 def _save(target: Path, result: dict) -> None:
@@ -63,7 +57,7 @@ def _pair_picker(runs: pd.DataFrame, key: str) -> None:
     st.markdown(f"**A − B:** {paired_difference(runs, a, b).sentence(NAMES)}.")
 
 
-selection = render_sidebar()
+selection = current_selection()
 st.title("Latency")
 roots = get_roots()
 st.caption("Times `model(x)` on a random batch (network only: no decoding, no NMS) with the BN-folded inference "

@@ -3,17 +3,9 @@ the per-attribute breakdown. Logic lives in eval.compare; every dataset is kept 
 
 from __future__ import annotations
 
-# ruff: noqa: E402 (imports follow the sys.path fix below)
-import sys
-from pathlib import Path
-
-_REPO = str(Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:  # a deep link served before app.py first ran (Streamlit's pages/ folder mode)
-    sys.path.insert(0, _REPO)
-
 import streamlit as st
 
-from dashboard.common import get_roots, render_sidebar
+from dashboard.common import get_roots
 from eval.compare import (
     aggregate_seeds,
     attribute_figure,
@@ -33,7 +25,6 @@ from eval.compare import (
     vs_reference,
 )
 
-render_sidebar()
 st.title("Results")
 roots = get_roots()
 st.caption(f"From `{roots.results}`: comparison_table.csv (measured), reference_results.csv (published and "

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-if str(Path(__file__).resolve().parents[2]) not in sys.path:  # deep link on a cold server runs a page alone
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from core.config import COMPARED_MODELS, MODEL_CONFIGS, MODEL_ORDER
 from core.flops import DCN_MODULATION_FLOPS, DCN_SAMPLING_FLOPS
-from dashboard.common import display_name, render_sidebar
+from dashboard.common import display_name
 from eval.model_summary import design, flops_table, parameter_table, part_pivot, summary_table
 
 
@@ -25,7 +19,6 @@ def tables() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
 
 st.title("Models")
-render_sidebar()
 summary, params, flops = tables()
 
 st.subheader("Size and cost at 640×640")
