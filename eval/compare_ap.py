@@ -59,12 +59,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from numpy.typing import ArrayLike
 from tqdm import tqdm
 
 from core.artifacts import DATASETS, ResultsFileError, atomic_write_json, detect_dataset
-from core.config import model_rank
+from core.config import display_name, model_rank
 from core.data.wider_gt import SETTINGS, WiderGT, WiderGTError, load_wider_gt
 from eval.predictions import PredictionFormatError, prediction_meta, read_predictions
 from eval.widerface import counted_subsets, match_predictions, subset_name, voc_ap
@@ -333,6 +334,49 @@ def compare_results(
             atomic_write_json(out, result)
             written.append(out)
     return written, warnings
+
+
+def load_reports(results_root: Path | str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every ``<results>/compare_ap/*.json`` with its models named; unreadable files become warnings."""
+    reports, warnings = [], []
+    folder = Path(results_root) / COMPARE_DIR
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or not isinstance(data.get("settings"), dict) or not data.get("dataset"):
+                raise ValueError("needs 'settings' and 'dataset'")
+            parts = path.stem.split("__")
+            data["model_a"] = data.get("model_a") or (parts[0] if len(parts) >= 2 else None)
+            data["model_b"] = data.get("model_b") or (parts[1] if len(parts) >= 2 else None)
+            if not data["model_a"] or not data["model_b"]:
+                raise ValueError("models not named (model_a/model_b or an <A>__<B>__<dataset>.json name)")
+            reports.append(data | {"path": path.as_posix()})
+        except (OSError, ValueError, TypeError) as exc:
+            warnings.append(f"{path}: unreadable AP comparison ({exc})")
+    return reports, warnings
+
+
+def difference_table(reports: Sequence[Mapping[str, Any]], breakdown: bool = False) -> pd.DataFrame:
+    """One row per report and subset, AP in points: B - A, its CI, verdict, seeds and their spread."""
+    rows = []
+    for r in reports:
+        subsets = dict(r["settings"]) | (dict(r.get("breakdown") or {}) if breakdown else {})
+        for name, e in subsets.items():
+            sd = [e.get("seed_sd_a"), e.get("seed_sd_b")]
+            rows.append({
+                "dataset": r["dataset"], "B - A": f"{display_name(r['model_b'])} - {display_name(r['model_a'])}",
+                "subset": name, "AP A": 100 * e["ap_a"], "AP B": 100 * e["ap_b"], "delta": 100 * e["delta"],
+                "CI low": 100 * e["ci_low"], "CI high": 100 * e["ci_high"], "verdict": e["verdict"],
+                "seeds": f"{r.get('seeds_a', 1)} / {r.get('seeds_b', 1)}",
+                "seed sd A / B": " / ".join("-" if v is None else f"{100 * v:.2f}" for v in sd),
+                "CI covers": "images + seeds" if r.get("seed_mode") == "two-level" else "images only",
+            })
+    order = {s: i for i, s in enumerate((*SETTINGS, "mAP"))}
+    frame = pd.DataFrame(rows, columns=["dataset", "B - A", "subset", "AP A", "AP B", "delta", "CI low", "CI high",
+                                        "verdict", "seeds", "seed sd A / B", "CI covers"])
+    rank = frame["subset"].map(lambda s: order.get(s, len(order)))
+    return frame.assign(_r=rank).sort_values(["dataset", "B - A", "_r"], kind="stable").drop(columns="_r") \
+        .reset_index(drop=True)
 
 
 def _print(result: Mapping[str, Any]) -> None:

@@ -11,7 +11,17 @@ import pytest
 import scipy.sparse as sp
 
 from core.data.wider_gt import SETTINGS, GTImage, WiderGT, load_wider_gt, write_wider_gt
-from eval.compare_ap import _Counts, _resampled_ap, compare_predictions, compare_results, main, verdict, voc_ap_rows
+from eval.compare_ap import (
+    _Counts,
+    _resampled_ap,
+    compare_predictions,
+    compare_results,
+    difference_table,
+    load_reports,
+    main,
+    verdict,
+    voc_ap_rows,
+)
 from eval.predictions import META_FILE, write_predictions
 from eval.widerface import counted_subsets, evaluate, voc_ap
 from tests.conftest import REAL_GT
@@ -276,7 +286,19 @@ def test_compare_results_pairs_every_model_and_pools_seeds(tmp_path: Path, capsy
     expected = np.mean([evaluate(detector(gt, p, seed=i), gt).ap["easy"] for i, p in enumerate([0.9, 0.85])])
     assert data["settings"]["easy"]["ap_b"] == pytest.approx(expected, abs=1e-15)
 
-    for path in written:
+    reports, bad = load_reports(results)
+    assert len(reports) == 3 and not bad
+    table = difference_table(reports)
+    assert len(table) == 3 * 4 and table["subset"].tolist()[:4] == ["easy", "medium", "hard", "mAP"]
+    row = table[(table["B - A"] == "ECA-CBAM parallel - CBAM baseline") & (table["subset"] == "easy")].iloc[0]
+    assert row["delta"] == pytest.approx(100 * data["settings"]["easy"]["delta"])
+    assert (row["verdict"], row["seeds"], row["CI covers"]) == ("better", "1 / 2", "images + seeds")
+    assert row["seed sd A / B"].startswith("- / ")
+    assert len(difference_table(reports, breakdown=True)) > len(table)
+    (results / "compare_ap" / "junk.json").write_text("{")
+    assert len(load_reports(results)[1]) == 1
+
+    for path in [*written, results / "compare_ap" / "junk.json"]:
         path.unlink()
     assert main(["--results", str(results), "--resamples", "50"]) == 2  # paths are relative to the cwd
     assert "absent" in capsys.readouterr().err
