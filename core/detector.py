@@ -16,7 +16,7 @@ from core.heads import DetectionHead
 from core.image_input import rgb_to_model_tensor, to_rgb_uint8
 from core.layers.attention import MaskedAttention
 from core.layers.create_attn import create_attn
-from core.postprocess import Detections, postprocess
+from core.postprocess import Detections, NmsMethod, postprocess
 from core.ssh import SSH
 
 STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3")
@@ -122,9 +122,17 @@ class FeatherFace(nn.Module):
         return rgb, rgb_to_model_tensor(rgb, self.cfg.bgr_mean).to(self.device)
 
     @torch.inference_mode()
-    def detect(self, image: object, conf_thresh: float = 0.5, nms_thresh: float = 0.4) -> Detections:
-        """RGB image (numpy HxWx3 uint8, any size, or tensor) -> boxes, scores and 5 landmarks in pixels."""
-        return self.inspect(image, conf_thresh, nms_thresh, with_masks=False)[0]
+    def detect(
+        self, image: object, conf_thresh: float = 0.5, nms_thresh: float = 0.4, *, top_k: int = 5000,
+        keep_top_k: int = 750, nms_method: NmsMethod = "pixel",
+    ) -> Detections:
+        """RGB image (numpy HxWx3 uint8, any size, or tensor) -> boxes, scores and 5 landmarks in pixels.
+
+        NMS uses RetinaFace's +1 pixel rule unless `nms_method="torchvision"`; `top_k` / `keep_top_k`
+        cap the boxes before / after NMS (0 = no cap), see `core.postprocess.postprocess`.
+        """
+        return self.inspect(image, conf_thresh, nms_thresh, with_masks=False, top_k=top_k, keep_top_k=keep_top_k,
+                            nms_method=nms_method)[0]
 
     def get_attention_heatmaps(self, image: object) -> Heatmaps:
         """Masks captured from the real forward pass on `image` (RGB, any size, or a tensor).
@@ -140,7 +148,8 @@ class FeatherFace(nn.Module):
 
     @torch.inference_mode()
     def inspect(
-        self, image: object, conf_thresh: float = 0.5, nms_thresh: float = 0.4, with_masks: bool = True
+        self, image: object, conf_thresh: float = 0.5, nms_thresh: float = 0.4, with_masks: bool = True, *,
+        top_k: int = 5000, keep_top_k: int = 750, nms_method: NmsMethod = "pixel",
     ) -> tuple[Detections, Heatmaps]:
         """Detections and (optionally) attention masks from a single forward pass."""
         if with_masks and not self.has_attention:
@@ -157,7 +166,7 @@ class FeatherFace(nn.Module):
             self.train(was_training)
         anchors = self.anchors_for(rgb.shape[:2], x.device)
         dets = postprocess(loc[0], conf[0], landm[0], anchors, rgb.shape[:2], self.cfg.anchors.variances,
-                           conf_thresh, nms_thresh)
+                           conf_thresh, nms_thresh, top_k, keep_top_k, nms_method)
         heatmaps: Heatmaps = {"backbone": {}, "bifpn": {}} if with_masks else {}
         for name, masks in raw.items():
             group = "backbone" if name in STAGES else "bifpn"

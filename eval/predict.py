@@ -28,6 +28,7 @@ from core.data.widerface import LabelFormatError, read_image_list
 from core.detector import FeatherFace
 from core.device import select_device
 from core.inference import prepare_for_inference
+from core.postprocess import NMS_METHODS, NmsMethod
 from eval.predictions import META_FILE, Predictions, write_predictions
 
 
@@ -80,19 +81,21 @@ def inference_copy(model: torch.nn.Module) -> FeatherFace:
 
 def predict_image(
     model: FeatherFace, rgb: np.ndarray, max_side: int | None = None, conf_thresh: float = 0.02,
-    nms_thresh: float = 0.4,
+    nms_thresh: float = 0.4, *, top_k: int = 5000, keep_top_k: int = 750, nms_method: NmsMethod = "pixel",
 ) -> np.ndarray:
     """(N, 5) float64 rows `x y w h score` in original-image pixels, sorted by score descending.
 
     With `max_side`, an image whose long side exceeds it is downscaled first (never upscaled) and
     the boxes are mapped back, so the output is always in the coordinates of the file on disk.
+    `top_k` / `keep_top_k` (0 = no cap) and `nms_method` as in `core.postprocess.postprocess`.
     """
     scale = 1.0
     if max_side is not None and max(rgb.shape[:2]) > max_side:
         scale = max_side / max(rgb.shape[:2])
         size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-    dets = model.detect(rgb, conf_thresh=conf_thresh, nms_thresh=nms_thresh)
+    dets = model.detect(rgb, conf_thresh=conf_thresh, nms_thresh=nms_thresh, top_k=top_k, keep_top_k=keep_top_k,
+                        nms_method=nms_method)
     boxes = dets.boxes.astype(np.float64) / scale
     rows = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2], dets.scores.astype(np.float64)])
     rows = rows[np.isfinite(rows).all(axis=1)]
@@ -108,6 +111,10 @@ def predict_split(
     nms_thresh: float = 0.4,
     limit: int | None = None,
     progress: bool = False,
+    *,
+    top_k: int = 5000,
+    keep_top_k: int = 750,
+    nms_method: NmsMethod = "pixel",
 ) -> Predictions:
     """In-memory predictions for the val list: event -> image name (no .jpg) -> (N, 5) rows.
 
@@ -118,7 +125,8 @@ def predict_split(
     out: Predictions = {}
     for event, image in tqdm(entries, desc="predict", disable=not progress, unit="img"):
         rgb = read_rgb(Path(data_root) / "val" / "images" / event / image)
-        out.setdefault(event, {})[Path(image).stem] = predict_image(fast, rgb, max_side, conf_thresh, nms_thresh)
+        out.setdefault(event, {})[Path(image).stem] = predict_image(
+            fast, rgb, max_side, conf_thresh, nms_thresh, top_k=top_k, keep_top_k=keep_top_k, nms_method=nms_method)
     return out
 
 
@@ -151,6 +159,10 @@ def predict_to_dir(
     on_change: Literal["error", "restart"] = "error",
     progress: bool = True,
     on_image: Callable[[int, int], None] | None = None,
+    *,
+    top_k: int = 5000,
+    keep_top_k: int = 750,
+    nms_method: NmsMethod = "pixel",
 ) -> PredictSummary:
     """Write `<out>/<event>/<image>.txt` for every listed image, skipping files already present.
 
@@ -161,7 +173,8 @@ def predict_to_dir(
     """
     data_root, out_dir = Path(data_root), Path(out_dir)
     entries = list_val_images(data_root)
-    settings = {"max_side": max_side, "conf_thresh": conf_thresh, "nms_thresh": nms_thresh}
+    settings = {"max_side": max_side, "conf_thresh": conf_thresh, "nms_thresh": nms_thresh, "top_k": top_k,
+                "keep_top_k": keep_top_k, "nms": nms_method}
     try:
         _check_meta(out_dir, {**(meta or {}), **settings}, overwrite)
     except PredictError:
@@ -177,7 +190,9 @@ def predict_to_dir(
             skipped += 1
         else:
             rgb = read_rgb(data_root / "val" / "images" / event / image)
-            write_predictions(out_dir, {event: {name: predict_image(fast, rgb, max_side, conf_thresh, nms_thresh)}})
+            rows = predict_image(fast, rgb, max_side, conf_thresh, nms_thresh, top_k=top_k, keep_top_k=keep_top_k,
+                                 nms_method=nms_method)
+            write_predictions(out_dir, {event: {name: rows}})
             written += 1
         if on_image is not None:
             on_image(i, len(entries))
@@ -199,17 +214,51 @@ def load_for_eval(network: str, weights: Path | str, device: str | torch.device 
     return model.eval()
 
 
+def nms_method_arg(text: str) -> str:
+    """`--nms` picks the rule; a number here is an old command line meaning the IoU threshold."""
+    try:
+        float(text)
+    except ValueError:
+        if text not in NMS_METHODS:
+            raise argparse.ArgumentTypeError(f"choose one of {list(NMS_METHODS)}, got {text!r}") from None
+        return text
+    raise argparse.ArgumentTypeError(f"--nms now picks the NMS rule {list(NMS_METHODS)}; "
+                                     f"give the IoU threshold as --nms-thresh {text}")
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0 = no cap), got {value}")
+    return value
+
+
+def add_postprocess_args(parser: argparse.ArgumentParser) -> None:
+    """--conf, --nms-thresh, --nms, --top-k, --keep-top-k (shared with eval.results)."""
+    parser.add_argument("--conf", type=float, default=0.02, help="keep scores strictly above this (default 0.02)")
+    parser.add_argument("--nms-thresh", type=float, default=0.4, help="NMS IoU threshold (default 0.4)")
+    parser.add_argument("--nms", type=nms_method_arg, default="pixel", metavar="{pixel,torchvision}",
+                        help="pixel: RetinaFace's +1 pixel areas (default); torchvision: continuous areas")
+    parser.add_argument("--top-k", type=non_negative_int, default=5000,
+                        help="best boxes sent to NMS (default 5000 as FeatherFace; 0 = no cap as RetinaFace)")
+    parser.add_argument("--keep-top-k", type=non_negative_int, default=750,
+                        help="boxes kept after NMS (default 750 as FeatherFace; 0 = no cap as RetinaFace)")
+
+
+def postprocess_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"top_k": args.top_k, "keep_top_k": args.keep_top_k, "nms_method": args.nms}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.predict",
                                      description="Write WIDERFace submission files for the val list.")
-    parser.add_argument("--network", required=True, help="cbam | eca_cbam | eca_cbam_parallel | none")
+    parser.add_argument("--network", required=True, help="cbam | eca_cbam | eca_cbam_parallel | none | retinaface_mnet")
     parser.add_argument("--trained-model", required=True, type=Path, help="checkpoint (.pth) of that network")
     parser.add_argument("--data", required=True, type=Path, help="dataset root holding val/wider_val.txt")
     parser.add_argument("--out", required=True, type=Path, help="output folder: <out>/<event>/<image>.txt")
     parser.add_argument("--resize-long", type=int, default=None, metavar="N",
                         help="downscale images whose long side exceeds N px (default: original size)")
-    parser.add_argument("--conf", type=float, default=0.02, help="score threshold (default 0.02)")
-    parser.add_argument("--nms", type=float, default=0.4, help="NMS IoU threshold (default 0.4)")
+    add_postprocess_args(parser)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--overwrite", action="store_true", help="rewrite every file instead of resuming")
     args = parser.parse_args(argv)
@@ -221,8 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         model = load_for_eval(args.network, args.trained_model, device)
         meta = {"network": args.network, "weights_sha256": file_sha256(args.trained_model)}
-        summary = predict_to_dir(model, args.data, args.out, args.resize_long, args.conf, args.nms, meta=meta,
-                                 overwrite=args.overwrite)
+        summary = predict_to_dir(model, args.data, args.out, args.resize_long, args.conf, args.nms_thresh, meta=meta,
+                                 overwrite=args.overwrite, **postprocess_kwargs(args))
     except (CheckpointError, PredictError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -38,10 +38,18 @@ from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from core.config import COMPARED_MODELS, MODEL_CONFIGS
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.device import device_name, select_device
+from core.postprocess import NmsMethod
 from eval.figures import FigureError, read_image_rgb, write_heatmap_figure
 from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, run_latency
 from eval.latency import check_csvs as check_latency_csvs
-from eval.predict import PredictError, file_sha256, list_val_images, predict_to_dir
+from eval.predict import (
+    PredictError,
+    add_postprocess_args,
+    file_sha256,
+    list_val_images,
+    postprocess_kwargs,
+    predict_to_dir,
+)
 from eval.predictions import PredictionFormatError, read_predictions
 from eval.reference import write_reference
 from eval.widerface import evaluate
@@ -228,6 +236,10 @@ def run_results(
     image: Path | str | None = DEFAULT_IMAGE,
     progress: bool = True,
     threads: int | None = None,
+    *,
+    top_k: int = 5000,
+    keep_top_k: int = 750,
+    nms_method: NmsMethod = "pixel",
 ) -> pd.DataFrame:
     """Predict, evaluate, time and draw every model; returns the updated comparison table.
 
@@ -271,7 +283,8 @@ def run_results(
         pred_dir = out / "predictions" / stem
         predict_to_dir(model, data, pred_dir, max_side, conf_thresh, nms_thresh,
                        meta={"network": model_name, "weights_sha256": file_sha256(paths[model_name])},
-                       on_change="restart", progress=progress)
+                       on_change="restart", progress=progress, top_k=top_k, keep_top_k=keep_top_k,
+                       nms_method=nms_method)
         result = evaluate(read_predictions(pred_dir, gt, strict=True).predictions, gt)
         ap = {k: 100.0 * v for k, v in result.ap.items()}
         ap["mAP"] = sum(ap.values()) / len(ap)
@@ -287,6 +300,7 @@ def run_results(
         atomic_write_json(out / "eval" / f"{stem}.json", {
             **row, "weights_sha256": file_sha256(paths[model_name]), "ap_percent": ap,
             "predict": {"max_side": max_side, "conf_thresh": conf_thresh, "nms_thresh": nms_thresh,
+                        "top_k": top_k, "keep_top_k": keep_top_k, "nms": nms_method,
                         "predictions": pred_dir.as_posix()},
             "latency": lat, "evaluation": result.to_dict(curves=True),
         })
@@ -312,8 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--resize-long", type=int, default=None, metavar="N",
                         help="downscale val images whose long side exceeds N (default: original size)")
-    parser.add_argument("--conf", type=float, default=0.02)
-    parser.add_argument("--nms", type=float, default=0.4)
+    add_postprocess_args(parser)
     parser.add_argument("--size", nargs=2, type=int, default=[640, 640], metavar=("H", "W"), help="latency input")
     parser.add_argument("--rounds", "--runs", dest="rounds", type=int, default=DEFAULT_ROUNDS,
                         help="latency: interleaved timed rounds, one run of each model per round")
@@ -327,8 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         table = run_results(args.data, args.weights_dir, args.out, args.models, args.dataset, args.gt, args.device,
-                            args.resize_long, args.conf, args.nms, tuple(args.size), args.rounds, args.warmup,
-                            None if args.no_figures else args.image, threads=args.threads)
+                            args.resize_long, args.conf, args.nms_thresh, tuple(args.size), args.rounds, args.warmup,
+                            None if args.no_figures else args.image, threads=args.threads, **postprocess_kwargs(args))
     except (ResultsFileError, WeightsError, CheckpointError, PredictError, PredictionFormatError, WiderGTError,
             FigureError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

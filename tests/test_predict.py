@@ -71,6 +71,8 @@ def test_other_settings_are_refused_or_restarted(tiny, tmp_path):
     predict_to_dir(model, tiny["data"], out, conf_thresh=0.02, progress=False)
     with pytest.raises(PredictError, match="conf_thresh"):
         predict_to_dir(model, tiny["data"], out, conf_thresh=0.5, progress=False)
+    with pytest.raises(PredictError, match=r"\['keep_top_k', 'nms', 'top_k'\]"):
+        predict_to_dir(model, tiny["data"], out, top_k=0, keep_top_k=0, nms_method="torchvision", progress=False)
     redone = predict_to_dir(model, tiny["data"], out, conf_thresh=0.5, on_change="restart", progress=False)
     assert redone.written == 4
     read = read_predictions(out, strict=True)
@@ -82,9 +84,11 @@ class _StubModel:
 
     def __init__(self) -> None:
         self.seen: tuple[int, ...] = ()
+        self.postprocess: dict = {}
 
-    def detect(self, rgb, conf_thresh, nms_thresh):
+    def detect(self, rgb, conf_thresh, nms_thresh, **postprocess):
         self.seen = rgb.shape
+        self.postprocess = postprocess
         return Detections(boxes=np.array([[1, 2, 11, 22]], np.float32), scores=np.array([0.9], np.float32),
                           landmarks=np.zeros((1, 10), np.float32))
 
@@ -96,6 +100,9 @@ def test_resize_long_downscales_and_maps_boxes_back():
     np.testing.assert_allclose(rows, [[4, 8, 40, 80, 0.9]], rtol=1e-6)
     predict_image(stub, rgb, max_side=400)  # never upscales
     assert stub.seen[:2] == (100, 200)
+    assert stub.postprocess == {"top_k": 5000, "keep_top_k": 750, "nms_method": "pixel"}
+    predict_image(stub, rgb, top_k=0, keep_top_k=0, nms_method="torchvision")
+    assert stub.postprocess == {"top_k": 0, "keep_top_k": 0, "nms_method": "torchvision"}
 
 
 def test_cli_writes_layout_and_resumes(tiny, tmp_path, capsys):
