@@ -1,15 +1,16 @@
-"""RetinaFace's MultiBoxLoss: anchor matching, 3:1 hard negative mining, box/class/landmark terms.
+"""RetinaFace's MultiBoxLoss: anchor matching, 7:1 hard negative mining, box/class/landmark terms.
 
 Conventions (Pytorch_Retinaface ``layers/modules/multibox_loss.py``):
 
-- every image is matched to its own faces (``core.matching.match_anchors``, IoU 0.35), the whole
+- every image is matched to its own faces (``core.matching.match_anchors``, IoU ``overlap_threshold``,
+  0.35 as ``MultiBoxLoss(num_classes, 0.35, True, 0, True, 7, 0.35, False)`` in RetinaFace's train.py), the whole
   batch at once on the concatenated faces; an anchor's target label is 1 (face with landmarks),
   -1 (face without landmarks) or 0 (background);
 - positives are anchors with label != 0; they get the smooth-L1 box term and count as "face" in
   the classification term;
-- hard negative mining keeps, per image, the ``3 * num_pos`` background anchors with the highest
-  classification loss (an image without positives contributes no classification loss, as in the
-  reference);
+- hard negative mining keeps, per image, the ``neg_pos_ratio * num_pos`` background anchors (7, the
+  same call, and FeatherFace's train scripts) with the highest classification loss (an image without
+  positives contributes no classification loss, as in the reference);
 - the landmark term uses only positives whose face has landmarks (label 1);
 - every term is a sum normalised by the number of positives in the batch (the landmark term by
   the positives with landmarks), each count at least 1.
@@ -90,7 +91,7 @@ class MultiBoxLoss(nn.Module):
         self,
         variances: tuple[float, float] = (0.1, 0.2),
         overlap_threshold: float = 0.35,
-        neg_pos_ratio: int = 3,
+        neg_pos_ratio: int = 7,
         box_weight: float = 2.0,
         landmark_weight: float = 1.0,
     ) -> None:

@@ -66,7 +66,7 @@ def build_targets_per_image(
 
 def multibox_loss_per_image(
     predictions: tuple[torch.Tensor, torch.Tensor, torch.Tensor], anchors: torch.Tensor, targets: list[torch.Tensor],
-    variances: tuple[float, float] = (0.1, 0.2), threshold: float = 0.35, neg_pos_ratio: int = 3,
+    variances: tuple[float, float] = (0.1, 0.2), threshold: float = 0.35, neg_pos_ratio: int = 7,
     box_weight: float = 2.0, landmark_weight: float = 1.0,
 ) -> LossTerms:
     loc, conf, landm = (p.float() for p in predictions)

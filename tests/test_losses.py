@@ -58,7 +58,7 @@ def test_image_without_positives_has_zero_box_loss_but_batch_still_trains_classe
     landm_t = encode_landmarks(targets[0][:, 4:14], ANCHORS[:1], VARIANCES)
     expected_box = F.smooth_l1_loss(loc[0, :1], loc_t, reduction="sum")
     expected_landm = F.smooth_l1_loss(landm[0, :1], landm_t, reduction="sum")
-    # 1 positive -> 3 mined negatives = the other three anchors of image 0; image 1 mines none.
+    # 1 positive -> 7 negatives capped at the other three anchors of image 0; image 1 mines none.
     expected_cls = F.cross_entropy(conf[0], torch.tensor([1, 0, 0, 0]), reduction="sum")
     torch.testing.assert_close(terms.box, expected_box)
     torch.testing.assert_close(terms.landmark, expected_landm)
@@ -104,6 +104,34 @@ def test_hard_negative_mining_keeps_three_hardest_per_positive_per_image() -> No
     mask = hard_negative_mask(loss, positive, 3)
     assert mask[0].nonzero().flatten().tolist() == [2, 4, 7]
     assert not mask[1].any(), "an image without positives mines no negatives"
+
+
+def test_default_ratio_is_seven_negatives_per_positive() -> None:
+    """RetinaFace's train.py: MultiBoxLoss(num_classes, 0.35, True, 0, True, 7, 0.35, False)."""
+    criterion = MultiBoxLoss(VARIANCES)
+    assert (criterion.neg_pos_ratio, criterion.overlap_threshold) == (7, 0.35)
+    anchors = generate_anchors((64, 64))  # 168 anchors
+    target = torch.cat([center_to_corners(anchors[10:11]), torch.zeros(1, 10), torch.ones(1, 1)], dim=1)
+    gen = torch.Generator().manual_seed(0)
+    preds = tuple(torch.randn(1, anchors.shape[0], k, generator=gen) for k in (4, 2, 10))
+    _, conf_t, _ = build_targets([target], anchors)
+    positives = int((conf_t != 0).sum())
+    per_anchor = F.cross_entropy(preds[1][0], (conf_t[0] != 0).long(), reduction="none")
+    for ratio in (3, 7):
+        negatives = per_anchor.masked_fill(conf_t[0] != 0, -1).topk(ratio * positives).values.sum()
+        expected = (per_anchor[conf_t[0] != 0].sum() + negatives) / positives
+        torch.testing.assert_close(MultiBoxLoss(VARIANCES, neg_pos_ratio=ratio)(preds, anchors, [target]).cls, expected)
+    torch.testing.assert_close(criterion(preds, anchors, [target]).cls,
+                               MultiBoxLoss(VARIANCES, neg_pos_ratio=7)(preds, anchors, [target]).cls)
+
+
+def test_match_iou_moves_the_positive_set() -> None:
+    anchors = generate_anchors((64, 64))
+    box = center_to_corners(anchors[10:11]) + torch.tensor([0.02, 0.0, 0.02, 0.0])  # IoU with anchor 10 < 1
+    target = torch.cat([box, torch.zeros(1, 10), torch.ones(1, 1)], dim=1)
+    loose = (build_targets([target], anchors, threshold=0.2)[1] != 0).sum()
+    strict = (build_targets([target], anchors, threshold=0.5)[1] != 0).sum()
+    assert loose > strict >= 1  # the best anchor is always kept
 
 
 def test_negatives_are_capped_by_the_number_of_anchors() -> None:

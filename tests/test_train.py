@@ -89,6 +89,28 @@ def test_checkpoints_load_and_carry_the_run_state(full_run: Path) -> None:
     assert meta["model"] == NETWORK and meta["dataset"] == "synthetic" and meta["seed"] == 0
     assert meta["status"] == "finished" and meta["steps_per_epoch"] == STEPS_PER_EPOCH
     assert meta["args"]["max_epoch"] == EPOCHS and meta["created"]
+    assert (meta["neg_pos"], meta["match_iou"]) == (7, 0.35)  # the same for every model
+
+
+def test_neg_pos_and_match_iou_reach_the_loss(
+    synth_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from train.trainer import Trainer
+
+    seen = {}
+    original = Trainer._build_model
+
+    def spy(self: Trainer) -> None:
+        original(self)
+        seen.update(ratio=self.criterion.neg_pos_ratio, iou=self.criterion.overlap_threshold)
+        raise KeyboardInterrupt  # stop before any training step
+
+    monkeypatch.setattr(Trainer, "_build_model", spy)
+    with pytest.raises(KeyboardInterrupt):
+        main(cli_args(synth_data, tmp_path, "np", "--neg-pos", "3", "--match-iou", "0.5"))
+    assert seen == {"ratio": 3, "iou": 0.5}
+    with pytest.raises(SystemExit):
+        main(cli_args(synth_data, tmp_path, "np", "--match-iou", "1.5"))
 
 
 def fail_at_training_call(monkeypatch: pytest.MonkeyPatch, call: int, action: str) -> None:

@@ -47,6 +47,13 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train", description="Train a FeatherFace variant on WIDERFace "
                                 "(or a synthetic set in the same layout).", epilog=EPILOG,
@@ -82,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-size", type=non_negative_int, default=640,
                    help="long side (px) val images are shrunk to for the in-training AP (default 640; "
                         "0 = original size). Final numbers: python -m eval.predict")
+    p.add_argument("--neg-pos", type=positive_int, default=7,
+                   help="hard negatives mined per positive anchor (default 7, as RetinaFace and FeatherFace)")
+    p.add_argument("--match-iou", type=unit_interval, default=0.35,
+                   help="IoU at which an anchor becomes a positive for a face (default 0.35)")
     p.add_argument("--amp", action="store_true", help="mixed precision (autocast + GradScaler); CUDA only")
     p.add_argument("--on-label-error", choices=("fail", "skip"), default="fail",
                    help="bad label lines / images: stop (default) or skip them with a warning")
@@ -95,7 +106,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         network=args.network, data=args.data, max_epoch=args.max_epoch, batch_size=args.batch_size, lr=args.lr,
         optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
-        warmup_epochs=args.warmup_epochs, lr_steps=args.lr_steps, gamma=args.gamma, img_size=args.img_size,
+        warmup_epochs=args.warmup_epochs, neg_pos=args.neg_pos, match_iou=args.match_iou, lr_steps=args.lr_steps,
+        gamma=args.gamma, img_size=args.img_size,
         workers=args.workers, seed=args.seed, out=args.out, run_name=args.run_name, device=args.device,
         resume=args.resume, eval_every=args.eval_every, eval_size=args.eval_size, amp=args.amp,
         on_label_error=args.on_label_error, max_train_images=args.max_train_images, progress=not args.no_progress,

@@ -85,6 +85,8 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 5.0
+    neg_pos: int = 7  # hard negatives per positive (RetinaFace's and FeatherFace's train scripts)
+    match_iou: float = 0.35  # anchor/face IoU for a positive
     lr_steps: list[int] | None = None  # None: published (190, 220) scaled to max_epoch
     gamma: float = 0.1
     img_size: int = 640
@@ -234,7 +236,8 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.net, device_ids=ids)
         self.anchors = self.net.anchors_for((cfg.img_size, cfg.img_size), self.device)
-        self.criterion = MultiBoxLoss(self.net.cfg.anchors.variances)
+        self.criterion = MultiBoxLoss(self.net.cfg.anchors.variances, overlap_threshold=cfg.match_iou,
+                                      neg_pos_ratio=cfg.neg_pos)
         if cfg.optimizer == "adamw":
             self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         elif cfg.optimizer == "sgd":
@@ -294,6 +297,7 @@ class Trainer:
                 "model": cfg.network, "dataset": self.dataset, "seed": cfg.seed, "max_epoch": cfg.max_epoch,
                 "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer, "created": now,
                 "lr_steps": cfg.lr_steps_used, "img_size": cfg.img_size, "data": str(cfg.data),
+                "neg_pos": cfg.neg_pos, "match_iou": cfg.match_iou,
                 "num_train_images": self.num_train, "steps_per_epoch": self.steps_per_epoch,
                 "world_size": self.ctx.world_size, "device": str(self.device), "amp": self.amp,
                 "params": self.net.get_parameter_count()["total"], "torch": torch.__version__,
