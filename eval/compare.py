@@ -34,6 +34,7 @@ from core.artifacts import (
     read_results_csv,
 )
 from core.config import display_name, model_color, model_rank
+from eval.seed_stats import difference_verdict, welch_from_summary
 from eval.sources import dataset_label
 
 METRICS: tuple[str, ...] = ("easy", "medium", "hard", "mAP")
@@ -224,11 +225,11 @@ def mean_std_table(agg: pd.DataFrame) -> pd.DataFrame:
 def deltas(agg: pd.DataFrame) -> pd.DataFrame:
     """Parallel vs sequential and parallel vs CBAM, per dataset and metric, never across datasets.
 
-    `spread` is std_a + std_b (the ±1 std intervals touch at |delta| = spread); the difference
-    "exceeds the spread" when |delta| is larger. With a single run on either side the spread is
-    unknown and `exceeds_spread` is None.
+    `delta` = mean_a − mean_b over seeds with a 95% Welch t interval (`ci_low`, `ci_high`, from the
+    seeds' mean, std and count) and `verdict`: "higher" / "lower" when the CI excludes 0,
+    "indistinguishable" when it includes it, "single seed" when either side has one run (no CI).
     """
-    cols = ["dataset", "comparison", "metric", "a", "b", "a_mean", "b_mean", "delta", "spread", "exceeds_spread",
+    cols = ["dataset", "comparison", "metric", "a", "b", "a_mean", "b_mean", "delta", "ci_low", "ci_high", "verdict",
             "n_a", "n_b"]
     rows = []
     for dataset, g in agg.groupby("dataset", sort=False):
@@ -238,21 +239,26 @@ def deltas(agg: pd.DataFrame) -> pd.DataFrame:
                 continue
             ra, rb = by_model.loc[a], by_model.loc[b]
             for m in METRICS:
-                delta = ra[f"{m}_mean"] - rb[f"{m}_mean"]
-                spread = ra[f"{m}_std"] + rb[f"{m}_std"]
-                exceeds = bool(abs(delta) > spread) if _is_number(spread) and _is_number(delta) else None
+                delta, low, high = welch_from_summary(rb[f"{m}_mean"], rb[f"{m}_std"], int(rb["n"]),
+                                                      ra[f"{m}_mean"], ra[f"{m}_std"], int(ra["n"]))
                 rows.append({"dataset": dataset, "comparison": label, "metric": m, "a": a, "b": b,
-                             "a_mean": ra[f"{m}_mean"], "b_mean": rb[f"{m}_mean"], "delta": delta,
-                             "spread": spread, "exceeds_spread": exceeds, "n_a": ra["n"], "n_b": rb["n"]})
+                             "a_mean": ra[f"{m}_mean"], "b_mean": rb[f"{m}_mean"], "delta": delta, "ci_low": low,
+                             "ci_high": high, "verdict": difference_verdict(low, high), "n_a": ra["n"],
+                             "n_b": rb["n"]})
     return pd.DataFrame(rows, columns=cols)
 
 
 def delta_table(d: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, comparison): delta per metric, with a marker when it exceeds the seed spread."""
+    """One row per (dataset, comparison): per metric "delta [CI] verdict" (or "delta (single seed)")."""
     if d.empty:
         return pd.DataFrame(columns=["dataset", "comparison", *METRICS])
-    marks = {True: " (> spread)", False: " (within spread)", None: ""}
-    text = d.assign(cell=[f"{v:+.2f}{marks[e]}" for v, e in zip(d["delta"], d["exceeds_spread"], strict=True)])
+
+    def cell(r: pd.Series) -> str:
+        if r["verdict"] == "single seed":
+            return f"{r['delta']:+.2f} (single seed: no CI)"
+        return f"{r['delta']:+.2f} [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] {r['verdict']}"
+
+    text = d.assign(cell=d.apply(cell, axis=1))
     out = text.pivot_table(index=["dataset", "comparison"], columns="metric", values="cell", aggfunc="first",
                            sort=False).reset_index()
     out["dataset"] = out["dataset"].map(dataset_label)
@@ -277,16 +283,8 @@ def vs_reference(agg: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
 
 
 def style_combined(table: pd.DataFrame) -> Any:
-    """Styler: best measured value per metric and dataset in bold green; synthetic rows tinted and
-    italic; published/target rows grey, so no row can be mistaken for another kind."""
-    best: dict[tuple[int, str], bool] = {}
-    measured = table[table["source"].str.startswith("measured")]
-    for _, g in measured.groupby("dataset"):
-        for m in METRICS:
-            if g[m].notna().any():
-                top = g[m].max()
-                for idx in g.index[g[m] == top]:
-                    best[(idx, m)] = True
+    """Styler: synthetic rows tinted and italic; published/target rows grey, so no row can be mistaken for
+    another kind. No "best" highlight: which model is better is the delta table's job, with CIs."""
 
     def row_style(row: pd.Series) -> list[str]:
         base = ""
@@ -294,8 +292,7 @@ def style_combined(table: pd.DataFrame) -> Any:
             base = "color: #777;"
         elif row["dataset"] == "synthetic":
             base = "background-color: #fff4d6; font-style: italic;"
-        return [base + ("font-weight: bold; background-color: #d4f4dd;" if best.get((row.name, c)) else "")
-                for c in row.index]
+        return [base for _ in row.index]
 
     fmt = {m: "{:.2f}" for m in METRICS} | {"latency_ms": "{:.2f}", "params": "{:,.0f}", "seed": "{:.0f}",
                                             "epochs": "{:.0f}"}
@@ -303,14 +300,16 @@ def style_combined(table: pd.DataFrame) -> Any:
 
 
 def style_deltas(table: pd.DataFrame) -> Any:
-    """Green for a gain of the parallel design, red for a loss; bold when it exceeds the seed spread."""
+    """Green when the parallel design is higher with a CI excluding 0, red when lower; grey otherwise."""
 
     def cell(value: Any) -> str:
-        if not isinstance(value, str) or value[:1] not in ("+", "-"):
+        if not isinstance(value, str):
             return ""
-        number = float(value.split()[0])
-        color = "#0a7a2f" if number > 0 else "#b00020" if number < 0 else "#555"
-        return f"color: {color};" + (" font-weight: bold;" if "> spread" in value else "")
+        if value.endswith(" higher"):
+            return "color: #0a7a2f; font-weight: bold;"
+        if value.endswith(" lower"):
+            return "color: #b00020; font-weight: bold;"
+        return "color: #555;"
 
     return table.style.map(cell, subset=list(METRICS))
 

@@ -1,12 +1,20 @@
 """A Markdown conclusion generated only from the data present, naming the dataset of every number.
 
-Why generated: the verdict (which attention design to use) must follow the measurements, including
-their seed spread, and say plainly what is missing, instead of a hand-written text going stale.
+Why generated: the verdict (which attention design to use) must follow the measurements and their
+uncertainty, and say plainly what is missing, instead of a hand-written text going stale. No
+sentence ranks two models on a difference whose 95% CI includes 0 (or that has no CI): such a
+difference is called "indistinguishable" or "no verdict". AP differences come from eval.compare_ap's
+paired image bootstrap where its JSONs exist, else from the seed spread (eval.hypotheses); latency
+differences are paired per round (eval.latency_stats).
+
+CLI: `python -m eval.conclusion --results DIR [--runs DIR ...] --out FILE`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import argparse
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -14,26 +22,34 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from core.artifacts import TARGETS, find_runs
+from core.artifacts import TARGETS, atomic_write_text, find_runs
 from core.config import COMPARED_MODELS, MODEL_ORDER, TARGET_MODEL
 from eval.compare import (
     METRICS,
     PAIRS,
     aggregate_seeds,
     dataset_label,
-    deltas,
     display_name,
     latest_latency,
     load_comparison,
     load_eval_records,
     load_latency,
+    load_latency_runs,
     load_reference,
 )
+from eval.hypotheses import (
+    Effect,
+    ap_difference,
+    hypotheses_markdown,
+    hypothesis_rows,
+    load_attention_report,
+    load_compare_ap,
+)
+from eval.latency_stats import MIN_ROUNDS, paired_difference, precision_note
 
-_VERDICT = {True: "exceeds the seed spread", False: "is within the seed spread",
-            None: "cannot be judged against the seed spread (single run on at least one side)"}
-_SHORT = {True: "exceeds the seed spread", False: "within the seed spread", None: "spread unknown: single run"}
+_AP_WORD = {"agrees": "higher", "opposes": "lower", "includes 0": "indistinguishable (CI includes 0)"}
 
 
 def _dataset_order(agg: pd.DataFrame) -> list[str]:
@@ -79,15 +95,32 @@ def names(models: list[str]) -> str:
     return ", ".join(display_name(m) for m in models)
 
 
-def _pair(sub: pd.DataFrame, a: str, b: str, metric: str = "mAP") -> tuple[float, bool | None]:
-    """Mean difference a - b on one dataset and whether it exceeds std_a + std_b."""
-    ra, rb = sub.loc[a], sub.loc[b]
-    delta = float(ra[f"{metric}_mean"] - rb[f"{metric}_mean"])
-    spread = ra[f"{metric}_std"] + rb[f"{metric}_std"]
-    return delta, (bool(abs(delta) > spread) if not np.isnan(spread) else None)
+def ap_verdict(effect: Effect | None) -> str:
+    """Plain words for an AP difference b − a: higher / lower / indistinguishable, or why there is no verdict."""
+    if effect is None:
+        return "not measured"
+    if not effect.has_ci:
+        return "no verdict: single seed, spread unknown" if (effect.seeds or 0) < 2 else "no verdict: no CI"
+    return _AP_WORD[effect.side]
 
 
-def _accuracy_section(dataset: str, agg: pd.DataFrame, d: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
+def _effect_text(e: Effect) -> str:
+    ci = f"95% CI {_f(e.ci_low, sign=True)} to {_f(e.ci_high, sign=True)}" if e.has_ci else "no CI"
+    return f"{_f(e.value, sign=True)} points ({ci}; {e.source})"
+
+
+def _target_check(values: pd.Series, target: float) -> str:
+    """Mean of the seeds against a target: met / missed only when the t interval of the mean excludes it."""
+    v = values.dropna().to_numpy(dtype=np.float64)
+    if v.size < 2:
+        return "single seed: no verdict"
+    half = float(stats.t.ppf(0.975, v.size - 1)) * v.std(ddof=1) / np.sqrt(v.size)
+    lo, hi = v.mean() - half, v.mean() + half
+    return "met" if lo >= target else "missed" if hi < target else "undecided: the CI includes the target"
+
+
+def _accuracy_section(dataset: str, agg: pd.DataFrame, comparison: pd.DataFrame, reports: Sequence[Mapping],
+                      reference: pd.DataFrame) -> list[str]:
     label = dataset_label(dataset)
     sub = agg[agg["dataset"] == dataset]
     out = [f"## Accuracy — {label}", "",
@@ -97,23 +130,20 @@ def _accuracy_section(dataset: str, agg: pd.DataFrame, d: pd.DataFrame, referenc
         cells = " | ".join(_ms(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS)
         out.append(f"| {r['display_name']} | {r['n']} | {r['seeds']} | {cells} |")
     out.append("")
-    best = []
-    for m in METRICS:
-        if sub[f"{m}_mean"].notna().any():
-            top = sub.loc[sub[f"{m}_mean"].idxmax()]
-            best.append(f"{m} {top['display_name']} ({_f(top[f'{m}_mean'])})")
-    if best:
-        out.append(f"- Best on {label}: " + "; ".join(best) + ".")
-    for comparison, g in d[d["dataset"] == dataset].groupby("comparison", sort=False):
-        parts = [f"{r['metric']} {_f(r['delta'], sign=True)}" for _, r in g.iterrows()]
-        verdicts = {m: r["exceeds_spread"] for m, r in g.set_index("metric").iterrows()}
-        mAP = verdicts.get("mAP")
-        out.append(f"- {comparison} on {label}: " + ", ".join(parts) + f" points; the mAP difference {_VERDICT[mAP]}.")
+    for a, b, comparison_label in PAIRS:  # PAIRS hold (parallel, other): the difference is a − b
+        parts = []
+        for m in METRICS:
+            e = ap_difference(comparison, reports, b, a, dataset, m)
+            if e is not None:
+                parts.append(f"{m} {_effect_text(e)}: {ap_verdict(e)}")
+        if parts:
+            out.append(f"- {comparison_label} on {label}: " + "; ".join(parts) + ".")
     if dataset == "widerface":
         by_model = sub.set_index("model")
         if TARGET_MODEL in by_model.index:
             r = by_model.loc[TARGET_MODEL]
-            hits = [f"{m} {_f(r[f'{m}_mean'])} vs {TARGETS[m]} ({'met' if r[f'{m}_mean'] >= TARGETS[m] else 'missed'})"
+            rows = comparison[(comparison["dataset"] == dataset) & (comparison["model"] == TARGET_MODEL)]
+            hits = [f"{m} {_f(r[f'{m}_mean'])} vs {TARGETS[m]} ({_target_check(rows[m], TARGETS[m])})"
                     for m in METRICS]
             out.append(f"- {display_name(TARGET_MODEL)} against the targets (WIDERFace val): " + "; ".join(hits) + ".")
         published = reference[reference["kind"] == "published"].set_index("model")
@@ -130,91 +160,134 @@ def _accuracy_section(dataset: str, agg: pd.DataFrame, d: pd.DataFrame, referenc
     return out
 
 
-def _latency_section(lat: pd.DataFrame) -> list[str]:
+def _session_runs(latest: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The timed runs of the session the latest rows summarise (empty for older files)."""
+    if latest.empty or runs.empty or "session" not in latest or not latest["session"].notna().any():
+        return runs.iloc[0:0]
+    return runs[runs["session"] == str(latest["session"].dropna().iloc[0])]
+
+
+def _ci(low: Any, high: Any) -> str:
+    return f"{_f(low, sign=True)} to {_f(high, sign=True)}" if _f(low) != "–" else "–"
+
+
+def _with_ci(value: Any, low: Any, high: Any, sign: bool = False) -> str:
+    if _f(low) == "–":
+        return _f(value, sign=sign)
+    return f"{_f(value, sign=sign)} ({_f(low, sign=sign)} to {_f(high, sign=sign)})"
+
+
+def _latency_section(lat: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
     latest = latest_latency(lat)
     if latest.empty:
         return []
     first = latest.iloc[0]
+    session = _session_runs(latest, runs)
+    threads = (f", {int(first['threads'])} threads" if _f(first.get("threads")) != "–"
+               and "thread" not in str(first["device_name"]) else "")
     out = ["## Latency", "",
-           f"Forward pass on random input (independent of the dataset), {first['device_name']}, input "
-           f"{int(first['input_h'])}×{int(first['input_w'])}, batch {int(first['batch'])}, latest saved rows of "
-           "`latency_benchmark.csv`:", "",
-           "| Model | median ms | FPS | overhead vs none (ms) |", "|---|---:|---:|---:|"]
+           f"Forward pass on random input (independent of the dataset), {first['device_name']}{threads}, input "
+           f"{int(first['input_h'])}×{int(first['input_w'])}, batch {int(first['batch'])}, latest session of "
+           "`latency_benchmark.csv` (models timed interleaved; overheads are paired per-round differences):", "",
+           "| Model | median ms (95% CI) | overhead vs none, ms (95% CI) | verdict |", "|---|---:|---:|---|"]
     for _, r in latest.iterrows():
-        out.append(f"| {display_name(r['model'])} | {_f(r['median_ms'])} | {_f(r['fps'], 1)} | "
-                   f"{_f(r['overhead_vs_none_ms'], sign=True)} |")
-    compared = latest[latest["model"].isin(COMPARED_MODELS)]
+        med = _with_ci(r["median_ms"], r.get("median_ci_low_ms"), r.get("median_ci_high_ms"))
+        over = _with_ci(r["overhead_vs_none_ms"], r.get("overhead_ci_low_ms"), r.get("overhead_ci_high_ms"), sign=True)
+        verdict = r.get("overhead_verdict") or "no CI: no verdict"
+        out.append(f"| {display_name(r['model'])} | {med} | {over} | {verdict if r['model'] != 'none' else '–'} |")
+    out += ["", f"- {precision_note(latest)}"]
+    compared = [m for m in COMPARED_MODELS if m in set(session["model"])]
     if len(compared) > 1:
-        fast = compared.loc[compared["median_ms"].idxmin()]
-        out += ["", f"- Fastest compared model: {display_name(fast['model'])} ({_f(fast['median_ms'])} ms median)."]
+        names = {m: display_name(m) for m in MODEL_ORDER}
+        for i, a in enumerate(compared):
+            for b in compared[i + 1:]:
+                out.append(f"- {paired_difference(session, a, b).sentence(names)}.")
+    elif len(latest[latest["model"].isin(COMPARED_MODELS)]) > 1:
+        out.append(f"- No per-run timings for this session (`latency_runs.csv`): the models are not ranked "
+                   f"against each other. Re-measure with `python -m eval.latency` (at least {MIN_ROUNDS} rounds).")
     out.append("")
     return out
 
 
-def _tradeoffs(agg: pd.DataFrame, lat: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
-    latest = latest_latency(lat).set_index("model") if not lat.empty else pd.DataFrame()
+def _latency_pair(session: pd.DataFrame, a: str, b: str) -> str:
+    if session.empty or not {a, b} <= set(session["model"]):
+        return "latency difference not measured with CIs"
+    d = paired_difference(session, a, b)
+    return f"{_f(d.median_ms, sign=True)} ms latency ({_ci(d.ci_low_ms, d.ci_high_ms)}: {d.verdict})"
+
+
+def _tradeoffs(agg: pd.DataFrame, comparison: pd.DataFrame, reports: Sequence[Mapping], session: pd.DataFrame,
+               reference: pd.DataFrame) -> list[str]:
     out = ["## Trade-offs", ""]
     for dataset in _dataset_order(agg):
-        sub = agg[agg["dataset"] == dataset].set_index("model")
         for a, b, label in PAIRS:
-            if a not in sub.index or b not in sub.index:
+            e = ap_difference(comparison, reports, b, a, dataset)
+            if e is None:
                 continue
-            delta, exceeds = _pair(sub, a, b)
             pa, pb = _params(agg, reference, a), _params(agg, reference, b)
             if pa is None or pb is None:
                 params = "parameters unknown"
             else:
                 params = f"{pa - pb:+,} parameters" if pa != pb else "the same parameters"
-            if a in latest.index and b in latest.index:
-                lat_txt = f"{_f(latest.loc[a, 'median_ms'] - latest.loc[b, 'median_ms'], sign=True)} ms latency"
-            else:
-                lat_txt = "latency not measured"
-            out.append(f"- {label} ({dataset_label(dataset)}): mAP {_f(delta, sign=True)} points "
-                       f"({_SHORT[exceeds]}) for {params} and {lat_txt}.")
+            out.append(f"- {label} ({dataset_label(dataset)}): mAP {_effect_text(e)}, {ap_verdict(e)}; "
+                       f"{params}; {_latency_pair(session, a, b)}.")
     out.append("")
     return out if len(out) > 3 else []
 
 
-def _recommendation(agg: pd.DataFrame, lat: pd.DataFrame, reference: pd.DataFrame) -> list[str]:
+def _recommendation(agg: pd.DataFrame, comparison: pd.DataFrame, reports: Sequence[Mapping], session: pd.DataFrame,
+                    reference: pd.DataFrame) -> list[str]:
+    """Recommend only what the CIs support: a model whose mAP is higher than every other's (CI excludes 0);
+    else among the models no other beats, fewer parameters (exact counts), then a latency verdict."""
     out = ["## Recommendation", ""]
     if agg.empty:
         return out + ["- No measured accuracy yet: nothing to recommend. Train the three models and run "
                       "`python -m eval.results` to fill `comparison_table.csv`.", ""]
     dataset = "widerface" if (agg["dataset"] == "widerface").any() else str(agg["dataset"].iloc[0])
-    sub = agg[agg["dataset"] == dataset].set_index("model")
-    sub = sub[sub["mAP_mean"].notna()].sort_values("mAP_mean", ascending=False)
+    sub = agg[(agg["dataset"] == dataset) & agg["mAP_mean"].notna()]
+    models = [m for m in MODEL_ORDER if m in set(sub["model"])] + sorted(set(sub["model"]) - set(MODEL_ORDER))
     label = dataset_label(dataset)
-    if sub.empty:
+    if not models:
         return out + [f"- No mAP on {label}.", ""]
-    top = sub.index[0]
-    within = [m for m in sub.index[1:] if _pair(sub, top, m)[1] is False]
-    unknown = [m for m in sub.index[1:] if _pair(sub, top, m)[1] is None]
-    latest = latest_latency(lat).set_index("model") if not lat.empty else pd.DataFrame()
-
-    def cost(model: str) -> tuple[float, float]:
-        params = _params(agg, reference, model)
-        ms = float(latest.loc[model, "median_ms"]) if model in latest.index else np.inf
-        return (params if params is not None else np.inf, ms)
-
-    best = f"{display_name(top)} has the best mAP ({_f(sub.loc[top, 'mAP_mean'])})"
-    if len(sub) == 1:
-        out.append(f"- Only {display_name(top)} was evaluated on {label}: there is nothing to compare it with yet.")
-    elif not within and not unknown:
-        out.append(f"- On {label}, **{best}** and its lead over every other model exceeds the seed spread: use it.")
-    elif within:
-        cheapest = min([top, *within], key=cost)
-        out.append(f"- On {label}, {best}, but its lead over {names(within)} is within the seed spread. Among "
-                   f"these, the cheapest (fewest parameters, then lowest latency) is **{display_name(cheapest)}**: "
-                   "prefer it unless more seeds separate them.")
-    if unknown and not within:
-        out.append(f"- On {label}, {best}: **{display_name(top)}** is the provisional choice; its lead over "
-                   f"{names(unknown)} cannot be judged against the seed spread (single runs).")
-    elif unknown:
-        out.append(f"- Its lead over {names(unknown)} cannot be judged against the seed spread (single runs).")
-    if dataset != "widerface":
+    if len(models) == 1:
+        out.append(f"- Only {display_name(models[0])} was evaluated on {label}: there is nothing to compare it with "
+                   "yet.")
+        return out + [""]
+    effects = {(a, b): ap_difference(comparison, reports, a, b, dataset) for a in models for b in models if a != b}
+    if any(e is None or not e.has_ci for e in effects.values()):
+        out.append(f"- No recommendation on {label}: the mAP differences have no confidence interval (a single "
+                   "seed per model), so none of them can rank the models. Train at least 3 seeds per model, or "
+                   "compare prediction sets with `python -m eval.compare_ap`.")
+    else:
+        beaten = {m for (a, b), e in effects.items() if e.side == "agrees" for m in [a]}  # b − a > 0: a is beaten
+        unbeaten = [m for m in models if m not in beaten]
+        if len(unbeaten) == 1:
+            out.append(f"- On {label}, **{display_name(unbeaten[0])}** has a higher mAP than every other model, "
+                       "with 95% CIs that exclude 0: use it.")
+        else:
+            params = {m: _params(agg, reference, m) for m in unbeaten}
+            known = {m: p for m, p in params.items() if p is not None}
+            fewest = [m for m, p in known.items() if p == min(known.values())] if known else []
+            out.append(f"- On {label}, the mAP of {names(unbeaten)} is indistinguishable (no 95% CI of their "
+                       "differences excludes 0).")
+            if len(fewest) == 1:
+                out.append(f"- Among them, **{display_name(fewest[0])}** has the fewest parameters "
+                           f"({known[fewest[0]]:,}, an exact count): prefer it unless more seeds separate them.")
+            elif len(fewest) == 2 and not session.empty and set(fewest) <= set(session["model"]):
+                d = paired_difference(session, fewest[0], fewest[1])
+                if d.verdict == "indistinguishable":
+                    out.append(f"- {names(fewest)} have the same parameters and indistinguishable latency "
+                               f"({_ci(d.ci_low_ms, d.ci_high_ms)} ms): nothing here separates them.")
+                else:
+                    fast = fewest[0] if d.verdict == "faster" else fewest[1]
+                    out.append(f"- {names(fewest)} have the same parameters; **{display_name(fast)}** is faster "
+                               f"({d.sentence({m: display_name(m) for m in MODEL_ORDER})}).")
+            elif fewest:
+                out.append(f"- {names(fewest)} have the same parameters and no latency verdict separates them.")
+    if dataset != "widerface" and len(out) > 2 and not out[-1].startswith("- No recommendation"):
         out.append(f"- Provisional: based on **{label}** only; confirm on WIDERFace val before drawing conclusions.")
     if (sub["n"] < 3).any():
-        out.append("- Train at least 3 seeds per model so that differences can be judged against the seed spread.")
+        out.append("- Train at least 3 seeds per model so that the seed spread enters every CI.")
     out.append("")
     return out
 
@@ -227,17 +300,22 @@ def runs_overview(roots: Iterable[Path | str]) -> pd.DataFrame:
 
 
 def build_conclusion(results_root: Path | str, runs: pd.DataFrame | None = None,
-                     now: datetime | None = None) -> str:
-    """The whole Markdown report. `runs` is the Convergence run table (None: runs not inspected)."""
+                     now: datetime | None = None, scalars: pd.DataFrame | None = None) -> str:
+    """The whole Markdown report. `runs` is the Convergence run table and `scalars` their TensorBoard scalars
+    (eval.convergence; None: runs not inspected)."""
     results_root = Path(results_root)
     comp, ref, lat = load_comparison(results_root), load_reference(results_root), load_latency(results_root)
+    lat_runs = load_latency_runs(results_root)
     records, record_warnings = load_eval_records(results_root)
+    reports, report_warnings = load_compare_ap(results_root)
+    attention, attention_problem = load_attention_report(results_root)
     agg = aggregate_seeds(comp.frame)
-    d = deltas(agg)
+    session = _session_runs(latest_latency(lat.frame), lat_runs.frame)
     stamp = (now or datetime.now()).isoformat(timespec="seconds")
     md = ["# FeatherFace Lab — conclusion", "",
           f"Generated {stamp} from `{results_root}`. Every accuracy number names its dataset; synthetic numbers "
-          "are never mixed with WIDERFace ones.", "", "## Data used", ""]
+          "are never mixed with WIDERFace ones. No sentence ranks two models on a difference whose 95% CI "
+          "includes 0 or is unknown.", "", "## Data used", ""]
     if comp.errors:
         md.append(f"- Accuracy: **unusable** `comparison_table.csv`: {comp.errors[0]}")
     elif comp.missing or comp.frame.empty:
@@ -246,6 +324,8 @@ def build_conclusion(results_root: Path | str, runs: pd.DataFrame | None = None,
         counts = comp.frame.groupby("dataset").size()
         md.append("- Accuracy: `comparison_table.csv`, " + ", ".join(
             f"{n} evaluation(s) on {dataset_label(ds)}" for ds, n in counts.items()) + ".")
+    md.append(f"- AP comparisons with a paired image bootstrap (`compare_ap/*.json`): {len(reports)}"
+              + (f" ({len(report_warnings)} unreadable)" if report_warnings else "") + ".")
     md.append("- Reference: published rows (paper, WIDERFace val) and targets from "
               + ("the built-in list." if ref.errors or ref.notes else "`reference_results.csv`."))
     if lat.errors:
@@ -253,9 +333,13 @@ def build_conclusion(results_root: Path | str, runs: pd.DataFrame | None = None,
     elif lat.frame.empty:
         md.append("- Latency: no saved measurements.")
     else:
-        md.append(f"- Latency: `latency_benchmark.csv`, {len(lat.frame)} row(s).")
+        md.append(f"- Latency: `latency_benchmark.csv`, {len(lat.frame)} row(s); `latency_runs.csv`, "
+                  f"{len(lat_runs.frame)} timed run(s).")
     md.append(f"- Evaluation files (PR curves, per-attribute AP): {len(records)}"
               + (f" ({len(record_warnings)} unreadable)" if record_warnings else "") + ".")
+    md.append("- Attention statistics (`attention_stats.json`): " + (
+        f"{attention['dataset']}, {attention.get('num_images', '?')} images." if attention else
+        f"unusable ({attention_problem})." if attention_problem else "none."))
     if runs is not None:
         md.append(f"- Training runs: {len(runs)}" + (
             " (" + ", ".join(f"{n} on {dataset_label(ds)}" for ds, n in runs.groupby("dataset").size().items()) + ")"
@@ -265,15 +349,17 @@ def build_conclusion(results_root: Path | str, runs: pd.DataFrame | None = None,
     if agg.empty:
         md += ["No measured accuracy: nothing below compares the models' detection quality.", ""]
     for dataset in _dataset_order(agg):
-        md += _accuracy_section(dataset, agg, d, ref.frame)
-    md += _latency_section(lat.frame)
+        md += _accuracy_section(dataset, agg, comp.frame, reports, ref.frame)
+    md += _latency_section(lat.frame, lat_runs.frame)
     md += ["## Parameters", "", "| Model | parameters |", "|---|---:|"]
     for model in MODEL_ORDER:
         p = _params(agg, ref.frame, model)
         md.append(f"| {display_name(model)} | {p:,} |" if p is not None else f"| {display_name(model)} | – |")
     md.append("")
-    md += _tradeoffs(agg, lat.frame, ref.frame)
-    md += _recommendation(agg, lat.frame, ref.frame)
+    md += hypotheses_markdown(hypothesis_rows(comp.frame, records, reports, lat_runs.frame, lat.frame, scalars,
+                                              attention, attention_problem))
+    md += _tradeoffs(agg, comp.frame, reports, session, ref.frame)
+    md += _recommendation(agg, comp.frame, reports, session, ref.frame)
     md += ["## Missing data", ""] + [f"- {m}" for m in _missing(comp, lat, agg, records, runs)] + [""]
     return "\n".join(md)
 
@@ -303,3 +389,35 @@ def _missing(comp: Any, lat: Any, agg: pd.DataFrame, records: list, runs: pd.Dat
     if runs is not None and runs.empty:
         out.append("No training runs found: no convergence curves.")
     return out or ["Nothing: every kind of result is present."]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.conclusion",
+                                     description="Write the Markdown conclusion (with the hypotheses table).")
+    parser.add_argument("--results", required=True, type=Path, help="results folder (comparison_table.csv, ...)")
+    parser.add_argument("--runs", nargs="*", type=Path, default=[],
+                        help="training run folders (TensorBoard logs) for the convergence hypothesis")
+    parser.add_argument("--out", required=True, type=Path, help="Markdown file to write (atomically)")
+    args = parser.parse_args(argv)
+    if not args.results.is_dir():
+        print(f"error: {args.results}: results folder not found", file=sys.stderr)
+        return 2
+    runs = scalars = None
+    if args.runs:
+        from eval.convergence import load_convergence
+
+        data = load_convergence(args.runs)
+        for warning in data.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        runs, scalars = runs_overview(args.runs), data.scalars
+    try:
+        atomic_write_text(args.out, build_conclusion(args.results, runs, scalars=scalars))
+    except OSError as exc:
+        print(f"error: {args.out}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

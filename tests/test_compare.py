@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from core.artifacts import COMPARISON_COLUMNS, LATENCY_COLUMNS, LATENCY_REQUIRED, TARGETS
 from eval.compare import (
@@ -116,26 +117,31 @@ def test_seed_aggregation_and_deltas_stay_within_a_dataset(results: Path):
     d = deltas(aggregate_seeds(loaded.frame)).set_index(["dataset", "comparison", "metric"])
     syn = d.loc[("synthetic", "parallel − sequential", "easy")]
     assert syn["delta"] == pytest.approx(90.25 - 80.0)
-    assert syn["spread"] == pytest.approx(np.sqrt(2) + np.sqrt(0.125))
-    assert syn["exceeds_spread"] is True
-    close = d.loc[("synthetic", "parallel − CBAM", "hard")]  # 60.25 - 51 = 9.25 > spread too
-    assert close["exceeds_spread"] is True
+    welch = stats.ttest_ind([90.0, 90.5], [79.0, 81.0], equal_var=False).confidence_interval(0.95)
+    assert (syn["ci_low"], syn["ci_high"]) == pytest.approx((welch.low, welch.high))
+    assert syn["verdict"] == "higher"  # CI +0.13 to +20.37
+    close = d.loc[("synthetic", "parallel − CBAM", "hard")]  # 60.25 - 51 = 9.25, but two seeds a side
+    assert close["ci_low"] < 0 < close["ci_high"] and close["verdict"] == "indistinguishable"
     wider = d.loc[("widerface", "parallel − CBAM", "mAP")]
     assert wider["delta"] == pytest.approx((93 + 91 + 79) / 3 - (92 + 90 + 78) / 3)
-    assert wider["exceeds_spread"] is None  # single seed: unknown, never claimed
+    assert wider["verdict"] == "single seed" and np.isnan(wider["ci_low"])  # unknown, never claimed
     assert set(d.index.get_level_values("dataset")) == {"synthetic", "widerface"}
 
     table = delta_table(deltas(aggregate_seeds(loaded.frame)))
     assert table["dataset"].tolist().count(SYN) == 2
-    assert "(> spread)" in table.iloc[0]["easy"]
-    style_deltas(table).to_html()
+    assert table.iloc[0]["easy"] == "+10.25 [+0.13, +20.37] higher"
+    assert table.iloc[1]["hard"].endswith("indistinguishable")
+    assert "(single seed: no CI)" in table.iloc[-1]["mAP"]
+    html = style_deltas(table).to_html()
+    assert html.count("font-weight: bold") >= 1 and "#555" in html
 
 
-def test_within_spread_is_reported(results: Path):
+def test_a_lower_parallel_is_reported_as_lower(results: Path):
     frame = load_comparison(results).frame
-    frame.loc[(frame["dataset"] == "synthetic") & (frame["model"] == "eca_cbam_parallel"), "easy"] = [80.0, 83.0]
+    frame.loc[(frame["dataset"] == "synthetic") & (frame["model"] == "eca_cbam_parallel"), "easy"] = [70.0, 70.1]
+    frame.loc[(frame["dataset"] == "synthetic") & (frame["model"] == "cbam"), "easy"] = [80.0, 80.1]
     d = deltas(aggregate_seeds(frame)).set_index(["dataset", "comparison", "metric"])
-    assert d.loc[("synthetic", "parallel − CBAM", "easy"), "exceeds_spread"] is False
+    assert d.loc[("synthetic", "parallel − CBAM", "easy"), "verdict"] == "lower"
 
 
 def test_combined_table_labels_every_row(results: Path):
@@ -144,7 +150,7 @@ def test_combined_table_labels_every_row(results: Path):
     assert {f"measured · {SYN}", "measured · WIDERFace val", "published · WIDERFace val (paper)",
             "target · WIDERFace val"} == sources
     html = style_combined(table).to_html()
-    assert "font-style: italic" in html and "font-weight: bold" in html
+    assert "font-style: italic" in html and "font-weight: bold" not in html  # no "best" without a CI
     assert "NOT WIDERFace" in SYN and dataset_label("widerface") == "WIDERFace val"
     ref = vs_reference(aggregate_seeds(load_comparison(results).frame), load_reference(results).frame)
     assert set(ref["against"]) == {"published", "target"}  # WIDERFace rows only
@@ -228,8 +234,11 @@ def test_latency_files_old_and_new(results: Path):
 def test_conclusion_from_full_and_empty_data(results: Path, tmp_path: Path):
     md = build_conclusion(results_root=results)
     assert SYN in md and "WIDERFace val" in md
-    assert "exceeds the seed spread" in md  # synthetic: 2 seeds each
-    assert "single run" in md  # widerface: spread unknown
+    syn_acc = md.split(f"## Accuracy — {SYN}")[1].split("## ")[0]
+    assert "95% CI +0.13 to +20.37" in syn_acc and "): higher" in syn_acc  # synthetic: 2 seeds each, Welch t
+    assert "indistinguishable (CI includes 0)" in syn_acc  # parallel − CBAM: CI -0.87 to +19.37
+    assert "no verdict: single seed, spread unknown" in md  # widerface: one run each
+    assert "No recommendation on WIDERFace val" in md and "use it" not in md
     assert "ECA-CBAM parallel" in md and "latency" in md.lower()
     assert "## Missing data" in md
     syn = md.split(f"## Accuracy — {SYN}")[1].split("## ")[0]

@@ -1,4 +1,5 @@
-"""Conclusion page: a Markdown summary generated from the results present (eval.conclusion), exportable."""
+"""Conclusion page: a Markdown summary generated from the results present (eval.conclusion), with the
+hypotheses table (eval.hypotheses), exportable."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import streamlit as st
 from dashboard.common import get_roots
 from eval.compare import load_comparison, load_latency
 from eval.conclusion import build_conclusion, runs_overview
+from eval.convergence import default_cache, load_convergence
 
 st.title("Conclusion")
 roots = get_roots()
@@ -17,7 +19,8 @@ for loaded, name in ((load_comparison(roots.results), "Accuracy"), (load_latency
     for msg in loaded.errors:
         st.error(f"{name} file unusable (reported below as missing data): {msg}")
 
-markdown = build_conclusion(roots.results, runs_overview(roots.runs))
+scalars = load_convergence(roots.runs, default_cache()).scalars  # incremental: cheap after the first read
+markdown = build_conclusion(roots.results, runs_overview(roots.runs), scalars=scalars)
 st.download_button("Download conclusion (.md)", markdown, file_name="featherface_conclusion.md",
                    mime="text/markdown", key="concl_download")
 with st.container(border=True):

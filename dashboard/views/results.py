@@ -42,8 +42,8 @@ for msg in ref.errors:
 st.subheader("AP table")
 table = combined_table(comp.frame, ref.frame)
 st.dataframe(style_combined(table), hide_index=True, width="stretch", height=min(35 * (len(table) + 1) + 3, 700))
-st.caption("**Bold green**: best measured value per metric within a dataset. *Tinted italic rows*: synthetic "
-           "data, not WIDERFace. Grey rows: published numbers and targets (WIDERFace val), never measured here.")
+st.caption("*Tinted italic rows*: synthetic data, not WIDERFace. Grey rows: published numbers and targets "
+           "(WIDERFace val), never measured here. No row is marked best: see the deltas and their CIs below.")
 st.download_button("Download table (CSV)", table.to_csv(index=False), file_name="featherface_results.csv",
                    mime="text/csv", key="res_download")
 
@@ -53,9 +53,9 @@ if not agg.empty:
     st.dataframe(mean_std_table(agg), hide_index=True, width="stretch")
     st.subheader("Deltas (within each dataset)")
     st.dataframe(style_deltas(delta_table(deltas(agg))), hide_index=True, width="stretch")
-    st.caption("Points of AP, parallel minus the other design, computed only between rows of the same dataset. "
-               "*> spread*: |Δ| is larger than std₁ + std₂ over seeds; *within spread*: it is not; no mark: a single "
-               "run on one side, so the spread is unknown.")
+    st.caption("Points of AP, parallel minus the other design, computed only between rows of the same dataset, "
+               "with a 95% Welch t interval over seeds. *higher* / *lower*: the CI excludes 0; *indistinguishable*: "
+               "it includes 0, so neither design is ranked; *single seed*: one run on a side, spread unknown.")
     versus = vs_reference(agg, ref.frame)
     if not versus.empty:
         st.subheader("WIDERFace val: measured minus published / target")
