@@ -39,7 +39,6 @@ VERDICTS: tuple[str, ...] = ("supported", "contradicted", "inconclusive")
 PARALLEL, SEQUENTIAL, CBAM = "eca_cbam_parallel", "eca_cbam", "cbam"
 REAL_DATASET = "widerface"
 LEVEL = 0.95
-COMPARE_AP_DIR = "compare_ap"
 ATTENTION_STATS_JSON = "attention_stats.json"
 ROBUSTNESS_SUBSETS: dict[str, str] = {"occlusion=2": "heavily occluded faces", "scale=small": "small faces (<50 px)"}
 """Hard-set subsets for hypothesis (c), as eval.widerface / eval.compare_ap name them."""
@@ -183,25 +182,10 @@ def build_row(hypothesis: Hypothesis, effects: Sequence[Effect], missing: str = 
 
 
 def load_compare_ap(results_root: Path | str) -> tuple[list[dict[str, Any]], list[str]]:
-    """eval.compare_ap JSONs under `<results>/compare_ap/`, each with `model_a`/`model_b`.
+    """eval.compare_ap reports under `<results>/compare_ap/` with `model_a`/`model_b` (eval.compare_ap.load_reports)."""
+    from eval.compare_ap import load_reports
 
-    The models come from the JSON's "model_a"/"model_b" fields, else from a file name
-    `<model_a>__<model_b>[__anything].json` (B − A). Unreadable files give warnings.
-    """
-    folder = Path(results_root) / COMPARE_AP_DIR
-    out, warnings = [], []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            parts = path.stem.split("__")
-            a = data.get("model_a") or (parts[0] if len(parts) >= 2 else None)
-            b = data.get("model_b") or (parts[1] if len(parts) >= 2 else None)
-            if not a or not b or not isinstance(data.get("settings"), dict):
-                raise ValueError("needs model_a/model_b (or a <a>__<b>.json name) and 'settings'")
-            out.append(data | {"model_a": str(a), "model_b": str(b), "path": str(path)})
-        except (OSError, ValueError, TypeError) as exc:
-            warnings.append(f"{path}: unreadable AP comparison ({exc})")
-    return out, warnings
+    return load_reports(results_root)
 
 
 def _ap_from_bootstrap(reports: Sequence[Mapping[str, Any]], a: str, b: str, key: str, label: str,

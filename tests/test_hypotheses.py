@@ -106,9 +106,10 @@ def test_compare_ap_files_are_found_by_fields_or_name(tmp_path: Path):
     folder = tmp_path / "compare_ap"
     folder.mkdir()
     (folder / f"{SEQUENTIAL}__{PARALLEL}.json").write_text(json.dumps({"dataset": "widerface", "settings": {}}))
-    (folder / "x.json").write_text(json.dumps({"model_a": CBAM, "model_b": PARALLEL, "settings": {}}))
+    (folder / "x.json").write_text(json.dumps({"model_a": CBAM, "model_b": PARALLEL, "settings": {},
+                                               "dataset": "synthetic"}))
     (folder / "bad.json").write_text("{")
-    (folder / "anon.json").write_text(json.dumps({"settings": {}}))
+    (folder / "anon.json").write_text(json.dumps({"settings": {}, "dataset": "widerface"}))
     reports, warnings = load_compare_ap(tmp_path)
     assert sorted((r["model_a"], r["model_b"]) for r in reports) == [(CBAM, PARALLEL), (SEQUENTIAL, PARALLEL)]
     assert len(warnings) == 2 and all("unreadable AP comparison" in w for w in warnings)
