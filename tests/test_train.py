@@ -113,7 +113,7 @@ def test_neg_pos_and_match_iou_reach_the_loss(
         main(cli_args(synth_data, tmp_path, "np", "--match-iou", "1.5"))
 
 
-def fail_at_training_call(monkeypatch: pytest.MonkeyPatch, call: int, action: str) -> None:
+def fail_at_training_call(monkeypatch: pytest.MonkeyPatch, call: int, action: str) -> dict[str, int]:
     """Patch the loss: at the ``call``-th training forward (val passes run without grad), crash or give NaN."""
     original = MultiBoxLoss.forward
     calls = {"n": 0}
@@ -129,6 +129,7 @@ def fail_at_training_call(monkeypatch: pytest.MonkeyPatch, call: int, action: st
         return terms
 
     monkeypatch.setattr(MultiBoxLoss, "forward", patched)
+    return calls
 
 
 def test_kill_mid_epoch_then_resume_auto_matches_an_uninterrupted_run(
@@ -189,8 +190,9 @@ def test_resume_with_dataloader_workers_matches_an_uninterrupted_run(
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
     synth_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fail_at_training_call(monkeypatch, call=3, action="nan")  # epoch 2, step 1
+    calls = fail_at_training_call(monkeypatch, call=3, action="nan")  # epoch 2, step 1
     assert main(cli_args(synth_data, tmp_path, "nan")) == 3
+    assert calls["n"] == 4, "the loss is checked at the end of the logging interval (here the epoch), not per step"
     message = capsys.readouterr().err
     assert "non-finite loss at epoch 2, step 1/2 (global step 2)" in message
     assert "last good checkpoint" in message and "kept unchanged" in message
@@ -200,6 +202,17 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(
     assert not (weights / "Final.pth").exists()
     meta = json.loads((tmp_path / "nan" / "run.json").read_text())
     assert meta["status"] == "failed" and "epoch 2" in meta["error"]
+    assert [s for s, _ in scalars(tmp_path / "nan")[TB_TAGS["step_loss"]]] == [0, 1], "no step logged from NaN on"
+
+
+def test_log_every_one_checks_every_step(
+    synth_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = fail_at_training_call(monkeypatch, call=2, action="nan")  # epoch 1, step 2
+    assert main(cli_args(synth_data, tmp_path, "nan1", "--log-every", "1")) == 3
+    assert calls["n"] == 2
+    assert "non-finite loss at epoch 1, step 2/2 (global step 1)" in capsys.readouterr().err
+    assert not (tmp_path / "nan1" / "weights" / "last.pth").exists()
 
 
 def test_argument_and_run_dir_errors(
@@ -233,3 +246,29 @@ def test_lr_warms_up_linearly_then_steps_down() -> None:
     assert lr(25) == pytest.approx(1e-6 + (1e-3 - 1e-6) * 0.5)
     assert lr(50) == pytest.approx(1e-3) and lr(1899) == pytest.approx(1e-3)
     assert lr(1900) == pytest.approx(1e-4) and lr(2200) == pytest.approx(1e-5)
+
+
+def test_validation_runs_with_cudnn_autotuning_off_and_is_timed(
+    synth_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training on CUDA turns ``cudnn.benchmark`` on; the val passes (many image sizes) must run with it off
+    and it must be back on afterwards. On CPU the flag does nothing, so only the switching is checked."""
+    import train.trainer as trainer
+
+    seen: list[tuple[str, bool]] = []
+
+    def spy(name: str, fn):
+        def wrapped(*args, **kwargs):
+            seen.append((name, torch.backends.cudnn.benchmark))
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(trainer, "val_losses", spy("loss", trainer.val_losses))
+    monkeypatch.setattr(trainer, "val_ap", spy("ap", trainer.val_ap))
+    assert main(cli_args(synth_data, tmp_path, "cudnn", "--max-epoch", "1")) == 0
+    assert seen == [("loss", False), ("ap", False)]
+    assert torch.backends.cudnn.benchmark is True
+    val_time = scalars(tmp_path / "cudnn")[TB_TAGS["val_time"]]
+    assert [s for s, _ in val_time] == [1] and val_time[0][1] > 0

@@ -2,8 +2,9 @@
 
 As in RetinaFace's ``adjust_learning_rate``: during the first ``warmup_epochs`` the rate climbs
 linearly from ``1e-6`` to the base rate; afterwards it is ``base * gamma ** k`` with ``k`` the
-number of milestones already reached. The rate is a pure function of the global step, so a
-resumed run gets exactly the rate an uninterrupted one would have had.
+number of milestones already reached. The rate is a pure function of the number of optimiser
+steps taken (the global step, minus any step mixed precision skipped on inf gradients, see
+``train.stepper``), so a resumed run gets exactly the rate an uninterrupted one would have had.
 """
 
 from __future__ import annotations

@@ -15,6 +15,12 @@ images through a ``DistributedSampler`` (``drop_last``), so a run has the same n
 steps per epoch as a single-process run. Each rank normalises its loss by its own positives and
 DDP averages the gradients (the single-process loss normalises by the positives of the whole
 batch: the two agree up to that weighting). Rank 0 alone validates, logs and writes checkpoints.
+
+Host syncs: a step queues its work without waiting for the device (sync-free loss, losses kept on
+the device); every ``--log-every`` steps one all-reduce and one copy bring the pending step losses
+to the host, where they are logged per step and checked for NaN/inf. A non-finite loss stops the
+run at that check, naming its epoch and step; checkpoints are written only after the end-of-epoch
+check, so none ever holds weights updated from a bad loss.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -56,7 +62,8 @@ from train.state import (
     run_dir_of_checkpoint,
     weights_dir,
 )
-from train.validate import ap_unavailable_reason, val_ap, val_losses
+from train.stepper import ScaledStepper
+from train.validate import ap_unavailable_reason, cudnn_autotune_off, val_ap, val_losses
 
 LOSS_NAMES: tuple[str, ...] = ("total", "box", "cls", "landmark")
 STEP_TAGS = ("step_loss", "step_loss_box", "step_loss_cls", "step_loss_landmark")
@@ -70,6 +77,15 @@ class TrainSetupError(ValueError):
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/inf; the run stopped without writing a checkpoint from the bad state."""
+
+
+class PendingStep(NamedTuple):
+    """A step whose losses are still on the device, waiting for the next reduction."""
+
+    step: int  # 1-based within the epoch
+    global_step: int
+    lr: float
+    values: torch.Tensor  # (4,) total, box, cls, landmark
 
 
 @dataclass
@@ -102,6 +118,7 @@ class TrainConfig:
     on_label_error: OnError = "fail"
     max_train_images: int | None = None
     progress: bool = True
+    log_every: int = 10  # steps between loss reductions (one all-reduce + host copy + NaN check per interval)
     lr_steps_used: list[int] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -247,7 +264,8 @@ class Trainer:
             raise TrainSetupError(f"unknown optimizer {cfg.optimizer!r}; choose adamw or sgd")
         self.scheduler = WarmupMultiStepLR(self.optimizer, self.steps_per_epoch, cfg.warmup_epochs,
                                            cfg.lr_steps_used, cfg.gamma)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        self.stepper = ScaledStepper(self.optimizer, self.scheduler, self.scaler)
 
     def _resume(self, path: Path) -> None:
         data = read_checkpoint(path, map_location=self.device)
@@ -341,13 +359,15 @@ class Trainer:
         scalars[TB_TAGS["epoch_time"]] = seconds
         scalars[TB_TAGS["images_per_s"]] = self.steps_per_epoch * cfg.batch_size / seconds
         if self.is_main:
-            if self.val_loader is not None:
-                val = val_losses(self.net, self.val_loader, self.criterion, self.anchors, self.device, self.amp)
-                scalars |= {TB_TAGS[t]: float(v) for t, v in zip(VAL_TAGS, val, strict=True)}
-            ap = None
-            if not self.ap_reason and (epoch % cfg.eval_every == 0 or epoch == cfg.max_epoch):
-                ap = val_ap(self.net, cfg.data, cfg.eval_size or None)
-                scalars |= {TB_TAGS[f"ap_{k}"]: v for k, v in ap.items()}
+            val_start, ap = time.perf_counter(), None
+            with cudnn_autotune_off():  # val images vary in size: re-tuning for each shape costs more than it saves
+                if self.val_loader is not None:
+                    val = val_losses(self.net, self.val_loader, self.criterion, self.anchors, self.device, self.amp)
+                    scalars |= {TB_TAGS[t]: float(v) for t, v in zip(VAL_TAGS, val, strict=True)}
+                if not self.ap_reason and (epoch % cfg.eval_every == 0 or epoch == cfg.max_epoch):
+                    ap = val_ap(self.net, cfg.data, cfg.eval_size or None)
+                    scalars |= {TB_TAGS[f"ap_{k}"]: v for k, v in ap.items()}
+            scalars[TB_TAGS["val_time"]] = time.perf_counter() - val_start
             for tag, value in scalars.items():
                 self.writer.add_scalar(tag, value, epoch)
             self.writer.flush()
@@ -365,7 +385,10 @@ class Trainer:
     def _train_epoch(self, epoch: int) -> tuple[list[float], float]:
         """One pass over the training set; returns mean (total, box, cls, landmark) and seconds.
 
-        Leaves ``epoch_lr`` = the rate of the epoch's last step (what the epoch-level lr tag shows).
+        Step losses stay on the device and are reduced, logged and checked for NaN/inf every
+        ``log_every`` steps and at the end of the epoch (so before any checkpoint is written), not
+        at every step: each check waits for the device. Leaves ``epoch_lr`` = the rate of the
+        epoch's last step (what the epoch-level lr tag shows).
         """
         seed = epoch_seed(self.cfg.seed, epoch, self.ctx.rank)
         self.sampler.set_epoch(epoch)
@@ -374,47 +397,59 @@ class Trainer:
         self.model.train()
         sums = torch.zeros(4, dtype=torch.float64)
         steps = 0
+        pending: list[PendingStep] = []
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {epoch}/{self.cfg.max_epoch}", unit="step",
                    disable=not (self.is_main and self.cfg.progress), leave=False)
         start = time.perf_counter()
         for images, targets in self.train_loader:
             steps += 1
             lr = self.epoch_lr = self.optimizer.param_groups[0]["lr"]
-            values = self._train_step(images, targets, epoch, steps).double().cpu()
-            sums += values
-            if self.writer is not None:
-                for tag, value in zip(STEP_TAGS, values.tolist(), strict=True):
-                    self.writer.add_scalar(TB_TAGS[tag], value, self.global_step)
-                self.writer.add_scalar(TB_TAGS["step_lr"], lr, self.global_step)
+            pending.append(PendingStep(steps, self.global_step, lr, self._train_step(images, targets)))
             self.global_step += 1
-            rate = steps * self.cfg.batch_size / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{values[0].item():.3f}", img_s=f"{rate:.1f}", refresh=False)
+            if len(pending) >= self.cfg.log_every or steps == self.steps_per_epoch:
+                for row in self._flush(epoch, pending):
+                    sums += row
+                rate = steps * self.cfg.batch_size / (time.perf_counter() - start)
+                bar.set_postfix(loss=f"{row[0].item():.3f}", img_s=f"{rate:.1f}", refresh=False)
+                pending = []
             bar.update()
+        if pending:
+            for row in self._flush(epoch, pending):
+                sums += row
         bar.close()
         return (sums / max(steps, 1)).tolist(), time.perf_counter() - start
 
-    def _train_step(self, images: torch.Tensor, targets: list[torch.Tensor], epoch: int, step: int) -> torch.Tensor:
-        """Forward, loss, finiteness check (before any update), backward, optimiser and LR step."""
+    def _flush(self, epoch: int, pending: list[PendingStep]) -> torch.Tensor:
+        """Reduce the pending steps' losses over ranks in one collective, copy them to the host once,
+        stop at the first non-finite one, and write the per-step scalars. Returns (n, 4) float64."""
+        reduced = distributed.all_reduce_mean(self.ctx, torch.stack([p.values for p in pending]))
+        rows = reduced.double().cpu()
+        finite = torch.isfinite(rows).all(dim=1).tolist()
+        for p, row, ok in zip(pending, rows, finite, strict=True):
+            if not ok:
+                raise NonFiniteLossError(self._nan_message(epoch, p.step, p.global_step, row))
+            if self.writer is not None:
+                for tag, value in zip(STEP_TAGS, row.tolist(), strict=True):
+                    self.writer.add_scalar(TB_TAGS[tag], value, p.global_step)
+                self.writer.add_scalar(TB_TAGS["step_lr"], p.lr, p.global_step)
+        return rows
+
+    def _train_step(self, images: torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:
+        """Forward, loss, backward, optimiser and LR step; returns the (4,) loss terms, still on the device."""
         images = images.to(self.device, non_blocking=True)
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
             outputs = self.model(images)
         terms = self.criterion(outputs, self.anchors, targets)
-        values = distributed.all_reduce_mean(self.ctx, torch.stack([t.detach() for t in terms]))
-        if not torch.isfinite(values).all():
-            raise NonFiniteLossError(self._nan_message(epoch, step, values))
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(terms.total).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        return values
+        self.stepper.step(terms.total)
+        return torch.stack([t.detach() for t in terms])
 
-    def _nan_message(self, epoch: int, step: int, values: torch.Tensor) -> str:
+    def _nan_message(self, epoch: int, step: int, global_step: int, values: torch.Tensor) -> str:
         terms = ", ".join(f"{n}={v:.4g}" for n, v in zip(LOSS_NAMES, values.tolist(), strict=True))
         kept = (f"the last good checkpoint {self.last_good} was kept unchanged" if self.last_good
                 else "no checkpoint had been written yet")
         return (f"non-finite loss at epoch {epoch}, step {step}/{self.steps_per_epoch} (global step "
-                f"{self.global_step}): {terms}. Training stopped before the update; {kept}. "
+                f"{global_step}): {terms}. Training stopped at the next loss check (every --log-every "
+                f"{self.cfg.log_every} steps), before any checkpoint from the bad weights; {kept}. "
                 "Try a lower --lr or a longer --warmup-epochs, and check the labels.")
 
     # ---------------------------------------------------------------- checkpoints

@@ -8,6 +8,8 @@ final numbers come from ``python -m eval.predict`` at the original size and ``ev
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -28,6 +30,21 @@ def ap_unavailable_reason(data_root: Path) -> str | None:
     needed = [image_list_path(data_root), gt_dir(data_root) / FACE_FILE]
     missing = [str(p) for p in needed if not p.is_file()]
     return f"missing {', '.join(missing)}" if missing else None
+
+
+@contextmanager
+def cudnn_autotune_off() -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark`` off inside, restored after.
+
+    Training sets it for the fixed square input; the AP pass feeds images of many sizes one at a
+    time, and with it on cuDNN would benchmark its kernels again for every new shape.
+    """
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 @torch.no_grad()
