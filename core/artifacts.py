@@ -36,7 +36,7 @@ LATENCY_REQUIRED: tuple[str, ...] = (
 """Columns every latency_benchmark.csv has, including files written before the uncertainty columns."""
 LATENCY_COLUMNS: tuple[str, ...] = (
     *LATENCY_REQUIRED, "median_ci_low_ms", "median_ci_high_ms", "overhead_ci_low_ms", "overhead_ci_high_ms",
-    "overhead_verdict", "session",
+    "overhead_verdict", "session", "backend",
 )
 LATENCY_RUN_COLUMNS: tuple[str, ...] = ("session", "round", "position", "model", "ms")
 """One timed forward pass: `round` of the interleaved session, `position` of the model within that round."""

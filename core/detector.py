@@ -124,15 +124,18 @@ class FeatherFace(nn.Module):
     @torch.inference_mode()
     def detect(
         self, image: object, conf_thresh: float = 0.5, nms_thresh: float = 0.4, *, top_k: int = 5000,
-        keep_top_k: int = 750, nms_method: NmsMethod = "pixel",
+        keep_top_k: int = 750, nms_method: NmsMethod = "pixel", backend: str = "torch",
     ) -> Detections:
         """RGB image (numpy HxWx3 uint8, any size, or tensor) -> boxes, scores and 5 landmarks in pixels.
 
         NMS uses RetinaFace's +1 pixel rule unless `nms_method="torchvision"`; `top_k` / `keep_top_k`
         cap the boxes before / after NMS (0 = no cap), see `core.postprocess.postprocess`.
+        `backend="onnxruntime"` runs the forward pass in an ONNX Runtime session exported from this
+        model (cached until its weights change, see `core.onnx_runtime.runtime_for`); pre- and
+        post-processing are the same code either way.
         """
         return self.inspect(image, conf_thresh, nms_thresh, with_masks=False, top_k=top_k, keep_top_k=keep_top_k,
-                            nms_method=nms_method)[0]
+                            nms_method=nms_method, backend=backend)[0]
 
     def get_attention_heatmaps(self, image: object) -> Heatmaps:
         """Masks captured from the real forward pass on `image` (RGB, any size, or a tensor).
@@ -149,9 +152,21 @@ class FeatherFace(nn.Module):
     @torch.inference_mode()
     def inspect(
         self, image: object, conf_thresh: float = 0.5, nms_thresh: float = 0.4, with_masks: bool = True, *,
-        top_k: int = 5000, keep_top_k: int = 750, nms_method: NmsMethod = "pixel",
+        top_k: int = 5000, keep_top_k: int = 750, nms_method: NmsMethod = "pixel", backend: str = "torch",
     ) -> tuple[Detections, Heatmaps]:
-        """Detections and (optionally) attention masks from a single forward pass."""
+        """Detections and (optionally) attention masks from a single forward pass.
+
+        Masks exist only in the PyTorch forward pass (hooks capture them), so `with_masks` needs
+        `backend="torch"`.
+        """
+        forward = self
+        if backend != "torch":
+            from core.onnx_runtime import check_backend, runtime_for
+
+            check_backend(backend)
+            if with_masks:
+                raise ValueError("attention masks come from the PyTorch forward pass; use backend='torch'")
+            forward = runtime_for(self)
         if with_masks and not self.has_attention:
             what = "the no-attention ablation" if self.cfg.neck == "bifpn" else "a baseline without attention"
             raise AttentionUnavailableError(
@@ -161,7 +176,7 @@ class FeatherFace(nn.Module):
         self.eval()
         rgb, x = self.prepare_image(image)
         try:
-            (loc, conf, landm), raw = capture_masks(self, x) if with_masks else (self(x), {})
+            (loc, conf, landm), raw = capture_masks(self, x) if with_masks else (forward(x), {})
         finally:
             self.train(was_training)
         anchors = self.anchors_for(rgb.shape[:2], x.device)

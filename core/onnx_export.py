@@ -64,7 +64,7 @@ def export_ready(model: nn.Module, dcn: DcnExport = "native") -> nn.Module:
     """BN-folded, contiguous-layout eval copy of `model` on CPU, DCNs swapped for `NativeDeformConv`."""
     if dcn not in DCN_EXPORTS:
         raise ValueError(f"unknown DCN export {dcn!r}; choose one of {DCN_EXPORTS}")
-    ready = prepare_for_inference(model, channels_last=False).cpu()
+    ready = prepare_for_inference(model, channels_last=False).cpu().to(memory_format=torch.contiguous_format)
     for module in ready.modules():
         if isinstance(module, ModulatedDeformConv2d):
             module.kernel = "grid_sample"

@@ -76,8 +76,9 @@ class OnnxRuntimeModel:
         return self.session.run(None, {INPUT_NAME: np.ascontiguousarray(x, dtype=np.float32)})
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        loc, conf, landmarks = self.run(x.detach().cpu().contiguous().numpy())
-        return torch.from_numpy(loc), torch.from_numpy(conf), torch.from_numpy(landmarks)
+        """Same contract as the detector's forward; outputs come back on `x`'s device."""
+        outs = self.run(x.detach().cpu().contiguous().numpy())
+        return tuple(torch.from_numpy(o).to(x.device) for o in outs)  # type: ignore[return-value]
 
     def end_profiling(self) -> str:
         """Stop profiling; returns the path of ONNX Runtime's JSON trace."""

@@ -37,8 +37,12 @@ from core.config import MODEL_CONFIGS
 from core.device import device_name, select_device
 from core.factory import build_model
 from core.inference import prepare_for_inference
+from core.onnx_export import OnnxExportError
+from core.onnx_runtime import BACKENDS, OnnxRuntimeModel, check_backend
 from eval.latency_stats import RESAMPLES, precision_note, summarize_runs
 
+Forward = Callable[[torch.Tensor], Any]
+"""A detector forward: a PyTorch module or an `OnnxRuntimeModel` (same call, same outputs)."""
 ProgressCallback = Callable[[int, int], None]
 """Called as `callback(done, total)` after each round (total = warm-up rounds + timed rounds)."""
 
@@ -54,12 +58,20 @@ def _resolve(device: str | torch.device) -> torch.device:
     return device if isinstance(device, torch.device) else select_device(device)
 
 
-def is_channels_last(model: torch.nn.Module) -> bool:
-    """True when the model's first spatial conv weight is stored channels-last."""
+def is_channels_last(model: Forward) -> bool:
+    """True when the model's first spatial conv weight is stored channels-last (False for non-modules)."""
+    if not isinstance(model, torch.nn.Module):
+        return False
     for p in model.parameters():
         if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1:
             return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
     return False
+
+
+def _device_of(model: Forward) -> torch.device:
+    """A module's parameter device; ONNX Runtime sessions (and parameter-free callables) are on the CPU."""
+    param = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return param.device if param is not None else torch.device("cpu")
 
 
 def _sync(device: torch.device) -> None:
@@ -73,7 +85,7 @@ def runs_csv_for(summary_csv: Path | str) -> Path:
 
 
 def measure(
-    models: Mapping[str, torch.nn.Module],
+    models: Mapping[str, Forward],
     input_hw: tuple[int, int] = (640, 640),
     batch: int = 1,
     rounds: int = DEFAULT_ROUNDS,
@@ -85,20 +97,23 @@ def measure(
 
     Returns every timed run in long format (round, position, model, ms). Models are moved to `device`
     (default: the first model's). A channels-last model gets a channels-last input, so the layout
-    conversion is not timed.
+    conversion is not timed. A non-module forward (an ONNX Runtime session) runs on the CPU.
     """
     if not models:
         raise ValueError("no model to time")
     if rounds < 1 or warmup < 0 or batch < 1:
         raise ValueError(f"need rounds >= 1, warmup >= 0, batch >= 1; got {rounds}, {warmup}, {batch}")
-    first = next(iter(models.values()))
-    dev = _resolve(device) if device is not None else next(first.parameters()).device
+    dev = _resolve(device) if device is not None else _device_of(next(iter(models.values())))
     names = list(models)
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(batch, 3, *input_hw, generator=gen) * 255 - 117).to(dev)
     prepared = {}
     for name in names:
-        model = models[name].to(dev).eval()
+        model = models[name]
+        if isinstance(model, torch.nn.Module):
+            model = model.to(dev).eval()
+        elif dev.type != "cpu":
+            raise ValueError(f"{name}: a non-PyTorch backend runs on the CPU only, not {dev}")
         prepared[name] = (model, x.contiguous(memory_format=torch.channels_last) if is_channels_last(model) else x)
     total = warmup + rounds
     records: list[tuple[int, int, str, float]] = []
@@ -119,7 +134,7 @@ def measure(
 
 
 def measure_session(
-    models: Mapping[str, torch.nn.Module],
+    models: Mapping[str, Forward],
     input_hw: tuple[int, int] = (640, 640),
     batch: int = 1,
     rounds: int = DEFAULT_ROUNDS,
@@ -128,31 +143,33 @@ def measure_session(
     threads: int | None = None,
     optimized: bool = True,
     progress_callback: ProgressCallback | None = None,
+    backend: str = "torch",
 ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """`measure` on `threads` CPU threads (default: the current setting, restored afterwards), then
     the session's summary rows and long-format runs (`session_rows`). `optimized` is recorded as given."""
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
-    dev = _resolve(device) if device is not None else next(next(iter(models.values())).parameters()).device
+    dev = _resolve(device) if device is not None else _device_of(next(iter(models.values())))
     before = torch.get_num_threads()
     torch.set_num_threads(threads or before)
     try:
         runs = measure(models, input_hw, batch, rounds, warmup, dev, progress_callback)
         return session_rows(runs, device=dev, input_hw=input_hw, batch=batch, warmup=warmup, optimized=optimized,
-                            order=list(models))
+                            order=list(models), backend=backend)
     finally:
         torch.set_num_threads(before)
 
 
 def session_rows(runs: pd.DataFrame, *, device: torch.device, input_hw: tuple[int, int], batch: int, warmup: int,
                  optimized: bool, order: Sequence[str] | None = None, session: str | None = None,
-                 date: str | None = None, resamples: int = RESAMPLES) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+                 date: str | None = None, resamples: int = RESAMPLES,
+                 backend: str = "torch") -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """latency_benchmark.csv rows (LATENCY_COLUMNS, models in `order`) and latency_runs.csv rows for one session."""
     session = session or uuid.uuid4().hex[:12]
     date = date or datetime.now().isoformat(timespec="seconds")
     meta = {"date": date, "device": str(device), "device_name": device_name(device), "threads": torch.get_num_threads(),
             "torch_version": torch.__version__, "input_h": input_hw[0], "input_w": input_hw[1], "batch": batch,
-            "warmup": warmup, "optimized": optimized, "session": session}
+            "warmup": warmup, "optimized": optimized, "session": session, "backend": backend}
     rows = [meta | stats for stats in summarize_runs(runs, batch=batch, resamples=resamples,
                                                     order=list(order or []))]
     long = runs.assign(session=session).reindex(columns=list(LATENCY_RUN_COLUMNS))
@@ -187,6 +204,7 @@ def run_latency(
     out_csv: Path | str | None = None,
     threads: int | None = None,
     progress_callback: ProgressCallback | None = None,
+    backend: str = "torch",
 ) -> list[dict[str, Any]]:
     """Time the named variants interleaved; rows follow LATENCY_COLUMNS, appended to `out_csv` if given
     (with every timed run appended to latency_runs.csv beside it).
@@ -194,20 +212,27 @@ def run_latency(
     `optimize` times the inference copy (`prepare_for_inference` defaults) instead of the plain eval
     model. `threads` fixes torch's CPU threads for the session (default: the current setting), and the
     row records it. Overhead columns are paired differences to "none", blank when it is not timed.
+    `backend="onnxruntime"` times ONNX Runtime sessions (native DeformConv, fixed input size, all
+    graph optimisations, intra-op threads = the session's thread count) exported from the same models.
     """
     unknown = [m for m in models if m not in MODEL_CONFIGS]
     if unknown:
         raise KeyError(f"unknown model(s) {unknown}; choose from {sorted(MODEL_CONFIGS)}")
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    check_backend(backend)
     if out_csv is not None:
         check_csvs(out_csv)  # fail before spending minutes on a bad file
-    built = {}
+    built: dict[str, Forward] = {}
     for name in dict.fromkeys(models):
         model = build_model(name).eval()
-        built[name] = prepare_for_inference(model) if optimize else model
+        if backend == "onnxruntime":
+            fixed = input_hw if batch == 1 else None  # a fixed-shape file lets ONNX Runtime fold every shape
+            built[name] = OnnxRuntimeModel.from_model(model, threads or torch.get_num_threads(), input_hw=fixed)
+        else:
+            built[name] = prepare_for_inference(model) if optimize else model
     rows, long = measure_session(built, input_hw, batch, rounds, warmup, device, threads, optimize,
-                                 progress_callback)
+                                 progress_callback, backend)
     if out_csv is not None:
         save_session(out_csv, rows, long)
     return rows
@@ -240,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads, fixed for the session and recorded (default: torch's choice)")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="PyTorch eager (default) or ONNX Runtime with native DeformConv (CPU)")
     parser.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="time the plain eval model instead of the BN-folded inference copy")
     parser.add_argument("--out", type=Path, default=DEFAULT_CSV,
@@ -251,13 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             rows = run_latency(args.models, tuple(args.size), args.batch, args.rounds, args.warmup, args.device,
-                               args.optimize, args.out, args.threads, advance)
-        except (ResultsFileError, KeyError, ValueError, RuntimeError) as exc:
+                               args.optimize, args.out, args.threads, advance, args.backend)
+        except (ResultsFileError, KeyError, ValueError, RuntimeError, OnnxExportError) as exc:
             bar.close()
             print(f"error: {exc}", file=sys.stderr)
             return 2
     print(f"{rows[0]['device_name']}, torch {torch.__version__}, input {args.batch}x3x{args.size[0]}x{args.size[1]}, "
-          f"{args.rounds} interleaved rounds, {rows[0]['threads']} threads")
+          f"{args.rounds} interleaved rounds, {rows[0]['threads']} threads, backend {args.backend}")
     print(format_rows(rows))
     print(f"appended {len(rows)} rows to {args.out} and {len(rows) * args.rounds} runs to {runs_csv_for(args.out)}")
     return 0

@@ -28,6 +28,8 @@ from core.data.widerface import LabelFormatError, read_image_list
 from core.detector import FeatherFace
 from core.device import select_device
 from core.inference import prepare_for_inference
+from core.onnx_export import OnnxExportError
+from core.onnx_runtime import BACKENDS, check_backend
 from core.postprocess import NMS_METHODS, NmsMethod
 from eval.predictions import META_FILE, Predictions, write_predictions
 
@@ -82,12 +84,14 @@ def inference_copy(model: torch.nn.Module) -> FeatherFace:
 def predict_image(
     model: FeatherFace, rgb: np.ndarray, max_side: int | None = None, conf_thresh: float = 0.02,
     nms_thresh: float = 0.4, *, top_k: int = 5000, keep_top_k: int = 750, nms_method: NmsMethod = "pixel",
+    backend: str = "torch",
 ) -> np.ndarray:
     """(N, 5) float64 rows `x y w h score` in original-image pixels, sorted by score descending.
 
     With `max_side`, an image whose long side exceeds it is downscaled first (never upscaled) and
     the boxes are mapped back, so the output is always in the coordinates of the file on disk.
-    `top_k` / `keep_top_k` (0 = no cap) and `nms_method` as in `core.postprocess.postprocess`.
+    `top_k` / `keep_top_k` (0 = no cap) and `nms_method` as in `core.postprocess.postprocess`;
+    `backend` picks the forward pass (`FeatherFace.detect`): "torch" or "onnxruntime".
     """
     scale = 1.0
     if max_side is not None and max(rgb.shape[:2]) > max_side:
@@ -95,7 +99,7 @@ def predict_image(
         size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     dets = model.detect(rgb, conf_thresh=conf_thresh, nms_thresh=nms_thresh, top_k=top_k, keep_top_k=keep_top_k,
-                        nms_method=nms_method)
+                        nms_method=nms_method, backend=backend)
     boxes = dets.boxes.astype(np.float64) / scale
     rows = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2], dets.scores.astype(np.float64)])
     rows = rows[np.isfinite(rows).all(axis=1)]
@@ -115,6 +119,7 @@ def predict_split(
     top_k: int = 5000,
     keep_top_k: int = 750,
     nms_method: NmsMethod = "pixel",
+    backend: str = "torch",
 ) -> Predictions:
     """In-memory predictions for the val list: event -> image name (no .jpg) -> (N, 5) rows.
 
@@ -126,7 +131,8 @@ def predict_split(
     for event, image in tqdm(entries, desc="predict", disable=not progress, unit="img"):
         rgb = read_rgb(Path(data_root) / "val" / "images" / event / image)
         out.setdefault(event, {})[Path(image).stem] = predict_image(
-            fast, rgb, max_side, conf_thresh, nms_thresh, top_k=top_k, keep_top_k=keep_top_k, nms_method=nms_method)
+            fast, rgb, max_side, conf_thresh, nms_thresh, top_k=top_k, keep_top_k=keep_top_k, nms_method=nms_method,
+            backend=backend)
     return out
 
 
@@ -163,6 +169,7 @@ def predict_to_dir(
     top_k: int = 5000,
     keep_top_k: int = 750,
     nms_method: NmsMethod = "pixel",
+    backend: str = "torch",
 ) -> PredictSummary:
     """Write `<out>/<event>/<image>.txt` for every listed image, skipping files already present.
 
@@ -174,7 +181,7 @@ def predict_to_dir(
     data_root, out_dir = Path(data_root), Path(out_dir)
     entries = list_val_images(data_root)
     settings = {"max_side": max_side, "conf_thresh": conf_thresh, "nms_thresh": nms_thresh, "top_k": top_k,
-                "keep_top_k": keep_top_k, "nms": nms_method}
+                "keep_top_k": keep_top_k, "nms": nms_method, "backend": check_backend(backend)}
     try:
         _check_meta(out_dir, {**(meta or {}), **settings}, overwrite)
     except PredictError:
@@ -191,7 +198,7 @@ def predict_to_dir(
         else:
             rgb = read_rgb(data_root / "val" / "images" / event / image)
             rows = predict_image(fast, rgb, max_side, conf_thresh, nms_thresh, top_k=top_k, keep_top_k=keep_top_k,
-                                 nms_method=nms_method)
+                                 nms_method=nms_method, backend=backend)
             write_predictions(out_dir, {event: {name: rows}})
             written += 1
         if on_image is not None:
@@ -261,9 +268,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_postprocess_args(parser)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--overwrite", action="store_true", help="rewrite every file instead of resuming")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="forward pass in PyTorch (default) or ONNX Runtime (CPU, exported in memory)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch and ONNX Runtime, fixed for the run (default: torch's choice)")
     args = parser.parse_args(argv)
     try:
         device = select_device(args.device)
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError(f"--threads must be >= 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -271,11 +286,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = load_for_eval(args.network, args.trained_model, device)
         meta = {"network": args.network, "weights_sha256": file_sha256(args.trained_model)}
         summary = predict_to_dir(model, args.data, args.out, args.resize_long, args.conf, args.nms_thresh, meta=meta,
-                                 overwrite=args.overwrite, **postprocess_kwargs(args))
-    except (CheckpointError, PredictError, KeyError) as exc:
+                                 overwrite=args.overwrite, backend=args.backend, **postprocess_kwargs(args))
+    except (CheckpointError, PredictError, KeyError, OnnxExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{summary.written} written, {summary.skipped} already present, {summary.total} images -> {summary.out_dir}")
+    print(f"{summary.written} written, {summary.skipped} already present, {summary.total} images -> {summary.out_dir} "
+          f"({args.backend}, {torch.get_num_threads()} threads)")
     return 0
 
 
