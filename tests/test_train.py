@@ -90,6 +90,8 @@ def test_checkpoints_load_and_carry_the_run_state(full_run: Path) -> None:
     assert meta["status"] == "finished" and meta["steps_per_epoch"] == STEPS_PER_EPOCH
     assert meta["args"]["max_epoch"] == EPOCHS and meta["created"]
     assert (meta["neg_pos"], meta["match_iou"]) == (7, 0.35)  # the same for every model
+    assert meta["recipe"] == "featherface"
+    assert meta["recipe_overrides"] == ["batch_size", "img_size", "lr_steps", "max_epoch", "warmup_epochs"]
 
 
 def test_neg_pos_and_match_iou_reach_the_loss(

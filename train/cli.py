@@ -12,22 +12,24 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from core.checkpoint import CheckpointError
-from core.config import MODEL_CONFIGS
+from core.config import DEFAULT_RECIPE, MODEL_CONFIGS, RECIPES
 from core.data.dataset import UnreadableImageError
 from core.data.widerface import LabelFormatError
 from core.device import select_device
-from train.schedule import PUBLISHED_LR_STEPS, PUBLISHED_MAX_EPOCH
 from train.state import ResumeError
-from train.trainer import NonFiniteLossError, TrainConfig, TrainSetupError, train
+from train.trainer import RECIPE_SETTINGS, NonFiniteLossError, TrainConfig, TrainSetupError, train
 
-EPILOG = f"""\
-defaults are the published FeatherFace settings: AdamW, lr 1e-3, weight decay 5e-4, global batch 32,
-640 px, {PUBLISHED_MAX_EPOCH} epochs, 5 warm-up epochs, LR x0.1 at epochs {PUBLISHED_LR_STEPS[0]} and \
-{PUBLISHED_LR_STEPS[1]}. With another --max-epoch
-the milestones scale with it (round(190*E/350), round(220*E/350)) unless --lr-steps is given.
+EPILOG = """\
+recipes (--recipe, default featherface; any flag given explicitly overrides the recipe's value):
+  featherface  AdamW, lr 1e-3, weight decay 5e-4, 350 epochs, 5 warm-up epochs, LR x0.1 at 190 and 220
+  retinaface   SGD, lr 1e-3, momentum 0.9, weight decay 5e-4, 250 epochs, no warm-up, LR x0.1 at 190 and 220
+  both: global batch 32, 640 px, 7 hard negatives per positive, match IoU 0.35 (sources: README recipe card).
+With another --max-epoch the recipe's milestones scale with it (e.g. round(190*E/350)) unless --lr-steps
+is given.
 
 examples:
   python -m train --network eca_cbam --data data/widerface --run-name eca_s0
+  python -m train --network retinaface_mnet --recipe retinaface --data data/widerface --run-name rf_s0
   python -m train --network eca_cbam --data data/widerface --run-name eca_s0 --resume auto
   torchrun --nproc_per_node 4 -m train --network cbam --data data/widerface --batch-size 32
 """
@@ -61,20 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--network", required=True, choices=list(MODEL_CONFIGS), help="model variant")
     p.add_argument("--data", required=True, type=Path,
                    help="dataset root: train/label.txt + train/images; val/ and ground_truth/ optional")
-    p.add_argument("--max-epoch", type=positive_int, default=PUBLISHED_MAX_EPOCH, help="epochs (default 350)")
-    p.add_argument("--batch-size", type=positive_int, default=32,
-                   help="GLOBAL batch size, split evenly across torchrun processes (default 32)")
-    p.add_argument("--lr", type=float, default=1e-3, help="base learning rate (default 1e-3)")
-    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw", help="default adamw")
-    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
-    p.add_argument("--weight-decay", type=float, default=5e-4, help="default 5e-4")
-    p.add_argument("--warmup-epochs", type=float, default=5.0,
-                   help="linear warm-up from 1e-6 to --lr over this many epochs (default 5; 0 = none)")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
+                   help="training recipe the settings below start from (default featherface)")
+    p.add_argument("--max-epoch", type=positive_int, default=None, help="epochs (recipe: 350 / 250)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="GLOBAL batch size, split evenly across torchrun processes (recipe: 32)")
+    p.add_argument("--lr", type=float, default=None, help="base learning rate (recipe: 1e-3)")
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default=None, help="recipe: adamw / sgd")
+    p.add_argument("--momentum", type=float, default=None, help="SGD momentum (recipe: 0.9)")
+    p.add_argument("--weight-decay", type=float, default=None, help="recipe: 5e-4")
+    p.add_argument("--warmup-epochs", type=float, default=None,
+                   help="linear warm-up from 1e-6 to --lr over this many epochs (recipe: 5 / 0; 0 = none)")
     p.add_argument("--lr-steps", type=positive_int, nargs="+", default=None, metavar="EPOCH",
-                   help="after this many epochs the LR is multiplied by --gamma (default: 190 220 scaled to "
+                   help="after this many epochs the LR is multiplied by --gamma (recipe: 190 220, scaled to "
                         "--max-epoch)")
-    p.add_argument("--gamma", type=float, default=0.1, help="LR decay factor at each step (default 0.1)")
-    p.add_argument("--img-size", type=positive_int, default=640, help="square training input size (default 640)")
+    p.add_argument("--gamma", type=float, default=None, help="LR decay factor at each step (recipe: 0.1)")
+    p.add_argument("--img-size", type=positive_int, default=None, help="square training input size (recipe: 640)")
     p.add_argument("--workers", type=non_negative_int, default=4, help="DataLoader workers per process (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seeds init, data order and augmentation (default 0)")
     p.add_argument("--out", type=Path, default=Path("runs"), help="root of run directories (default runs/)")
@@ -89,10 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-size", type=non_negative_int, default=640,
                    help="long side (px) val images are shrunk to for the in-training AP (default 640; "
                         "0 = original size). Final numbers: python -m eval.predict")
-    p.add_argument("--neg-pos", type=positive_int, default=7,
-                   help="hard negatives mined per positive anchor (default 7, as RetinaFace and FeatherFace)")
-    p.add_argument("--match-iou", type=unit_interval, default=0.35,
-                   help="IoU at which an anchor becomes a positive for a face (default 0.35)")
+    p.add_argument("--neg-pos", type=positive_int, default=None,
+                   help="hard negatives mined per positive anchor (recipe: 7, both references)")
+    p.add_argument("--match-iou", type=unit_interval, default=None,
+                   help="IoU at which an anchor becomes a positive for a face (recipe: 0.35)")
     p.add_argument("--amp", action="store_true", help="mixed precision (autocast + GradScaler); CUDA only")
     p.add_argument("--on-label-error", choices=("fail", "skip"), default="fail",
                    help="bad label lines / images: stop (default) or skip them with a warning")
@@ -106,11 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        network=args.network, data=args.data, max_epoch=args.max_epoch, batch_size=args.batch_size, lr=args.lr,
-        optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
-        warmup_epochs=args.warmup_epochs, neg_pos=args.neg_pos, match_iou=args.match_iou, lr_steps=args.lr_steps,
-        gamma=args.gamma, img_size=args.img_size,
+    """The chosen recipe, with every flag given on the command line on top."""
+    overrides = {key: getattr(args, key) for key in (*RECIPE_SETTINGS, "lr_steps")}
+    return TrainConfig.from_recipe(
+        args.recipe, args.network, args.data, **overrides,
         workers=args.workers, seed=args.seed, out=args.out, run_name=args.run_name, device=args.device,
         resume=args.resume, eval_every=args.eval_every, eval_size=args.eval_size, amp=args.amp,
         on_label_error=args.on_label_error, max_train_images=args.max_train_images, progress=not args.no_progress,

@@ -17,12 +17,18 @@ PUBLISHED_LR_STEPS: tuple[int, int] = (190, 220)
 WARMUP_START_LR = 1e-6
 
 
-def default_lr_steps(max_epoch: int) -> list[int]:
-    """The published milestones (190, 220 of 350 epochs) scaled to ``max_epoch``, rounded, >= 1.
+def scale_lr_steps(steps: tuple[int, ...] | list[int], base_epochs: int, max_epoch: int) -> list[int]:
+    """Milestones of a `base_epochs` recipe scaled to ``max_epoch``, rounded, >= 1 (same fraction of
+    training at each rate); unchanged when ``max_epoch == base_epochs``."""
+    return [max(1, round(step * max_epoch / base_epochs)) for step in steps]
 
-    Keeps the same fraction of training at each rate: e.g. 100 epochs -> [54, 63], 2 -> [1, 1].
+
+def default_lr_steps(max_epoch: int) -> list[int]:
+    """The published FeatherFace milestones (190, 220 of 350 epochs) scaled to ``max_epoch``.
+
+    E.g. 100 epochs -> [54, 63], 2 -> [1, 1].
     """
-    return [max(1, round(step * max_epoch / PUBLISHED_MAX_EPOCH)) for step in PUBLISHED_LR_STEPS]
+    return scale_lr_steps(PUBLISHED_LR_STEPS, PUBLISHED_MAX_EPOCH, max_epoch)
 
 
 def lr_at(

@@ -43,13 +43,14 @@ from tqdm import tqdm
 
 from core.artifacts import TB_TAGS, atomic_write_json, write_run_info
 from core.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from core.config import DEFAULT_RECIPE, get_recipe
 from core.data.augment import EvalTransform, TrainTransform
 from core.data.dataset import WiderFaceDetection, detection_collate
 from core.data.widerface import OnError
 from core.factory import build_model
 from core.losses import MultiBoxLoss
 from train import distributed
-from train.schedule import WarmupMultiStepLR, default_lr_steps
+from train.schedule import WarmupMultiStepLR, default_lr_steps, scale_lr_steps
 from train.state import (
     BEST,
     FINAL,
@@ -71,6 +72,11 @@ TRAIN_TAGS = ("train_loss", "train_loss_box", "train_loss_cls", "train_loss_land
 VAL_TAGS = ("val_loss", "val_loss_box", "val_loss_cls", "val_loss_landmark")
 
 
+# TrainConfig fields a recipe sets (TrainRecipe holds the same names).
+RECIPE_SETTINGS: tuple[str, ...] = ("optimizer", "lr", "momentum", "weight_decay", "max_epoch", "gamma",
+                                    "warmup_epochs", "batch_size", "img_size", "neg_pos", "match_iou")
+
+
 class TrainSetupError(ValueError):
     """Arguments and data do not allow a run (too few images, bad batch split, occupied run dir...)."""
 
@@ -90,7 +96,7 @@ class PendingStep(NamedTuple):
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run; the defaults are the published FeatherFace/RetinaFace settings."""
+    """Every knob of a run; the defaults are the "featherface" recipe (`TrainConfig.from_recipe` for another)."""
 
     network: str
     data: Path
@@ -119,6 +125,8 @@ class TrainConfig:
     max_train_images: int | None = None
     progress: bool = True
     log_every: int = 10  # steps between loss reductions (one all-reduce + host copy + NaN check per interval)
+    recipe: str = DEFAULT_RECIPE  # the recipe the settings started from (recorded in run.json)
+    recipe_overrides: list[str] = field(default_factory=list)  # settings given explicitly on top of it
     lr_steps_used: list[int] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -127,6 +135,21 @@ class TrainConfig:
 
     def as_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_recipe(cls, recipe: str, network: str, data: Path | str, **overrides: Any) -> TrainConfig:
+        """The recipe's settings with `overrides` on top (None values are ignored, as an absent flag).
+
+        Without explicit `lr_steps`, the recipe's milestones scale with an overridden `max_epoch`.
+        """
+        rec = get_recipe(recipe)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values: dict[str, Any] = {key: getattr(rec, key) for key in RECIPE_SETTINGS}
+        values.update(given)
+        if "lr_steps" not in given:
+            values["lr_steps"] = scale_lr_steps(rec.lr_steps, rec.max_epoch, values["max_epoch"])
+        changed = sorted(k for k in given if k in (*RECIPE_SETTINGS, "lr_steps"))
+        return cls(network=network, data=Path(data), recipe=recipe, recipe_overrides=changed, **values)
 
 
 @dataclass(frozen=True)
@@ -315,7 +338,8 @@ class Trainer:
                 "model": cfg.network, "dataset": self.dataset, "seed": cfg.seed, "max_epoch": cfg.max_epoch,
                 "batch_size": cfg.batch_size, "lr": cfg.lr, "optimizer": cfg.optimizer, "created": now,
                 "lr_steps": cfg.lr_steps_used, "img_size": cfg.img_size, "data": str(cfg.data),
-                "neg_pos": cfg.neg_pos, "match_iou": cfg.match_iou,
+                "recipe": cfg.recipe, "recipe_overrides": cfg.recipe_overrides, "neg_pos": cfg.neg_pos,
+                "match_iou": cfg.match_iou,
                 "num_train_images": self.num_train, "steps_per_epoch": self.steps_per_epoch,
                 "world_size": self.ctx.world_size, "device": str(self.device), "amp": self.amp,
                 "params": self.net.get_parameter_count()["total"], "torch": torch.__version__,
