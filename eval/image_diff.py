@@ -16,6 +16,7 @@ folders are absent but the images are present; ``what_is_missing`` says plainly 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,10 @@ import pandas as pd
 from core.data.wider_gt import SETTINGS, GTImage, WiderGT
 from core.detector import FeatherFace
 from core.overlay import overlay_mask
+from eval.attention_view import level_masks
 from eval.predict import list_val_images, predict_image, read_rgb
 from eval.predictions import Predictions
-from eval.sources import is_within
+from eval.sources import WeightsOption, is_within
 from eval.widerface import counted_subsets, match_predictions
 
 COLUMNS: tuple[str, ...] = ("event", "image", "faces", "found_a", "found_b", "only_a", "only_b", "fp_a", "fp_b",
@@ -201,6 +203,76 @@ def what_is_missing(dataset: str, have_predictions: bool, have_images: bool, reg
         needs.append("per-image predictions (`python -m eval.results` writes them under `<results>/predictions/`; "
                      "with the images present this page can also run both models itself)")
     return "Not available: this view needs " + " and ".join(needs) + "."
+
+
+@dataclass(frozen=True)
+class PairSources:
+    """What the side-by-side view of two evaluations can use; None where absent, with the reasons."""
+
+    data: Path | None
+    predictions: tuple[Path | None, Path | None]
+    weights: tuple[Path | None, Path | None]
+    notes: tuple[str, ...]
+    missing: str  # "" when images and predictions (or weights to make them) are there
+
+    @property
+    def can_predict(self) -> bool:
+        """Images and both checkpoints present: the page may run the models itself."""
+        return self.data is not None and all(w is not None for w in self.weights)
+
+
+def resolve_pair(payload_a: Mapping[str, Any], payload_b: Mapping[str, Any], base: Path, roots: Iterable[Path],
+                 weights_roots: Iterable[Path], manifest: Mapping[str, Any] | None = None) -> PairSources:
+    """Predictions, images and weights for two eval.results JSONs, each checked to lie in an allowed folder."""
+    roots, weights_roots = list(roots), list(weights_roots)
+    if payload_a.get("dataset_path") != payload_b.get("dataset_path"):
+        return PairSources(None, (None, None), (None, None), (), "Not available: the two evaluations used different "
+                           f"data ({payload_a.get('dataset_path')} vs {payload_b.get('dataset_path')}); pick two "
+                           "evaluations of the same val set.")
+    notes = []
+    data, why = data_root(payload_a, base, roots)
+    if data is None:
+        notes.append(why)
+    preds, weights = [], []
+    for side, payload in (("A", payload_a), ("B", payload_b)):
+        folder, why_p = prediction_folder(payload, base, roots)
+        ckpt, why_w = record_weights(payload, base, weights_roots)
+        notes += [f"{side}: {w}" for w in (why_p, why_w) if w]
+        preds.append(folder)
+        weights.append(ckpt)
+    have_preds = all(p is not None for p in preds)
+    can_predict = data is not None and all(w is not None for w in weights)
+    regenerate = synth_command(manifest) if manifest and manifest.get("data") == payload_a.get("dataset_path") \
+        else None
+    missing = "" if data is not None and (have_preds or can_predict) else what_is_missing(
+        str(payload_a.get("dataset", "")), have_preds or can_predict, data is not None, regenerate)
+    return PairSources(data, (preds[0], preds[1]), (weights[0], weights[1]), tuple(notes), missing)
+
+
+def read_payload(path: Path) -> dict[str, Any]:
+    """An eval.results JSON as a dict ({} when unreadable: the page then reports what is missing)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def checkpoint_option(payload: Mapping[str, Any], path: Path) -> WeightsOption:
+    """The weights choice for an evaluation's checkpoint (the dashboard's model cache takes these)."""
+    return WeightsOption(model=str(payload.get("model")), kind="checkpoint", label=f"{payload.get('weights')}",
+                         path=path, dataset=payload.get("dataset"), epochs=payload.get("epochs"))
+
+
+def side_mask(model: FeatherFace | None, rgb: np.ndarray, level: str) -> tuple[np.ndarray | None, str]:
+    """The hybrid mask at `level` ("none": no mask) from one real forward pass, or None and why not."""
+    if level == "none":
+        return None, ""
+    if model is None:
+        return None, "weights absent: no mask"
+    if not model.has_attention:
+        return None, "no attention in this model"
+    return level_masks(model.get_attention_heatmaps(rgb), level)["hybrid"], ""
 
 
 def predict_val(model: FeatherFace, data: Path, on_image: Callable[[int, int], None] | None = None,

@@ -24,6 +24,7 @@ from eval.image_diff import (
     predict_val,
     prediction_folder,
     record_weights,
+    resolve_pair,
     synth_command,
     what_is_missing,
 )
@@ -175,3 +176,28 @@ def test_predict_val_runs_a_model_over_the_val_list(tmp_path: Path, one_thread) 
     assert all(x.shape[1] == 5 and (x[:, 4] >= 0.02).all() for imgs in pred.values() for x in imgs.values())
     frame = image_differences(pred, pred, gt, 0.02)
     assert (frame["difference"] == 0).all() and json.dumps(frame.to_dict())
+
+
+def test_resolve_pair_says_what_is_there(tmp_path: Path) -> None:
+    results, weights = tmp_path / "results", tmp_path / "weights"
+    for folder in ("predictions/a", "predictions/b"):
+        (results / folder).mkdir(parents=True)
+    weights.mkdir()
+    (weights / "cbam.pth").write_bytes(b"x")
+    a = {"dataset": "synthetic", "dataset_path": "data/s", "predict": {"predictions": "results/predictions/a"},
+         "weights": "weights/cbam.pth"}
+    b = a | {"predict": {"predictions": "results/predictions/b"}, "weights": "weights/eca.pth"}
+    manifest = {"dataset": "synthetic", "data": "data/s", "num_train": 4, "num_val": 2, "seed": 1}
+    got = resolve_pair(a, b, tmp_path, [results], [weights], manifest)
+    assert got.data is None and got.predictions == (results / "predictions" / "a", results / "predictions" / "b")
+    assert got.weights == (weights / "cbam.pth", None) and not got.can_predict
+    assert "--out data/s --num-train 4 --num-val 2 --seed 1" in got.missing and "B: weights" in " ".join(got.notes)
+
+    (tmp_path / "data" / "s" / "ground_truth").mkdir(parents=True)
+    (tmp_path / "data" / "s" / "val" / "images").mkdir(parents=True)
+    got = resolve_pair(a, b, tmp_path, [results], [weights], manifest)
+    assert got.data == tmp_path / "data" / "s" and got.missing == ""
+    no_preds = resolve_pair(a | {"predict": {}}, b | {"predict": {}}, tmp_path, [results], [weights])
+    assert "per-image predictions" in no_preds.missing  # and B's weights are absent, so no live run either
+    other = resolve_pair(a, b | {"dataset_path": "data/t"}, tmp_path, [results], [weights])
+    assert "different data" in other.missing and other.data is None

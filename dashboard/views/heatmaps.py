@@ -1,4 +1,5 @@
-"""Heatmaps: detections and the channel / spatial / hybrid masks of the three variants on one image.
+"""Heatmaps: detections and the channel / spatial / hybrid masks of the three variants on one image, then
+heatmap quality measured over the val set (eval.attention_stats report: a table and a chart per level).
 
 One forward pass per model and image (`FeatherFace.inspect`), cached by image hash + weights; every
 slider below only re-draws from that cache.
@@ -20,9 +21,20 @@ from dashboard.common import (
     current_selection,
     display_name,
     get_model,
+    get_roots,
     interactive_torch_threads,
     load_models,
     weights_fingerprint,
+)
+from eval.attention_stats import (
+    ALL_LEVELS,
+    DEFAULT_OUT,
+    MASK_KINDS,
+    AttentionStatsError,
+    load_report,
+    pair_table,
+    stats_figure,
+    stats_table,
 )
 from eval.attention_view import (
     LEVEL_CHOICES,
@@ -38,6 +50,7 @@ from eval.attention_view import (
 )
 from eval.compare import PAIRS
 from eval.figures import heatmap_png
+from eval.sources import dataset_label
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
 FORWARD_CONF = 0.2  # one low-threshold pass; the confidence slider filters afterwards
@@ -182,3 +195,30 @@ for col, name in zip(dl_cols, COMPARED_MODELS, strict=True):
                         file_name=f"attention_heatmaps__{name}__{Path(image_name).stem}.png", key=f"hm_dl_{name}")
 st.caption("Row 1: image with detections, stage1–3 hybrid masks; row 2: legend, P3–P5 hybrid masks. "
            "Made by eval/figures.py on click (same single-pass masks).")
+
+# ---- heatmap quality over the val set ------------------------------------------------------------------
+st.subheader("Heatmap quality over the val images")
+report_path = get_roots().results / DEFAULT_OUT
+if not report_path.is_file():
+    st.info(f"No heatmap-quality report at `{report_path}`. `python -m eval.attention_stats --data <dataset root> "
+            f"--weights-dir <weights> --out {report_path}` writes it (needs the val images with their ground truth).")
+else:
+    try:
+        report = load_report(report_path)
+    except AttentionStatsError as exc:
+        st.error(str(exc))
+    else:
+        st.caption(f"{dataset_label(report['dataset'])} · {report.get('num_images', '?')} val images with faces · "
+                   f"models: {', '.join(display_name(m) for m in report.get('models', []))} · masks from the real "
+                   "forward pass, upsampled as the overlays above. Mean over images with 95% bootstrap CI; the "
+                   "dashed line is chance (share of the image inside face boxes). The channel-averaged hybrid mask "
+                   "is the spatial mask times a constant, so only its share above 0.5 differs.")
+        kind = st.radio("Mask", MASK_KINDS, horizontal=True, key="hm_stats_mask")
+        for tab, lvl in zip(st.tabs(list(ALL_LEVELS)), ALL_LEVELS, strict=True):
+            with tab:
+                st.dataframe(stats_table(report, lvl, kind), hide_index=True, width="stretch")
+                st.plotly_chart(stats_figure(report, lvl, kind), width="stretch", key=f"hm_stats_fig_{lvl}")
+                st.dataframe(pair_table(report, lvl, kind, ("energy_in_boxes", "pointing_game", "energy_gain",
+                                                            "entropy")),
+                             hide_index=True, width="stretch")
+        st.caption("Pairs: B − A over the same image resamples; *higher*/*lower* only when the 95% CI excludes 0.")

@@ -1,11 +1,15 @@
-"""Results page: measured AP beside the published rows and targets, seed spread, deltas, PR curves and
-the per-attribute breakdown. Logic lives in eval.compare; every dataset is kept apart."""
+"""Results page: measured AP beside the published rows and targets, seed spread, deltas, PR curves, the
+per-attribute breakdown, AP differences with bootstrap CIs, and the val images where two models differ most.
+Logic lives in eval.compare, eval.compare_ap and eval.image_diff; every dataset is kept apart."""
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
-from dashboard.common import get_roots
+from core.data.wider_gt import SETTINGS, WiderGT, load_wider_gt
+from dashboard.common import get_model, get_roots, interactive_torch_threads
+from eval.attention_view import LEVEL_CHOICES
 from eval.compare import (
     aggregate_seeds,
     attribute_figure,
@@ -24,6 +28,31 @@ from eval.compare import (
     style_deltas,
     vs_reference,
 )
+from eval.compare_ap import COMPARE_DIR, difference_table, load_reports
+from eval.image_diff import (
+    checkpoint_option,
+    draw_panel,
+    image_differences,
+    panel_boxes,
+    predict_val,
+    read_payload,
+    resolve_pair,
+    side_mask,
+)
+from eval.predict import read_rgb
+from eval.predictions import Predictions, read_predictions
+from eval.sources import REPO_ROOT, read_manifest
+
+
+@st.cache_resource(show_spinner="Reading the ground truth…", max_entries=4)
+def load_gt(gt_dir: str) -> WiderGT:
+    return load_wider_gt(gt_dir)
+
+
+@st.cache_resource(show_spinner="Reading predictions…", max_entries=8)
+def load_predictions(folder: str, gt_dir: str) -> Predictions:
+    """Lenient: a bad line is skipped (and counted by eval.results), never a crash of the page."""
+    return read_predictions(folder, load_gt(gt_dir), strict=False).predictions
 
 st.title("Results")
 roots = get_roots()
@@ -86,3 +115,96 @@ else:
         st.dataframe(attribute_pivot(attrs), hide_index=True, width="stretch")
         st.caption("Counted faces: hard-set faces with that value; other faces are ignored (neither true nor false "
                    "positives). Scale by box height.")
+
+# ---- AP differences with uncertainty -------------------------------------------------------------------
+st.subheader("AP differences with 95% CIs (paired image bootstrap)")
+reports, report_warnings = load_reports(roots.results)
+for msg in report_warnings:
+    st.warning(msg)
+if not reports:
+    st.info(f"No AP comparisons under `{roots.results / COMPARE_DIR}`. `python -m eval.compare_ap --results "
+            f"{roots.results}` writes one per model pair from the prediction folders of `eval.results` "
+            "(seeds pooled); without them the table above has no CI for its deltas.")
+else:
+    with_breakdown = st.toggle("Include the hard-set attribute and scale subsets", key="res_cmp_breakdown")
+    st.dataframe(difference_table(reports, with_breakdown).style.format(
+        {c: "{:+.2f}" for c in ("delta", "CI low", "CI high")} | {"AP A": "{:.2f}", "AP B": "{:.2f}"}),
+        hide_index=True, width="stretch")
+    st.caption("AP points, B − A. The same resampled val images score both models; *better*/*worse* only when the "
+               "CI excludes 0. Several seeds: the mean over seeds, and the CI also resamples seeds "
+               "(*images + seeds*); *seed sd*: spread of the seeds' own APs.")
+
+# ---- where the models differ ---------------------------------------------------------------------------
+st.subheader("Where the models differ")
+if not records:
+    st.info("Needs evaluation files (`python -m eval.results`).")
+else:
+    payloads = {str(r.path): read_payload(r.path) for r in records if r.dataset == dataset}
+    labels = {str(r.path): r.label for r in records if r.dataset == dataset}
+    keys = list(payloads)
+    if len(keys) < 2:
+        st.info(f"Needs two evaluations on {dataset_label(dataset)}; there is {len(keys)}.")
+    else:
+        w1, w2, w3, w4 = st.columns([3, 3, 2, 1])
+        key_a = w1.selectbox("Model A", keys, index=0, format_func=labels.get, key="res_diff_a")
+        key_b = w2.selectbox("Model B", keys, index=min(len(keys) - 1, 2), format_func=labels.get, key="res_diff_b")
+        thresh = w3.slider("Score threshold", 0.05, 0.95, 0.5, 0.05, key="res_diff_thresh")
+        setting = w4.selectbox("Faces", SETTINGS, index=2, key="res_diff_setting")
+        src = resolve_pair(payloads[key_a], payloads[key_b], REPO_ROOT, roots.all, roots.weights,
+                           read_manifest(roots))
+        for note in src.notes:
+            st.caption(f"· {note}")
+        if src.missing:
+            st.info(src.missing)
+        else:
+            gt = load_gt(str(src.data / "ground_truth"))
+            preds = [load_predictions(str(p), str(src.data / "ground_truth")) if p is not None else None
+                     for p in src.predictions]
+            if any(p is None for p in preds):
+                run_key = ("res_diff_live", key_a, key_b)
+                if run_key not in st.session_state:
+                    st.info("Prediction folders are absent; the images and both checkpoints are here.")
+                    if st.button(f"Run both models over the {len(gt)} val images", key="res_diff_run"):
+                        bar = st.progress(0.0, text="predicting…")
+                        live = []
+                        for side, (key, ckpt) in enumerate(zip((key_a, key_b), src.weights, strict=True)):
+                            model = get_model(payloads[key]["model"], checkpoint_option(payloads[key], ckpt))
+                            with interactive_torch_threads(2):
+                                live.append(predict_val(model, src.data, lambda i, n, s=side, name=labels[key]:
+                                                        bar.progress((s + i / n) / 2, text=f"{name}: {i}/{n} images")))
+                        st.session_state[run_key] = live
+                        bar.empty()
+                preds = st.session_state.get(run_key, [None, None])
+            if all(p is not None for p in preds):
+                diffs = image_differences(preds[0], preds[1], gt, thresh, setting)
+                top = diffs.head(20)
+                st.dataframe(top, hide_index=True, width="stretch")
+                st.caption(f"{setting} faces found at score ≥ {thresh:.2f}: A {int(diffs['found_a'].sum())}, "
+                           f"B {int(diffs['found_b'].sum())} of {int(diffs['faces'].sum())}; *only_a/only_b*: faces "
+                           "one model finds and the other misses; *fp*: false positives.")
+                pick = st.selectbox("Image", range(len(top)), key="res_diff_pick",
+                                    format_func=lambda i: f"{top.iloc[i]['event']}/{top.iloc[i]['image']} "
+                                                          f"(difference {top.iloc[i]['difference']})")
+                row = top.iloc[pick]
+                im = gt.index[(row["event"], row["image"])]
+                image_file = src.data / "val" / "images" / im.event / f"{im.name}.jpg"
+                if not image_file.is_file():
+                    st.info(f"Image `{image_file}` is absent: the table above comes from the predictions alone.")
+                else:
+                    rgb = read_rgb(image_file)
+                    level = st.selectbox("Mask level", ("none", *LEVEL_CHOICES), index=4, key="res_diff_level")
+                    cols = st.columns(2)
+                    for col, key, pred, ckpt in zip(cols, (key_a, key_b), preds, src.weights, strict=True):
+                        model = get_model(payloads[key]["model"], checkpoint_option(payloads[key], ckpt)) \
+                            if ckpt is not None and level != "none" else None
+                        with interactive_torch_threads(1):
+                            mask, why = side_mask(model, rgb, level)
+                        parts = panel_boxes(im, pred.get(im.event, {}).get(im.name, np.zeros((0, 5))), thresh,
+                                            setting)
+                        col.image(draw_panel(rgb, parts, mask), output_format="JPEG",
+                                  caption=f"{labels[key]}: {len(parts.true_positive)} found, "
+                                          f"{len(parts.false_positive)} false positive(s)"
+                                          + (f" · {level} hybrid mask" if mask is not None else f" · {why}"
+                                             if why else ""))
+                    st.caption("Gold: counted ground-truth faces; grey: faces outside the setting (and detections "
+                               "matching them); green: detections that find a face; red: false positives.")
