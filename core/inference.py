@@ -29,14 +29,14 @@ def fold_batchnorm(model: FeatherFace) -> FeatherFace:
     for parent in fused.modules():
         children = list(parent.named_children())
         for (_, conv), (bn_name, bn) in zip(children, children[1:], strict=False):
-            follows = isinstance(conv, _CONV_LIKE) and isinstance(bn, nn.BatchNorm2d)
+            follows = isinstance(conv, _CONV_LIKE) and isinstance(bn, (nn.BatchNorm2d, nn.SyncBatchNorm))
             if follows and conv.weight.shape[0] == bn.num_features:
                 _fold_into(conv, bn)
                 setattr(parent, bn_name, nn.Identity())
     return fused
 
 
-def _fold_into(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
+def _fold_into(conv: nn.Module, bn: nn.BatchNorm2d | nn.SyncBatchNorm) -> None:
     weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps,
                                         bn.weight, bn.bias)
     conv.weight = nn.Parameter(weight.detach(), requires_grad=False)

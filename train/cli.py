@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bad label lines / images: stop (default) or skip them with a warning")
     p.add_argument("--max-train-images", type=positive_int, default=None, metavar="K",
                    help="train on the first K images only (quick experiments)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun on GPUs: synchronise BatchNorm statistics across processes (small "
+                        "per-GPU batches, e.g. 4 images each at 8 GPUs); checkpoints stay plain-BatchNorm")
     p.add_argument("--log-every", type=positive_int, default=10, metavar="N",
                    help="reduce, log and NaN-check the step losses every N steps (default 10); every step is "
                         "still logged, but the device is waited for only once per N steps")
@@ -117,7 +120,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         workers=args.workers, seed=args.seed, out=args.out, run_name=args.run_name, device=args.device,
         resume=args.resume, eval_every=args.eval_every, eval_size=args.eval_size, amp=args.amp,
         on_label_error=args.on_label_error, max_train_images=args.max_train_images, progress=not args.no_progress,
-        log_every=args.log_every,
+        log_every=args.log_every, sync_bn=args.sync_bn,
     )
 
 

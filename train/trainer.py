@@ -124,6 +124,7 @@ class TrainConfig:
     on_label_error: OnError = "fail"
     max_train_images: int | None = None
     progress: bool = True
+    sync_bn: bool = False  # SyncBatchNorm across ranks under torchrun (CUDA only)
     log_every: int = 10  # steps between loss reductions (one all-reduce + host copy + NaN check per interval)
     recipe: str = DEFAULT_RECIPE  # the recipe the settings started from (recorded in run.json)
     recipe_overrides: list[str] = field(default_factory=list)  # settings given explicitly on top of it
@@ -271,6 +272,16 @@ class Trainer:
     def _build_model(self) -> None:
         cfg = self.cfg
         self.net = build_model(cfg.network).to(self.device)
+        self.sync_bn = cfg.sync_bn and self.ctx.distributed
+        if cfg.sync_bn and not self.sync_bn:
+            self.log("note: --sync-bn only matters under torchrun with several processes; plain BatchNorm used")
+        if self.sync_bn:
+            if self.device.type != "cuda":
+                raise TrainSetupError("--sync-bn needs CUDA: SyncBatchNorm has no CPU kernel; drop --sync-bn for a "
+                                      "CPU (gloo) run")
+            # Every BatchNorm, the CBAM spatial gate's included; names are unchanged, so checkpoints load
+            # into the plain model.
+            self.net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.net)
         self.model: torch.nn.Module = self.net
         if self.ctx.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -342,6 +353,7 @@ class Trainer:
                 "match_iou": cfg.match_iou,
                 "num_train_images": self.num_train, "steps_per_epoch": self.steps_per_epoch,
                 "world_size": self.ctx.world_size, "device": str(self.device), "amp": self.amp,
+                "sync_bn": self.sync_bn,
                 "params": self.net.get_parameter_count()["total"], "torch": torch.__version__,
                 "args": cfg.as_json(), "status": "running",
             }
