@@ -6,6 +6,8 @@ Writes, in the layout the dashboard reads:
   <out>/runs/<model>_synthetic_s<seed>/{run.json, events.out.tfevents.*}   (checkpoints not shipped)
   <out>/weights/<model>.pth                                                 (final weights, ~2 MB each)
   <out>/results/{comparison_table.csv, latency_benchmark.csv, reference_results.csv, eval/*.json}
+  <out>/results/compare_ap/<A>__<B>__synthetic.json   paired image-bootstrap AP differences (eval.compare_ap)
+  <out>/results/attention_stats.json                  heatmap quality over the val images (eval.attention_stats)
   <out>/results/figures/attention_heatmaps__<model>__synthetic__<weights tag>.png
   <out>/manifest.json   command, seed, epochs, dataset ("synthetic") and the numbers obtained
 Every number it produces comes from the synthetic set and is labelled so.
@@ -126,6 +128,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "--weights-dir", str(args.out / "weights"), "--out", str(args.out / "results"),
                     "--models", *args.models, "--threads", str(args.latency_threads),
                     "--image", "assets/samples/astronaut.png"], check=True)
+    # AP differences need the predictions (paired image bootstrap), so they run before those are deleted.
+    subprocess.run([sys.executable, "-m", "eval.compare_ap", "--results", str(args.out / "results")], check=True)
+    subprocess.run([sys.executable, "-m", "eval.attention_stats", "--data", str(args.data),
+                    "--weights-dir", str(args.out / "weights"), "--models", *args.models,
+                    "--out", str(args.out / "results" / "attention_stats.json"),
+                    "--threads", str(args.latency_threads)], check=True)
     shutil.rmtree(args.out / "results" / "predictions")  # 20+ MB of text, reproducible from the weights
     table = read_results_csv(args.out / "results" / "comparison_table.csv", COMPARISON_COLUMNS)
     manifest["evaluated"] = datetime.now(UTC).isoformat(timespec="seconds")
