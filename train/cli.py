@@ -15,7 +15,7 @@ from core.checkpoint import CheckpointError
 from core.config import DEFAULT_RECIPE, MODEL_CONFIGS, RECIPES
 from core.data.dataset import UnreadableImageError
 from core.data.widerface import LabelFormatError
-from core.device import select_device
+from train.distributed import DeviceChoiceError, resolve_device
 from train.state import ResumeError
 from train.trainer import RECIPE_SETTINGS, NonFiniteLossError, TrainConfig, TrainSetupError, train
 
@@ -127,7 +127,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        select_device(args.device)
+        resolve_device(args.device)
+    except DeviceChoiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (RuntimeError, ValueError) as exc:
         print(f"error: --device {args.device}: {exc}", file=sys.stderr)
         return 2
