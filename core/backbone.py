@@ -31,3 +31,19 @@ class MobileNetV1(nn.Module):
         s2 = self.stage2(s1)
         s3 = self.stage3(s2)
         return [s1, s2, s3]
+
+
+class MobileNetV1Classifier(MobileNetV1):
+    """The body plus global average pooling and a linear classifier, for ImageNet-style pretraining.
+
+    Module names match RetinaFace's `models/net.py` MobileNetV1 (`stage1..3`, `avg`, `fc`), so its
+    state dict, saved under a `module.` prefix, is exactly the reference's pretrained-backbone format.
+    """
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.avg = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(self.out_channels[-1], num_classes)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.avg(self.forward(x)[-1]).flatten(1))

@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hard negatives mined per positive anchor (recipe: 7, both references)")
     p.add_argument("--match-iou", type=unit_interval, default=None,
                    help="IoU at which an anchor becomes a positive for a face (recipe: 0.35)")
+    p.add_argument("--backbone-weights", default=None, metavar="PATH",
+                   help="ImageNet MobileNetV1-0.25 in RetinaFace's format (mobilenetV1X0.25_pretrain.tar / .pth / "
+                        ".pth.tar, or the output of python -m train.pretrain_backbone); both recipes assume it")
     p.add_argument("--amp", action="store_true", help="mixed precision (autocast + GradScaler); CUDA only")
     p.add_argument("--on-label-error", choices=("fail", "skip"), default="fail",
                    help="bad label lines / images: stop (default) or skip them with a warning")
@@ -120,7 +123,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         workers=args.workers, seed=args.seed, out=args.out, run_name=args.run_name, device=args.device,
         resume=args.resume, eval_every=args.eval_every, eval_size=args.eval_size, amp=args.amp,
         on_label_error=args.on_label_error, max_train_images=args.max_train_images, progress=not args.no_progress,
-        log_every=args.log_every, sync_bn=args.sync_bn,
+        log_every=args.log_every, sync_bn=args.sync_bn, backbone_weights=args.backbone_weights,
     )
 
 

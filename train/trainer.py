@@ -42,6 +42,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from core.artifacts import TB_TAGS, atomic_write_json, write_run_info
+from core.backbone_weights import BackboneWeightsInfo, load_backbone_weights
 from core.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from core.config import DEFAULT_RECIPE, get_recipe
 from core.data.augment import EvalTransform, TrainTransform
@@ -71,6 +72,8 @@ STEP_TAGS = ("step_loss", "step_loss_box", "step_loss_cls", "step_loss_landmark"
 TRAIN_TAGS = ("train_loss", "train_loss_box", "train_loss_cls", "train_loss_landmark")
 VAL_TAGS = ("val_loss", "val_loss_box", "val_loss_cls", "val_loss_landmark")
 
+
+FULL_RECIPE_EPOCHS = 100  # from here on, a run is meant to reproduce published numbers
 
 # TrainConfig fields a recipe sets (TrainRecipe holds the same names).
 RECIPE_SETTINGS: tuple[str, ...] = ("optimizer", "lr", "momentum", "weight_decay", "max_epoch", "gamma",
@@ -125,6 +128,7 @@ class TrainConfig:
     max_train_images: int | None = None
     progress: bool = True
     sync_bn: bool = False  # SyncBatchNorm across ranks under torchrun (CUDA only)
+    backbone_weights: str | None = None  # RetinaFace-format ImageNet MobileNetV1-0.25 file for the body
     log_every: int = 10  # steps between loss reductions (one all-reduce + host copy + NaN check per interval)
     recipe: str = DEFAULT_RECIPE  # the recipe the settings started from (recorded in run.json)
     recipe_overrides: list[str] = field(default_factory=list)  # settings given explicitly on top of it
@@ -200,7 +204,7 @@ class Trainer:
         self.run_dir, resume_from = self._resolve_run_dir()
         self.dataset = dataset_name(cfg.data)
         self._build_data()
-        self._build_model()
+        self._build_model(fresh=resume_from is None)
         self.start_epoch, self.global_step = 0, 0
         self.best: dict[str, Any] | None = None
         self.epoch_scalars: dict[str, float] = {}
@@ -269,9 +273,19 @@ class Trainer:
         if self.ap_reason:
             self.log(f"val AP will not be computed: {self.ap_reason}")
 
-    def _build_model(self) -> None:
+    def _build_model(self, fresh: bool = True) -> None:
+        """Model (ImageNet body from --backbone-weights on a fresh run), DDP wrapper, loss, optimiser, schedule."""
         cfg = self.cfg
-        self.net = build_model(cfg.network).to(self.device)
+        self.net = build_model(cfg.network)
+        self.backbone_info: BackboneWeightsInfo | None = None
+        if cfg.backbone_weights and fresh:
+            self.backbone_info = load_backbone_weights(self.net.body, cfg.backbone_weights)
+            self.log(f"backbone: {self.backbone_info.name} (sha256 {self.backbone_info.sha256[:12]}...)")
+        elif fresh and cfg.max_epoch >= FULL_RECIPE_EPOCHS:
+            self.log(f"warning: {cfg.max_epoch} epochs from a randomly initialised backbone; the published numbers "
+                     "assume the ImageNet-pretrained MobileNetV1-0.25 (--backbone-weights "
+                     "mobilenetV1X0.25_pretrain.tar, or make one with python -m train.pretrain_backbone)")
+        self.net = self.net.to(self.device)
         self.sync_bn = cfg.sync_bn and self.ctx.distributed
         if cfg.sync_bn and not self.sync_bn:
             self.log("note: --sync-bn only matters under torchrun with several processes; plain BatchNorm used")
@@ -351,6 +365,7 @@ class Trainer:
                 "lr_steps": cfg.lr_steps_used, "img_size": cfg.img_size, "data": str(cfg.data),
                 "recipe": cfg.recipe, "recipe_overrides": cfg.recipe_overrides, "neg_pos": cfg.neg_pos,
                 "match_iou": cfg.match_iou,
+                "backbone_weights": self.backbone_info.as_json() if self.backbone_info else None,
                 "num_train_images": self.num_train, "steps_per_epoch": self.steps_per_epoch,
                 "world_size": self.ctx.world_size, "device": str(self.device), "amp": self.amp,
                 "sync_bn": self.sync_bn,
