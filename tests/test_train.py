@@ -102,8 +102,8 @@ def test_neg_pos_and_match_iou_reach_the_loss(
     seen = {}
     original = Trainer._build_model
 
-    def spy(self: Trainer) -> None:
-        original(self)
+    def spy(self: Trainer, **kwargs: object) -> None:
+        original(self, **kwargs)
         seen.update(ratio=self.criterion.neg_pos_ratio, iou=self.criterion.overlap_threshold)
         raise KeyboardInterrupt  # stop before any training step
 
