@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,32 @@ def test_seed_aggregation_and_deltas_stay_within_a_dataset(results: Path):
     assert "(single seed: no CI)" in table.iloc[-1]["mAP"]
     html = style_deltas(table).to_html()
     assert html.count("font-weight: bold") >= 1 and "#555" in html
+
+
+def delta_cell_styles(table: pd.DataFrame) -> dict[tuple[int, int], dict[str, str]]:
+    """(row, column) -> CSS properties, read back from the HTML the Styler renders."""
+    html = style_deltas(table).set_uuid("t").to_html()
+    styles: dict[tuple[int, int], dict[str, str]] = {}
+    for selectors, body in re.findall(r"((?:#T_t_row\d+_col\d+,?\s*)+)\{([^}]*)\}", html):
+        props = dict(tuple(part.strip() for part in prop.split(":")) for prop in body.split(";") if ":" in prop)
+        for row, col in re.findall(r"row(\d+)_col(\d+)", selectors):
+            styles[(int(row), int(col))] = props
+    return styles
+
+
+def test_delta_colours_follow_the_verdict() -> None:
+    table = pd.DataFrame({"dataset": ["d"] * 4, "comparison": ["c"] * 4,
+                          "easy": ["+10.25 [+0.13, +20.37] higher", "-3.00 [-5.00, -1.00] lower",
+                                   "+1.00 [-2.00, +4.00] indistinguishable", "+0.50 (single seed: no CI)"],
+                          "medium": ["-0.25 [-0.50, -0.01] lower", np.nan, "+1.00 [+0.50, +1.50] higher", ""],
+                          "hard": ["+1.00 (single seed: no CI)"] * 4, "mAP": ["+1.00 (single seed: no CI)"] * 4})
+    styles = delta_cell_styles(table)
+    higher = {"color": "#0a7a2f", "font-weight": "bold"}
+    lower = {"color": "#b00020", "font-weight": "bold"}
+    grey = {"color": "#555"}
+    assert [styles.get((row, 2)) for row in range(4)] == [higher, lower, grey, grey]
+    assert [styles.get((row, 3)) for row in range(4)] == [lower, None, higher, grey]  # missing cell: unstyled
+    assert (0, 0) not in styles and (0, 1) not in styles  # label columns are never coloured
 
 
 def test_a_lower_parallel_is_reported_as_lower(results: Path):

@@ -20,10 +20,30 @@ def test_figure_is_a_2x4_grid_and_valid_png(name, rgb_image):
     model = build_model(name).eval()
     figure = heatmap_figure(model, rgb_image, conf_thresh=0.5)
     assert figure.shape == SHAPE and figure.dtype == np.uint8
+    assert_panels_are_drawn(figure, rgb_image)
     png = heatmap_png(model, rgb_image)
     assert png.startswith(PNG_SIGNATURE)
     decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape == SHAPE
+
+
+def assert_panels_are_drawn(figure: np.ndarray, rgb: np.ndarray) -> None:
+    """Each of the 8 panels has a title and a non-blank body, and the 6 heatmaps blend a mask over the input."""
+    titles, bodies = [], []
+    for row in range(2):
+        for col in range(4):
+            top, left = row * (TITLE_H + PANEL), col * PANEL
+            titles.append(figure[top:top + TITLE_H, left:left + PANEL])
+            bodies.append(figure[top + TITLE_H:top + TITLE_H + PANEL, left:left + PANEL].astype(np.int16))
+    for i, (title, body) in enumerate(zip(titles, bodies, strict=True)):
+        assert title.min() < 100, f"panel {i} has no title text"
+        assert body.std() > 20 and len(np.unique(body.reshape(-1, 3), axis=0)) > 50, f"panel {i} is blank"
+    height, width = rgb.shape[:2]  # 120 x 160 -> letterboxed to 240 x 320, 40 px white above and below
+    assert (height, width) == (PANEL * 3 // 8, PANEL // 2)
+    plain = np.full((PANEL, PANEL, 3), 255, np.int16)
+    plain[PANEL // 8 : PANEL // 8 + 2 * height] = cv2.resize(rgb, (2 * width, 2 * height))  # INTER_LINEAR
+    for i in (1, 2, 3, 5, 6, 7):  # heatmaps: the letterboxed input with a coloured mask blended in
+        assert np.abs(bodies[i] - plain).mean() > 10, f"panel {i} shows no mask"
 
 
 def test_no_attention_model_has_no_figure(rgb_image):

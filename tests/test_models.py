@@ -149,7 +149,12 @@ def test_none_model_has_no_masks(models, rgb_image):
     assert model.attention_blocks() == {}
     with pytest.raises(AttentionUnavailableError, match="no-attention ablation"):
         model.get_attention_heatmaps(rgb_image)
-    assert len(model.detect(rgb_image, conf_thresh=0.0)) >= 0
+    # Detection still runs end to end: NMS always keeps the best-scoring anchor.
+    dets = model.detect(rgb_image, conf_thresh=0.0)
+    assert len(dets) > 0 and dets.boxes.shape == (len(dets), 4) and dets.landmarks.shape == (len(dets), 10)
+    with torch.no_grad():
+        _, conf, _ = model(model.prepare_image(rgb_image)[1])
+    assert dets.scores[0] == pytest.approx(float(conf.softmax(-1)[0, :, 1].max()), rel=1e-5)
 
 
 def test_factory_rejects_unknown_name():
