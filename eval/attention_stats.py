@@ -32,6 +32,7 @@ import itertools
 import json
 import math
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -210,7 +211,7 @@ def _fit(rgb: np.ndarray, boxes: np.ndarray, max_side: int | None) -> tuple[np.n
 
 
 def attention_stats(
-    models: Mapping[str, FeatherFace],
+    models: Mapping[str, FeatherFace | Sequence[FeatherFace]],
     data: Path | str,
     gt_dir: Path | str | None = None,
     limit: int | None = None,
@@ -220,13 +221,19 @@ def attention_stats(
     confidence: float = 0.95,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Report (JSON-ready) for already loaded models over the val images of `data` with GT faces."""
+    """Report (JSON-ready) for already loaded models over the val images of `data` with GT faces.
+
+    A model may come with several checkpoints (training seeds): each image's values are then the
+    mean over its seeds (the CI covers the image sample, seeds taken as given), and every row also
+    gives ``seeds`` and ``seed_sd``, the spread of the seeds' own means.
+    """
     data = Path(data)
     dataset = detect_dataset(data)
     gt = load_wider_gt(gt_dir if gt_dir is not None else data / "ground_truth")
     entries = list_val_images(data)
-    skipped_models = sorted(m for m, model in models.items() if not model.has_attention)
-    used = {m: model.eval() for m, model in models.items() if model.has_attention}
+    seeds = {m: [v] if isinstance(v, torch.nn.Module) else list(v) for m, v in models.items()}
+    skipped_models = sorted(m for m, ms in seeds.items() if not ms or not all(x.has_attention for x in ms))
+    used = {m: [x.eval() for x in ms] for m, ms in seeds.items() if m not in skipped_models}
     if not used:
         raise AttentionStatsError(f"none of {sorted(models)} has attention masks to measure")
     jobs, no_faces, not_in_gt = [], 0, 0
@@ -243,21 +250,32 @@ def attention_stats(
         raise AttentionStatsError(f"{data}: no val image with a ground-truth face ({len(entries)} listed, "
                                   f"{no_faces} without faces, {not_in_gt} not in the ground truth)")
     shape = (len(jobs), len(ALL_LEVELS), len(MASK_KINDS), len(METRICS))
-    per_image = {m: np.full(shape, math.nan) for m in used}
+    per_seed = {m: np.full((len(ms), *shape), math.nan) for m, ms in used.items()}
     for i, (event, image, boxes) in enumerate(tqdm(jobs, desc="attention stats", unit="img", disable=not progress)):
         rgb, scaled = _fit(read_rgb(data / "val" / "images" / event / image), boxes, max_side)
         inside = box_union(scaled, *rgb.shape[:2])
-        for m, model in used.items():
-            for (level, kind), values in heatmap_metrics(model.get_attention_heatmaps(rgb), inside).items():
-                li, ki = ALL_LEVELS.index(level), MASK_KINDS.index(kind)
-                per_image[m][i, li, ki] = [values[k] for k in METRICS]
+        for m, ms in used.items():
+            for k, model in enumerate(ms):
+                for (level, kind), values in heatmap_metrics(model.get_attention_heatmaps(rgb), inside).items():
+                    per_seed[m][k, i, ALL_LEVELS.index(level), MASK_KINDS.index(kind)] = [values[x] for x in METRICS]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices (e.g. an all-zero mask) stay NaN
+        per_image = {m: np.nanmean(v, axis=0) for m, v in per_seed.items()}
+        seed_means = {m: np.nanmean(v, axis=1).reshape(len(v), -1) for m, v in per_seed.items()}
     rows, pairs = summarise(per_image, resamples, seed, confidence)
+    for row in rows:
+        j = (ALL_LEVELS.index(row["level"]) * len(MASK_KINDS) + MASK_KINDS.index(row["mask"])) * len(METRICS) \
+            + METRICS.index(row["metric"])
+        means = seed_means[row["model"]][:, j]
+        row["seeds"] = len(means)
+        row["seed_sd"] = float(np.nanstd(means, ddof=1)) if np.sum(~np.isnan(means)) > 1 else None
     return {
         "dataset": dataset, "data": display_path(data), "created": datetime.now().isoformat(timespec="seconds"),
-        "models": sorted(used), "skipped_models": skipped_models, "num_images": len(jobs),
-        "images_without_faces": no_faces, "images_not_in_gt": not_in_gt, "limit": limit, "max_side": max_side,
-        "levels": list(ALL_LEVELS), "masks": list(MASK_KINDS), "metrics": list(METRICS),
-        "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence, "over": "images"},
+        "models": sorted(used), "seeds": {m: len(ms) for m, ms in used.items()}, "skipped_models": skipped_models,
+        "num_images": len(jobs), "images_without_faces": no_faces, "images_not_in_gt": not_in_gt, "limit": limit,
+        "max_side": max_side, "levels": list(ALL_LEVELS), "masks": list(MASK_KINDS), "metrics": list(METRICS),
+        "bootstrap": {"resamples": resamples, "seed": seed, "confidence": confidence,
+                      "over": "images (seeds averaged per image, taken as given)"},
         "rows": rows, "pairs": pairs,
     }
 

@@ -20,6 +20,7 @@ from eval.attention_stats import (
     MASK_KINDS,
     METRICS,
     AttentionStatsError,
+    attention_stats,
     box_union,
     heatmap_metrics,
     load_report,
@@ -223,3 +224,19 @@ def test_load_report_rejects_other_files(tmp_path: Path) -> None:
         load_report(bad)
     with pytest.raises(AttentionStatsError, match="unreadable"):
         load_report(tmp_path / "absent.json")
+
+
+def test_seeds_are_averaged_per_image_and_their_spread_reported(tiny: dict[str, Path]) -> None:
+    one, two = realistic_model("cbam", seed=0), realistic_model("cbam", seed=1)
+    kwargs = {"data": tiny["data"], "resamples": 30, "progress": False}
+    single = {(r["level"], r["mask"], r["metric"]): r for r in attention_stats({"cbam": one}, **kwargs)["rows"]}
+    other = {(r["level"], r["mask"], r["metric"]): r for r in attention_stats({"cbam": [two]}, **kwargs)["rows"]}
+    both = attention_stats({"cbam": [one, two], "none": build_model("none")}, **kwargs)
+    assert both["seeds"] == {"cbam": 2} and both["skipped_models"] == ["none"]
+    for r in both["rows"]:
+        key = (r["level"], r["mask"], r["metric"])
+        a, b = single[key]["mean"], other[key]["mean"]
+        assert r["seeds"] == 2 and single[key]["seeds"] == 1 and single[key]["seed_sd"] is None
+        # Every image has a value here, so the mean of per-image seed means is the mean of the seeds' means.
+        assert r["mean"] == pytest.approx((a + b) / 2, abs=1e-9), key
+        assert r["seed_sd"] == pytest.approx(abs(a - b) / np.sqrt(2), abs=1e-9), key
