@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from core.data import widerface
 from core.data.widerface import (
     LabelFormatError,
     LabelIssue,
@@ -174,15 +175,50 @@ def test_read_image_list(tmp_path: Path) -> None:
         read_image_list(bad)
 
 
-def test_large_file_is_fast(tmp_path: Path) -> None:
+def parade_label(tmp_path: Path, images: int) -> Path:
+    """``images`` identical blocks of a header and nine face lines (10 lines per image)."""
     lines: list[str] = []
-    for image in range(1000):
+    for image in range(images):
         lines.append(f"# 0--Parade/img_{image}.jpg")
         lines.extend([FACE20, NO_LMK20, FACE20, FACE4, FACE20, NO_LMK20, FACE20, FACE20, FACE20])
-    label = write(tmp_path, lines)
-    assert len(lines) == 10_000
-    start = time.perf_counter()
-    records, _ = read_labels(label)
-    elapsed = time.perf_counter() - start
+    return write(tmp_path, lines, f"label_{images}.txt")
+
+
+def executed_python_lines(label: Path) -> int:
+    """Python lines run by ``read_labels`` (any module): a deterministic measure of its work."""
+    count = 0
+
+    def tracer(frame: object, event: str, arg: object) -> object:
+        nonlocal count
+        count += event == "line"
+        return tracer
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        records, _ = read_labels(label)
+    finally:
+        sys.settrace(previous)
+    assert sum(len(r) for r in records) == 9 * len(records)
+    return count
+
+
+def test_reading_is_linear_in_the_file_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Work, not wall-clock time (speed: benchmarks/bench_label_reader.py): every face line is parsed
+    once, every image built once, and each extra image costs exactly the same number of lines."""
+    calls = {"parse": 0, "record": 0}
+    for name, key in (("_parse_face", "parse"), ("_make_record", "record")):
+        original = getattr(widerface, name)
+
+        def counted(*args: object, _original=original, _key=key) -> object:
+            calls[_key] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(widerface, name, counted)
+    records, _ = read_labels(parade_label(tmp_path, 1000))
     assert len(records) == 1000 and sum(len(r) for r in records) == 9000
-    assert elapsed < 1.0, f"reading 10k lines took {elapsed:.2f}s"
+    assert calls == {"parse": 9000, "record": 1000}
+    monkeypatch.undo()
+
+    small, medium, large = (executed_python_lines(parade_label(tmp_path, n)) for n in (100, 200, 400))
+    assert large - medium == 2 * (medium - small), (small, medium, large)
