@@ -299,14 +299,19 @@ def load_report(path: Path | str) -> dict[str, Any]:
 
 
 def stats_table(report: Mapping[str, Any], level: str, mask: str) -> pd.DataFrame:
-    """One level and mask kind: a row per model, "mean [low, high]" per metric (for st.dataframe)."""
+    """One level and mask kind: a row per model, "mean [low, high]" per metric (for st.dataframe), with the
+    seed spread "sd s" when a model has several seeds."""
     frame = pd.DataFrame(report["rows"])
     part = frame[(frame["level"] == level) & (frame["mask"] == mask)]
     out = []
     for model, group in part.groupby("model", sort=False):
-        row: dict[str, Any] = {"model": display_name(str(model))}
-        for r in group.itertuples():
-            row[METRIC_LABELS.get(r.metric, r.metric)] = f"{r.mean:.3f} [{r.ci_low:.3f}, {r.ci_high:.3f}]"
+        seeds = int(group["seeds"].max()) if "seeds" in group else 1
+        row: dict[str, Any] = {"model": display_name(str(model)), "seeds": seeds}
+        for r in group.to_dict("records"):
+            sd = r.get("seed_sd")
+            spread = f" sd {sd:.3f}" if isinstance(sd, float) and not math.isnan(sd) else ""
+            row[METRIC_LABELS.get(r["metric"], r["metric"])] = \
+                f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]{spread}"
         out.append(row)
     return pd.DataFrame(out)
 

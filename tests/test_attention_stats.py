@@ -194,7 +194,8 @@ def test_cli_real_forward_pass(tiny: dict[str, Path], tmp_path: Path, monkeypatc
 
     # Page helpers read the same report.
     table = stats_table(report, "P3", "hybrid")
-    assert len(table) == 2 and table.iloc[0, 1].count("[") == 1
+    assert len(table) == 2 and table["seeds"].tolist() == [1, 1]
+    assert table["mask energy in face boxes"].str.fullmatch(r"[0-9.]+ \[[0-9.]+, [0-9.]+\]").all()
     assert len(pair_table(report, "P3", "hybrid", ["energy_in_boxes"])) == 1
     fig = stats_figure(report, "stage2", "spatial")
     assert len(fig.data) == 2 and fig.data[0].name == "CBAM baseline"
@@ -233,6 +234,7 @@ def test_seeds_are_averaged_per_image_and_their_spread_reported(tiny: dict[str, 
     other = {(r["level"], r["mask"], r["metric"]): r for r in attention_stats({"cbam": [two]}, **kwargs)["rows"]}
     both = attention_stats({"cbam": [one, two], "none": build_model("none")}, **kwargs)
     assert both["seeds"] == {"cbam": 2} and both["skipped_models"] == ["none"]
+    assert stats_table(both, "P4", "spatial")["pointing game (max in a box)"].str.contains(" sd ").all()
     for r in both["rows"]:
         key = (r["level"], r["mask"], r["metric"])
         a, b = single[key]["mean"], other[key]["mean"]
