@@ -120,7 +120,8 @@ def measure_event_reading(steps: int = 20_000) -> list[str]:
     from torch.utils.tensorboard import SummaryWriter
 
     from core.artifacts import TB_TAGS
-    from eval.convergence import EventCache, load_convergence
+    from eval.convergence import load_convergence
+    from eval.event_files import EventCache
 
     tags = [TB_TAGS[k] for k in ("step_loss", "step_loss_box", "step_loss_cls", "step_loss_landmark", "step_lr")]
     with tempfile.TemporaryDirectory(prefix="ff_bench_tb_") as tmp:

@@ -11,19 +11,18 @@ from torch.utils.tensorboard import SummaryWriter
 
 from core.artifacts import TB_TAGS
 from eval.convergence import (
-    EventCache,
-    aggregate_seeds,
     curve_figure,
     ema_smooth,
     first_crossing,
     load_convergence,
-    scan_records,
+    seed_band,
     series,
     stability_by_model,
     stability_figure,
     stability_table,
     tail_stats,
 )
+from eval.event_files import EventCache, scan_records
 
 LOSS = TB_TAGS["train_loss"]
 AP = TB_TAGS["ap_hard"]
@@ -89,7 +88,7 @@ def test_ema_matches_tensorboard():
 
 def test_seed_band_never_pools_datasets(runs: Path):
     data = load_convergence([runs], EventCache())
-    agg = aggregate_seeds(series(data, LOSS))
+    agg = seed_band(series(data, LOSS))
     cbam = agg.query("model == 'cbam'").set_index("step")
     assert (cbam["n"] == 3).all()
     assert np.allclose(cbam["mean"], [loss_at(e, 1) for e in range(8)], atol=1e-6)
@@ -227,7 +226,7 @@ def test_long_step_curves_are_thinned_for_drawing_only(tmp_path: Path):
 def test_vectorised_crc_matches_tensorboard():
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
-    from eval.convergence import _masked_crc32c_many
+    from eval.event_files import _masked_crc32c_many
 
     rng = np.random.default_rng(0)
     buf = rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes()

@@ -9,7 +9,6 @@ from eval.convergence import (
     ConvergenceData,
     available_metrics,
     curve_figure,
-    default_cache,
     default_direction,
     fingerprint,
     load_convergence,
@@ -19,6 +18,7 @@ from eval.convergence import (
     stability_table,
     threshold_default,
 )
+from eval.event_files import default_cache
 
 
 @st.cache_resource(show_spinner="Reading TensorBoard event files…", max_entries=4)
