@@ -40,8 +40,14 @@ LATENCY_COLUMNS: tuple[str, ...] = (
 )
 LATENCY_RUN_COLUMNS: tuple[str, ...] = ("session", "round", "position", "model", "ms")
 """One timed forward pass: `round` of the interleaved session, `position` of the model within that round."""
+# File names of the layout above: the only place they are typed.
+COMPARISON_CSV = "comparison_table.csv"
 LATENCY_CSV = "latency_benchmark.csv"
 LATENCY_RUNS_CSV = "latency_runs.csv"
+REFERENCE_CSV = "reference_results.csv"
+EVAL_DIR = "eval"
+RUN_JSON = "run.json"
+MANIFEST_JSON = "manifest.json"
 REFERENCE_COLUMNS: tuple[str, ...] = (
     "kind", "model", "display_name", "params", "easy", "medium", "hard", "mAP", "latency_ms", "source",
 )
@@ -81,7 +87,7 @@ class ResultsFileError(ValueError):
 
 def detect_dataset(data_root: Path | str, override: str | None = None) -> str:
     """The dataset label: manifest.json "dataset" if present, else "widerface"; an override must agree."""
-    manifest = Path(data_root) / "manifest.json"
+    manifest = Path(data_root) / MANIFEST_JSON
     found = "widerface"
     if manifest.is_file():
         try:
@@ -154,7 +160,7 @@ def write_run_info(run_dir: Path | str, meta: dict[str, Any]) -> None:
     missing = [f for f in ("model", "dataset") if f not in meta]
     if missing:
         raise ValueError(f"run metadata needs {missing}")
-    atomic_write_json(Path(run_dir) / "run.json", meta)
+    atomic_write_json(Path(run_dir) / RUN_JSON, meta)
 
 
 def find_runs(root: Path | str) -> tuple[list[RunInfo], list[str]]:
@@ -164,7 +170,7 @@ def find_runs(root: Path | str) -> tuple[list[RunInfo], list[str]]:
     warnings: list[str] = []
     if not root.is_dir():
         return runs, warnings
-    for meta_path in sorted(root.rglob("run.json")):
+    for meta_path in sorted(root.rglob(RUN_JSON)):
         try:
             meta = json.loads(meta_path.read_text())
             runs.append(RunInfo(path=meta_path.parent, name=meta_path.parent.name, model=str(meta["model"]),
@@ -172,3 +178,15 @@ def find_runs(root: Path | str) -> tuple[list[RunInfo], list[str]]:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             warnings.append(f"{meta_path}: unreadable run metadata ({exc})")
     return runs, warnings
+
+
+def dataset_label(dataset: str | None) -> str:
+    """Human label that never lets synthetic numbers pass for WIDERFace numbers."""
+    if not dataset:
+        return "unknown dataset"
+    low = str(dataset).lower()
+    if low == "widerface":
+        return "WIDERFace val"
+    if low.startswith("synth"):
+        return f"{dataset} (generated faces, NOT WIDERFace)"
+    return str(dataset)

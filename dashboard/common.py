@@ -16,20 +16,16 @@ from pathlib import Path
 import streamlit as st
 
 from core.config import COMPARED_MODELS, display_name
-from eval.sources import (
+from eval.model_loading import (
     CHECKPOINT_SUFFIX,
-    RESULTS_ENV,
-    RUNS_ENV,
     CheckpointScan,
-    Roots,
     WeightsOption,
     discover_weights,
-    iter_files,
     load_inference_model,
     read_manifest,
-    resolve_roots,
     scan_checkpoints,
 )
+from eval.roots import RESULTS_ENV, RUNS_ENV, Roots, SourceError, iter_files, resolve_roots
 
 __all__ = ["Roots", "Selection", "WeightsOption", "get_roots", "render_sidebar", "current_selection", "get_model",
            "load_models", "get_scan", "display_name", "weights_fingerprint"]
@@ -171,7 +167,6 @@ def _load_model(name: str, fingerprint: str, weights_key: tuple[str, ...], fold_
 def load_models(selection: Selection, names: tuple[str, ...] | None = None) -> dict:
     """Models that loaded; each failure becomes an st.error naming the model and the reason."""
     from core.checkpoint import CheckpointError
-    from eval.sources import SourceError
 
     models = {}
     for name in names or tuple(selection):

@@ -23,19 +23,22 @@ from plotly.subplots import make_subplots
 
 from core.artifacts import (
     COMPARISON_COLUMNS,
+    COMPARISON_CSV,
+    EVAL_DIR,
     LATENCY_COLUMNS,
     LATENCY_CSV,
     LATENCY_REQUIRED,
     LATENCY_RUN_COLUMNS,
     LATENCY_RUNS_CSV,
     REFERENCE_COLUMNS,
+    REFERENCE_CSV,
     TARGETS,
     ResultsFileError,
+    dataset_label,
     read_results_csv,
 )
 from core.config import display_name, model_color, model_rank
 from eval.seed_stats import difference_verdict, welch_from_summary
-from eval.sources import dataset_label
 
 METRICS: tuple[str, ...] = ("easy", "medium", "hard", "mAP")
 SETTINGS: tuple[str, ...] = ("easy", "medium", "hard")
@@ -50,8 +53,6 @@ ATTRIBUTE_LABELS: dict[str, dict[str, str]] = {
     "illumination": {"0": "normal", "1": "extreme"},
     "scale": {"small": "small (<50 px)", "medium": "medium (50-300 px)", "large": "large (>300 px)"},
 }
-COMPARISON_CSV = "comparison_table.csv"
-REFERENCE_CSV = "reference_results.csv"
 
 
 
@@ -336,7 +337,7 @@ class EvalRecord:
 
 def load_eval_records(results_root: Path | str) -> tuple[list[EvalRecord], list[str]]:
     """Every readable eval JSON under `<root>/eval/`; each unreadable one gives a warning."""
-    folder = Path(results_root) / "eval"
+    folder = Path(results_root) / EVAL_DIR
     records, warnings = [], []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:

@@ -64,7 +64,7 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 from tqdm import tqdm
 
-from core.artifacts import DATASETS, ResultsFileError, atomic_write_json, detect_dataset
+from core.artifacts import DATASETS, MANIFEST_JSON, ResultsFileError, atomic_write_json, detect_dataset
 from core.config import display_name, model_rank
 from core.data.wider_gt import SETTINGS, WiderGT, WiderGTError, load_wider_gt
 from eval.predictions import PredictionFormatError, prediction_meta, read_predictions
@@ -273,7 +273,7 @@ def compare_predictions(
 def gt_dataset(gt_dir: Path, override: str | None = None) -> str:
     """Dataset label of a ground-truth folder: manifest.json in it or in its parent (the data root)."""
     for root in (gt_dir, gt_dir.parent):
-        if (root / "manifest.json").is_file():
+        if (root / MANIFEST_JSON).is_file():
             return detect_dataset(root, override)
     return override or "widerface"
 

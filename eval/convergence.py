@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.artifacts import TB_TAGS, RunInfo, find_runs
+from core.artifacts import RUN_JSON, TB_TAGS, RunInfo, find_runs
 from core.config import display_name, model_color
 from eval.event_files import EVENT_GLOB, SCALAR_COLUMNS, EventCache, default_cache, empty_scalars
 
@@ -126,7 +126,7 @@ def fingerprint(roots: Iterable[Path | str]) -> tuple[tuple[str, int, int], ...]
     for root in map(Path, roots):
         if not root.is_dir():
             continue
-        for path in sorted([*root.rglob("run.json"), *root.rglob(EVENT_GLOB)]):
+        for path in sorted([*root.rglob(RUN_JSON), *root.rglob(EVENT_GLOB)]):
             try:
                 st = path.stat()
             except OSError:

@@ -30,9 +30,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from core.artifacts import dataset_label
 from core.config import display_name
 from eval.seed_stats import welch_ci
-from eval.sources import dataset_label
 
 Direction = Literal["higher", "lower"]
 VERDICTS: tuple[str, ...] = ("supported", "contradicted", "inconclusive")

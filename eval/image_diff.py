@@ -30,9 +30,10 @@ from core.data.wider_gt import SETTINGS, GTImage, WiderGT
 from core.detector import FeatherFace
 from core.overlay import overlay_mask
 from eval.attention_view import level_masks
+from eval.model_loading import WeightsOption
 from eval.predict import list_val_images, predict_image, read_rgb
 from eval.predictions import Predictions
-from eval.sources import WeightsOption, is_within
+from eval.roots import is_within
 from eval.widerface import counted_subsets, match_predictions
 
 COLUMNS: tuple[str, ...] = ("event", "image", "faces", "found_a", "found_b", "only_a", "only_b", "fp_a", "fp_b",

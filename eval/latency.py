@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from core.artifacts import (
     LATENCY_COLUMNS,
+    LATENCY_CSV,
     LATENCY_REQUIRED,
     LATENCY_RUN_COLUMNS,
     LATENCY_RUNS_CSV,
@@ -46,7 +47,7 @@ Forward = Callable[[torch.Tensor], Any]
 ProgressCallback = Callable[[int, int], None]
 """Called as `callback(done, total)` after each round (total = warm-up rounds + timed rounds)."""
 
-DEFAULT_CSV = Path("results/latency_benchmark.csv")
+DEFAULT_CSV = Path("results") / LATENCY_CSV
 DEFAULT_ROUNDS = 120
 DEFAULT_WARMUP = 5
 """120 paired rounds resolve about 1 ms at 640x640 on 2 CPU threads (95% CIs of about ±0.3-0.7 ms

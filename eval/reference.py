@@ -16,10 +16,17 @@ from typing import Any
 
 import pandas as pd
 
-from core.artifacts import REFERENCE_COLUMNS, TARGETS, ResultsFileError, atomic_write_csv, read_results_csv
+from core.artifacts import (
+    REFERENCE_COLUMNS,
+    REFERENCE_CSV,
+    TARGETS,
+    ResultsFileError,
+    atomic_write_csv,
+    read_results_csv,
+)
 from core.config import MODEL_CONFIGS, TARGET_MODEL, display_name
 
-DEFAULT_PATH = Path("results/reference_results.csv")
+DEFAULT_PATH = Path("results") / REFERENCE_CSV
 KINDS: tuple[str, ...] = ("published", "target")
 
 

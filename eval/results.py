@@ -27,7 +27,11 @@ import torch
 
 from core.artifacts import (
     COMPARISON_COLUMNS,
+    COMPARISON_CSV,
     DATASETS,
+    LATENCY_CSV,
+    REFERENCE_CSV,
+    RUN_JSON,
     ResultsFileError,
     atomic_write_csv,
     atomic_write_json,
@@ -186,7 +190,7 @@ def _training_info(path: Path, ckpt: dict[str, Any]) -> tuple[int | None, int | 
     args = ckpt.get("args") if isinstance(ckpt.get("args"), dict) else {}
     epochs = ckpt.get("epochs", ckpt.get("epoch"))
     seed = ckpt.get("seed", args.get("seed"))
-    for run_json in (path.parent / "run.json", path.parent.parent / "run.json"):
+    for run_json in (path.parent / RUN_JSON, path.parent.parent / RUN_JSON):
         if run_json.is_file():
             try:
                 run = json.loads(run_json.read_text(encoding="utf-8"))
@@ -247,7 +251,7 @@ def run_results(
     (eval.latency), every run kept in latency_runs.csv beside latency_benchmark.csv.
     """
     data, out = Path(data), Path(out)
-    comparison_csv, latency_csv = out / "comparison_table.csv", out / "latency_benchmark.csv"
+    comparison_csv, latency_csv = out / COMPARISON_CSV, out / LATENCY_CSV
     # 1. Check every input before the long steps.
     if comparison_csv.exists():
         read_results_csv(comparison_csv, COMPARISON_COLUMNS)
@@ -264,7 +268,7 @@ def run_results(
     if image is not None:
         read_image_rgb(image)
     print(f"{dataset} at {data}: {num_images} images, {gt.num_faces} faces; device {device_name(dev)}")
-    write_reference(out / "reference_results.csv")  # published rows and targets, kept apart from measured rows
+    write_reference(out / REFERENCE_CSV)  # published rows and targets, kept apart from measured rows
 
     # 2. Latency (the three plus "none" for the attention overhead).
     latency_models = [*models, *(["none"] if "none" not in models else [])]
@@ -346,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             FigureError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.out / 'comparison_table.csv'}: {len(table)} rows")
+    print(f"{args.out / COMPARISON_CSV}: {len(table)} rows")
     return 0
 
 

@@ -81,8 +81,9 @@ def test_pickle_payload_is_refused_by_every_loader_and_never_runs(
     user hands us a checkpoint must refuse it with a message that says so, and never run it."""
     from core.data.synth import generate_dataset
     from eval import figures, predict
+    from eval.model_loading import scan_checkpoints
     from eval.results import resolve_weights
-    from eval.sources import Roots, scan_checkpoints
+    from eval.roots import Roots
     from train.cli import main as train_main
 
     marker = tmp_path / "payload_ran.txt"

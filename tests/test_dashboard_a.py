@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from core.artifacts import dataset_label
 from core.checkpoint import atomic_torch_save, read_checkpoint, save_checkpoint
 from core.detector import AttentionUnavailableError
 from core.factory import build_model
@@ -32,8 +33,10 @@ from eval.attention_view import (
     level_masks,
     top_channels,
 )
+from eval.inventory import build_inventory
+from eval.model_loading import discover_weights
 from eval.model_summary import ATTENTION_DESIGNS, parameter_table, summary_table
-from eval.sources import build_inventory, dataset_label, discover_weights, resolve_roots
+from eval.roots import resolve_roots
 
 st_testing = pytest.importorskip("streamlit.testing.v1")
 AppTest = st_testing.AppTest

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import eval.sources
+import eval.roots
 from tests.test_compare import SYN, make_results_root
 from tests.test_convergence import event_file, write_run
 
@@ -28,7 +28,7 @@ def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     monkeypatch.setenv("FEATHERFACE_RUNS_DIR", str(runs))
     # The env vars are resolved as in the app; only the shipped demo (runs, weights) is left out, so that the
     # assertions do not depend on what assets/demo holds (or on a demo being trained while tests run).
-    real = eval.sources.resolve_roots
+    real = eval.roots.resolve_roots
 
     def without_demo(argv, env, *args):
         roots = real(argv, env, *args)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import eval.sources
+import eval.roots
 from core.artifacts import atomic_write_json
 from core.checkpoint import save_checkpoint
 from core.data.synth import generate_dataset
@@ -60,7 +60,7 @@ def roots(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for path in (results / "eval").glob("*.json"):  # point the copies at the copied folders
         path.write_text(path.read_text().replace(str(built / "results"), str(results)))
     monkeypatch.setenv("FEATHERFACE_RESULTS_DIR", str(results))
-    real = eval.sources.resolve_roots
+    real = eval.roots.resolve_roots
 
     def only_these(argv, env, *args):
         r = real(argv, env, *args)

@@ -83,7 +83,8 @@ from eval.reference import REFERENCE_ROWS
 from eval.compare import aggregate_seeds
 from eval.convergence import curve_figure
 from eval.conclusion import build_conclusion
-from eval.sources import build_inventory, resolve_roots
+from eval.inventory import build_inventory
+from eval.roots import resolve_roots
 import pandas as pd
 
 s = summary_table()

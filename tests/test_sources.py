@@ -1,4 +1,5 @@
-"""eval.sources: root resolution (argv > env > defaults), path containment, weights discovery."""
+"""eval.roots (root resolution argv > env > defaults, path containment) and eval.model_loading (weights
+discovery, model loading)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,8 @@ import pytest
 
 from core.checkpoint import CheckpointError, save_checkpoint
 from core.factory import build_model
-from eval.sources import (
-    RESULTS_ENV,
-    RUNS_ENV,
-    SourceError,
-    WeightsOption,
-    discover_weights,
-    ensure_within,
-    is_within,
-    iter_files,
-    load_inference_model,
-    resolve_roots,
-    scan_checkpoints,
-)
+from eval.model_loading import WeightsOption, discover_weights, load_inference_model, scan_checkpoints
+from eval.roots import RESULTS_ENV, RUNS_ENV, SourceError, ensure_within, is_within, iter_files, resolve_roots
 
 
 def test_defaults_without_local_results(tmp_path: Path) -> None:

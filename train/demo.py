@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.artifacts import COMPARISON_COLUMNS, atomic_write_json, read_results_csv
+from core.artifacts import COMPARISON_COLUMNS, COMPARISON_CSV, MANIFEST_JSON, atomic_write_json, read_results_csv
 from core.config import COMPARED_MODELS
 from core.data.synth import generate_dataset
 from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP
@@ -88,7 +88,7 @@ def train_all(args: argparse.Namespace, runs: Path) -> None:
 def train_and_collect(args: argparse.Namespace) -> dict:
     """Synthetic data, the three trainings, final weights copied to <out>/weights; returns manifest fields."""
     started = time.time()
-    if not (args.data / "manifest.json").is_file():
+    if not (args.data / MANIFEST_JSON).is_file():
         generate_dataset(args.data, args.num_train, args.num_val, args.seed, max_size=args.max_size, progress=True)
     runs = args.out / "runs"
     runs.mkdir(parents=True, exist_ok=True)
@@ -112,13 +112,13 @@ def train_and_collect(args: argparse.Namespace) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    manifest_path = args.out / "manifest.json"
+    manifest_path = args.out / MANIFEST_JSON
     if args.eval_only:
         if not manifest_path.is_file():
             raise SystemExit(f"--eval-only needs an existing demo at {args.out} (no manifest.json)")
         manifest = json.loads(manifest_path.read_text())
         data = Path(manifest.get("data", args.data))
-        if not (data / "manifest.json").is_file():  # the same seed gives byte-identical files
+        if not (data / MANIFEST_JSON).is_file():  # the same seed gives byte-identical files
             generate_dataset(data, manifest["num_train"], manifest["num_val"], manifest["seed"],
                              max_size=args.max_size, progress=True)
         args.data = data
@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "--out", str(args.out / "results" / "attention_stats.json"),
                     "--threads", str(args.latency_threads)], check=True)
     shutil.rmtree(args.out / "results" / "predictions")  # 20+ MB of text, reproducible from the weights
-    table = read_results_csv(args.out / "results" / "comparison_table.csv", COMPARISON_COLUMNS)
+    table = read_results_csv(args.out / "results" / COMPARISON_CSV, COMPARISON_COLUMNS)
     manifest["evaluated"] = datetime.now(UTC).isoformat(timespec="seconds")
     manifest["latency"] = {"rounds": DEFAULT_ROUNDS, "warmup_rounds": DEFAULT_WARMUP,
                            "threads": args.latency_threads, "input": "1x3x640x640",

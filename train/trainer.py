@@ -41,7 +41,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from core.artifacts import TB_TAGS, atomic_write_json, write_run_info
+from core.artifacts import MANIFEST_JSON, RUN_JSON, TB_TAGS, atomic_write_json, write_run_info
 from core.backbone_weights import BackboneWeightsInfo, load_backbone_weights
 from core.checkpoint import load_weights, read_checkpoint, save_checkpoint
 from core.config import DEFAULT_RECIPE, get_recipe
@@ -171,7 +171,7 @@ def utc_now() -> str:
 
 def dataset_name(data_root: Path) -> str:
     """``manifest.json``'s "dataset" (the synthetic generator writes one), else "widerface"."""
-    manifest = Path(data_root) / "manifest.json"
+    manifest = Path(data_root) / MANIFEST_JSON
     try:
         return str(json.loads(manifest.read_text())["dataset"])
     except (OSError, ValueError, KeyError, TypeError):
@@ -350,7 +350,7 @@ class Trainer:
         return writer
 
     def _write_run_json(self, resume_from: Path | None) -> None:
-        path = self.run_dir / "run.json"
+        path = self.run_dir / RUN_JSON
         now = utc_now()
         if resume_from is not None and path.is_file():
             meta = json.loads(path.read_text())
@@ -375,7 +375,7 @@ class Trainer:
         write_run_info(self.run_dir, meta)
 
     def _update_run_json(self, **fields: Any) -> None:
-        path = self.run_dir / "run.json"
+        path = self.run_dir / RUN_JSON
         meta = json.loads(path.read_text())
         meta.update(fields)
         atomic_write_json(path, meta)

@@ -54,6 +54,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from core.artifacts import MANIFEST_JSON
 from core.data.synth_faces import (
     DrawnFace,
     add_clutter,
@@ -361,7 +362,7 @@ def generate_dataset(
             "events": [ev.name for ev in EVENTS],
             "command": cli_command(out, num_train, num_val, seed, min_size, max_size),
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        (tmp / MANIFEST_JSON).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _swap_into_place(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -419,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileExistsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads((out / MANIFEST_JSON).read_text(encoding="utf-8"))
     c = manifest["counts"]
     print(
         f"wrote {out}: {c['train']['images']} train / {c['val']['images']} val images, "

@@ -13,6 +13,7 @@ import numpy as np
 import plotly.express as px
 import streamlit as st
 
+from core.artifacts import dataset_label
 from core.config import COMPARED_MODELS
 from core.image_input import ImageInputError
 from core.image_io import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, decode_upload
@@ -50,7 +51,6 @@ from eval.attention_view import (
 )
 from eval.compare import PAIRS
 from eval.figures import heatmap_png
-from eval.sources import dataset_label
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
 FORWARD_CONF = 0.2  # one low-threshold pass; the confidence slider filters afterwards

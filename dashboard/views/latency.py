@@ -27,7 +27,7 @@ from eval.compare import (
 )
 from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, measure_session, save_session
 from eval.latency_stats import paired_difference, precision_note
-from eval.sources import random_option
+from eval.model_loading import random_option
 
 RESULT_KEY = "lat_result"
 SAVE_MSG_KEY = "lat_save_message"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.artifacts import dataset_label
 from core.config import MODEL_CONFIGS
 from dashboard.common import get_roots, get_scan
-from eval.sources import build_inventory, dataset_label, display_path
+from eval.inventory import build_inventory
+from eval.roots import display_path
 
 
 @st.cache_data(show_spinner=False)

@@ -39,9 +39,10 @@ from eval.image_diff import (
     resolve_pair,
     side_mask,
 )
+from eval.model_loading import read_manifest
 from eval.predict import read_rgb
 from eval.predictions import Predictions, read_predictions
-from eval.sources import REPO_ROOT, read_manifest
+from eval.roots import REPO_ROOT
 
 
 @st.cache_resource(show_spinner="Reading the ground truth…", max_entries=4)

@@ -1,0 +1,126 @@
+"""The Overview page's inventory: runs, results files, weights per model and the demo manifest found
+under the roots, and for everything missing the command that produces it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.artifacts import COMPARISON_CSV, EVAL_DIR, LATENCY_CSV, REFERENCE_CSV, dataset_label, find_runs
+from core.config import COMPARED_MODELS
+from eval.model_loading import (
+    CheckpointScan,
+    WeightsOption,
+    discover_weights,
+    manifest_dataset,
+    read_manifest,
+    scan_checkpoints,
+)
+from eval.roots import Roots, display_path
+
+RESULT_FILES: dict[str, str] = {
+    COMPARISON_CSV: "AP table (easy/medium/hard/mAP) per model",
+    LATENCY_CSV: "latency per model and device",
+    REFERENCE_CSV: "published reference numbers (never mixed with measured rows)",
+}
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Something the dashboard would show if it existed, and the command that produces it."""
+
+    what: str
+    command: str
+
+
+@dataclass
+class Inventory:
+    """What was found under the roots; the Overview page renders it as is."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    run_warnings: list[str] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)
+    eval_files: int = 0
+    weights: dict[str, list[WeightsOption]] = field(default_factory=dict)
+    skipped_checkpoints: list[str] = field(default_factory=list)
+    manifest: dict[str, Any] | None = None
+    missing: list[Missing] = field(default_factory=list)
+
+    @property
+    def demo_dataset(self) -> str | None:
+        return manifest_dataset(self.manifest) if self.manifest is not None else None
+
+
+def _csv_summary(path: Path) -> dict[str, Any]:
+    """Rows and datasets of a results CSV, without judging its schema (the Results page does that)."""
+    import pandas as pd
+
+    info: dict[str, Any] = {"file": path.name, "path": path, "rows": None, "datasets": [], "error": None}
+    try:
+        frame = pd.read_csv(path)
+    except Exception as exc:  # noqa: BLE001 - reported in the table, never raised
+        info["error"] = f"unreadable ({type(exc).__name__})"
+        return info
+    info["rows"] = len(frame)
+    for col in ("dataset", "kind"):
+        if col in frame.columns:
+            info["datasets"] = sorted({str(v) for v in frame[col].dropna().unique()})
+            break
+    return info
+
+
+def build_inventory(roots: Roots, scan: CheckpointScan | None = None) -> Inventory:
+    """Runs, results CSVs, weights per compared model and the demo manifest; plus what is missing."""
+    inv = Inventory(manifest=read_manifest(roots))
+    for root in roots.runs:
+        found, warns = find_runs(root)
+        inv.run_warnings += warns
+        demo = root.resolve() == (roots.demo / "runs").resolve()
+        for run in found:
+            inv.runs.append({"run": run.name, "model": run.model, "dataset": dataset_label(run.dataset),
+                             "seed": run.seed, "source": "demo" if demo else display_path(run.path, roots),
+                             "epochs": run.meta.get("max_epoch")})
+    for name in RESULT_FILES:
+        path = roots.results / name
+        if path.is_file():
+            inv.results.append(_csv_summary(path))
+    eval_dir = roots.results / EVAL_DIR
+    inv.eval_files = len(list(eval_dir.glob("*.json"))) if eval_dir.is_dir() else 0
+    scan = scan if scan is not None else scan_checkpoints(roots)
+    inv.skipped_checkpoints = list(scan.skipped)
+    inv.weights = {m: discover_weights(m, roots, scan=scan, manifest=inv.manifest) for m in COMPARED_MODELS}
+    inv.missing = _missing(roots, inv)
+    return inv
+
+
+def _missing(roots: Roots, inv: Inventory) -> list[Missing]:
+    out: list[Missing] = []
+    have = {r["file"] for r in inv.results}
+    untrained = [m for m, opts in inv.weights.items() if not any(o.trained for o in opts)]
+    if not any(r["source"] != "demo" for r in inv.runs):
+        out.append(Missing("training runs of your own (runs/)",
+                           "python -m core.data.synth --out data/synthetic  # or a WIDERFace copy\n"
+                           "python -m train --network eca_cbam --data data/synthetic --max-epoch 30 --out runs"))
+    if untrained:
+        loop = " ".join(untrained)
+        out.append(Missing(f"trained weights for {', '.join(untrained)} (only random init available)",
+                           f"for m in {loop}; do python -m train --network $m --data <dataset root> --out runs; done"))
+    if COMPARISON_CSV not in have:
+        out.append(Missing("AP comparison table (comparison_table.csv)",
+                           "python -m eval.results --data <dataset root> --weights-dir <weights folder> --out results"))
+    if LATENCY_CSV not in have:
+        out.append(Missing("latency benchmark (latency_benchmark.csv)",
+                           "python -m eval.latency --out results/latency_benchmark.csv"))
+    if REFERENCE_CSV not in have:
+        out.append(Missing("published reference numbers (reference_results.csv)",
+                           "python -m eval.reference --out results/reference_results.csv"))
+    datasets = {d.lower() for r in inv.results if r["file"] == COMPARISON_CSV for d in r["datasets"]}
+    if "widerface" not in datasets:
+        out.append(Missing("WIDERFace numbers (every measured number found is on another dataset)",
+                           "python -m eval.results --data <WIDER FACE root> --dataset widerface "
+                           "--weights-dir <weights folder> --out results"))
+    if inv.manifest is None:
+        out.append(Missing(f"shipped demo artefacts ({display_path(roots.demo_manifest, roots)}): not in this "
+                           "checkout, so pages fall back to your own runs/results, or to random-init models", ""))
+    return out

@@ -1,0 +1,207 @@
+"""Where the dashboard loads a model: the weights picker's options (shipped demo weights, checkpoints
+found under the weights roots, random init) and `load_inference_model`, which builds the chosen one.
+
+Every checkpoint is read with `weights_only=True` (core.checkpoint) and re-checked to resolve inside an
+allowed root before it is loaded; an unreadable file becomes a listed reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from core.config import MODEL_CONFIGS
+from eval.roots import Roots, display_path, ensure_within, iter_files
+
+CHECKPOINT_SUFFIX = ".pth"
+
+WeightsKind = Literal["demo", "checkpoint", "random"]
+
+
+@dataclass(frozen=True)
+class WeightsOption:
+    """One choice in the weights picker, always labelled with where it comes from.
+
+    `key` is stable across reruns (used as widget value and cache key); `path` is None for random init.
+    """
+
+    model: str
+    kind: WeightsKind
+    label: str
+    path: Path | None = None
+    dataset: str | None = None
+    epochs: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.path}" if self.path is not None else f"{self.kind}:{self.model}"
+
+    @property
+    def trained(self) -> bool:
+        return self.kind != "random"
+
+
+def random_option(model: str) -> WeightsOption:
+    return WeightsOption(model=model, kind="random", label="random init — untrained")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a readable checkpoint says about itself (its embedded model name and training extras)."""
+
+    path: Path
+    model: str
+    dataset: str | None
+    epochs: int | None
+
+
+@dataclass
+class CheckpointScan:
+    """Every *.pth under the weights roots: readable ones, and a warning for each skipped file."""
+
+    found: list[CheckpointInfo] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def scan_checkpoints(roots: Roots) -> CheckpointScan:
+    """Read the embedded name of every checkpoint under the weights roots (each file once)."""
+    from core.checkpoint import CheckpointError, read_checkpoint  # torch import only when scanning
+
+    scan = CheckpointScan()
+    seen: set[Path] = set()
+    for root in roots.weights:
+        for path in iter_files(root, CHECKPOINT_SUFFIX):
+            real = path.resolve()
+            if real in seen:
+                continue
+            seen.add(real)
+            try:
+                data = read_checkpoint(path)
+            except CheckpointError as exc:
+                scan.skipped.append(str(exc))
+                continue
+            except Exception as exc:  # noqa: BLE001 - an odd file must never break the sidebar
+                scan.skipped.append(f"{path}: unreadable ({type(exc).__name__}: {exc})")
+                continue
+            name = data.get("model_name")
+            if not isinstance(name, str):
+                scan.skipped.append(f"{path}: checkpoint has no model name")
+                continue
+            scan.found.append(CheckpointInfo(path=path, model=name, dataset=_str_or_none(data.get("dataset")),
+                                             epochs=_epochs(data)))
+    return scan
+
+
+def _str_or_none(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _epochs(data: Mapping[str, Any]) -> int | None:
+    """Epochs trained: `epochs` if stored, else `epoch` (train/ numbers epochs from 1, so it is the count)."""
+    for key in ("epochs", "epoch"):
+        value = data.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+def read_manifest(roots: Roots) -> dict[str, Any] | None:
+    """The shipped demo's manifest.json as a dict, or None when absent/unreadable."""
+    path = roots.demo_manifest
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def manifest_dataset(manifest: Mapping[str, Any] | None) -> str:
+    """The dataset label of the demo artefacts; "synthetic" unless the manifest says otherwise."""
+    if manifest:
+        for key in ("dataset_label", "dataset"):
+            if isinstance(manifest.get(key), str) and manifest[key]:
+                return manifest[key]
+    return "synthetic"
+
+
+def manifest_epochs(manifest: Mapping[str, Any] | None, model: str) -> int | None:
+    """Epochs of the demo weights of `model`: manifest["models"][model]["epochs"] or manifest["epochs"]."""
+    if not manifest:
+        return None
+    models = manifest.get("models")
+    if isinstance(models, Mapping) and isinstance(models.get(model), Mapping):
+        value = models[model].get("epochs", models[model].get("max_epoch"))
+        if isinstance(value, int):
+            return value
+    value = manifest.get("epochs", manifest.get("max_epoch"))
+    return value if isinstance(value, int) else None
+
+
+def demo_label(dataset: str | None, epochs: int | None) -> str:
+    parts = [dataset or "synthetic"] + ([f"{epochs} epochs"] if epochs is not None else [])
+    return f"demo ({', '.join(parts)})"
+
+
+def discover_weights(
+    model_name: str, roots: Roots, scan: CheckpointScan | None = None, manifest: Mapping[str, Any] | None = None
+) -> list[WeightsOption]:
+    """Options for `model_name`: shipped demo weights first, then matching checkpoints, then random init.
+
+    Checkpoints are matched on their embedded model name (a file named cbam.pth that holds another
+    variant is not offered for cbam). Pass `scan` to reuse one scan for several models; unreadable
+    files are counted in `scan.skipped`.
+    """
+    if model_name not in MODEL_CONFIGS:
+        raise KeyError(f"unknown model {model_name!r}; choose one of {sorted(MODEL_CONFIGS)}")
+    scan = scan if scan is not None else scan_checkpoints(roots)
+    manifest = manifest if manifest is not None else read_manifest(roots)
+    demo_file = (roots.demo_weights / f"{model_name}{CHECKPOINT_SUFFIX}").resolve()
+    options: list[WeightsOption] = []
+    others: list[WeightsOption] = []
+    for info in scan.found:
+        if info.model != model_name:
+            continue
+        if info.path.resolve() == demo_file:
+            dataset = info.dataset or manifest_dataset(manifest)
+            epochs = manifest_epochs(manifest, model_name) or info.epochs
+            options.append(WeightsOption(model=model_name, kind="demo", label=demo_label(dataset, epochs),
+                                         path=info.path, dataset=dataset, epochs=epochs))
+        else:
+            others.append(WeightsOption(model=model_name, kind="checkpoint", path=info.path,
+                                        label=checkpoint_label(info, roots), dataset=info.dataset,
+                                        epochs=info.epochs))
+    return options + others + [random_option(model_name)]
+
+
+def checkpoint_label(info: CheckpointInfo, roots: Roots) -> str:
+    """Path relative to the repository (or to its root when outside it), plus dataset/epochs when known."""
+    label = display_path(info.path, roots)
+    extras = [x for x in (info.dataset, f"{info.epochs} epochs" if info.epochs is not None else None) if x]
+    return f"{label} ({', '.join(extras)})" if extras else label
+
+
+def load_inference_model(option: WeightsOption, roots: Roots, seed: int = 0, fold_bn: bool = True):
+    """The eval-mode model for `option` (BN folded unless `fold_bn=False`, e.g. to report the parameter
+    count of the trained architecture); `CheckpointError`/`SourceError` with a clear message.
+
+    Random init is seeded so every rerun (and every page) shows the same untrained model.
+    """
+    import torch
+
+    from core.checkpoint import load_checkpoint
+    from core.factory import build_model
+    from core.inference import prepare_for_inference
+
+    if option.kind == "random" or option.path is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build_model(option.model)
+    else:
+        path = ensure_within(option.path, roots.weights)
+        model, _ = load_checkpoint(path, expected_name=option.model)
+    return prepare_for_inference(model.eval(), fold_bn=fold_bn)

@@ -1,0 +1,153 @@
+"""Where the dashboard may read from: data roots (CLI/env/defaults) and files confined to them.
+
+Pure Python (no streamlit) so the rules are unit-tested: the UI never takes a free-text path, it only
+offers these roots and the files found under them, and every chosen file is re-checked to resolve
+inside an allowed root (a symlink pointing elsewhere is refused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.artifacts import COMPARISON_CSV, LATENCY_CSV, MANIFEST_JSON
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_ENV = "FEATHERFACE_RESULTS_DIR"
+RUNS_ENV = "FEATHERFACE_RUNS_DIR"
+RESULT_MARKERS: tuple[str, ...] = (COMPARISON_CSV, LATENCY_CSV)
+
+
+class SourceError(ValueError):
+    """A path is outside the allowed roots or not a usable file; the message says which."""
+
+
+@dataclass(frozen=True)
+class Roots:
+    """The only folders the dashboard reads: results CSVs, training runs, checkpoint roots, shipped demo."""
+
+    results: Path
+    runs: tuple[Path, ...]
+    weights: tuple[Path, ...]
+    demo: Path
+
+    @property
+    def all(self) -> tuple[Path, ...]:
+        """Every allowed root, for `ensure_within`."""
+        return (self.results, *self.runs, *self.weights, self.demo)
+
+    @property
+    def demo_weights(self) -> Path:
+        return self.demo / "weights"
+
+    @property
+    def demo_manifest(self) -> Path:
+        return self.demo / MANIFEST_JSON
+
+
+def resolve_roots(
+    argv: Sequence[str], env: Mapping[str, str], repo_root: Path | str = REPO_ROOT
+) -> Roots:
+    """Roots from `-- --results-dir DIR --runs-dir DIR`, else FEATHERFACE_RESULTS_DIR / _RUNS_DIR, else defaults.
+
+    Default results root: `<repo>/results` if it already holds a results CSV, otherwise the shipped
+    `<repo>/assets/demo/results`. A runs dir given by the user replaces `<repo>/runs`; the shipped demo
+    runs stay listed (and labelled as demo). Relative paths are taken from the repository root.
+    Unknown arguments are ignored (streamlit and pytest put their own in sys.argv).
+    """
+    repo = Path(repo_root).resolve()
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--results-dir", default=None)
+    parser.add_argument("--runs-dir", default=None)
+    args, _ = parser.parse_known_args(list(argv))
+    demo = repo / "assets" / "demo"
+
+    results_arg = args.results_dir or env.get(RESULTS_ENV) or None
+    if results_arg:
+        results = _absolute(results_arg, repo)
+    else:
+        local = repo / "results"
+        results = local if any((local / m).is_file() for m in RESULT_MARKERS) else demo / "results"
+
+    runs_arg = args.runs_dir or env.get(RUNS_ENV) or None
+    user_runs = _absolute(runs_arg, repo) if runs_arg else repo / "runs"
+    runs = _unique((user_runs, demo / "runs"))
+    weights = _unique((repo / "weights", user_runs, demo))
+    return Roots(results=results, runs=runs, weights=weights, demo=demo)
+
+
+def _absolute(value: str, repo: Path) -> Path:
+    path = Path(value).expanduser()
+    return (path if path.is_absolute() else repo / path).resolve()
+
+
+def _unique(paths: Iterable[Path]) -> tuple[Path, ...]:
+    seen: dict[Path, None] = {}
+    for p in paths:
+        seen.setdefault(p.resolve(), None)
+    return tuple(seen)
+
+
+def is_within(path: Path | str, roots: Iterable[Path]) -> bool:
+    """True if `path`, with every symlink resolved, lies inside one of `roots` (also resolved)."""
+    try:
+        real = Path(path).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return False
+    for root in roots:
+        try:
+            real_root = Path(root).resolve()
+        except (OSError, RuntimeError):
+            continue
+        if real == real_root or real_root in real.parents:
+            return True
+    return False
+
+
+def ensure_within(path: Path | str, roots: Iterable[Path]) -> Path:
+    """The resolved path if it is an existing file inside an allowed root; `SourceError` otherwise."""
+    roots = tuple(roots)
+    if not is_within(path, roots):
+        raise SourceError(f"refusing {path}: it does not resolve to a file inside the allowed folders "
+                          f"{[str(r) for r in roots]}")
+    real = Path(path).resolve()
+    if not real.is_file():
+        raise SourceError(f"refusing {path}: not a regular file")
+    return real
+
+
+def iter_files(root: Path, suffix: str) -> list[Path]:
+    """Files with `suffix` under `root`, not following directory symlinks, hidden/temp files skipped.
+
+    Symlinked files are kept only if they resolve inside `root` (escapes are dropped silently here and
+    refused again by `ensure_within` when a file is used).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in ("__pycache__", ".venv"))
+        for name in sorted(filenames):
+            if name.startswith(".") or not name.endswith(suffix):
+                continue
+            path = Path(dirpath) / name
+            if is_within(path, (root,)):
+                found.append(path)
+    return found
+
+
+def display_path(path: Path, roots: Roots) -> str:
+    """A short, stable name for a file: relative to the repo root when inside it, else to its root."""
+    repo = roots.demo.parent.parent
+    path = Path(path)
+    for base in (repo, *roots.weights, *roots.runs, roots.results):
+        try:
+            rel = path.relative_to(base)
+        except ValueError:
+            continue
+        return rel.as_posix() if base == repo else f"{base.name}/{rel.as_posix()}"
+    return path.name
