@@ -116,7 +116,10 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
     ),
 }
 
-TARGET_MODEL = "eca_cbam_parallel"  # the design the project targets (core.artifacts.TARGETS) are set for
+# Roles of the variants in the study (hypotheses, comparison pairs, targets): the design under test and
+# the two it is compared with.
+PARALLEL, SEQUENTIAL, CBAM = "eca_cbam_parallel", "eca_cbam", "cbam"
+TARGET_MODEL = PARALLEL  # the design the project targets (core.artifacts.TARGETS) are set for
 MODEL_ORDER: tuple[str, ...] = tuple(MODEL_CONFIGS)
 COMPARED_MODELS: tuple[str, ...] = tuple(name for name, cfg in MODEL_CONFIGS.items() if cfg.compared)
 UNKNOWN_COLOR = "#444444"

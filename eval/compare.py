@@ -37,14 +37,15 @@ from core.artifacts import (
     dataset_label,
     read_results_csv,
 )
-from core.config import display_name, model_color, model_rank
+from core.config import CBAM, PARALLEL, SEQUENTIAL, display_name, model_color, model_rank
+from eval.roots import SourceError, confine, confined_files
 from eval.seed_stats import difference_verdict, welch_from_summary
 
 METRICS: tuple[str, ...] = ("easy", "medium", "hard", "mAP")
 SETTINGS: tuple[str, ...] = ("easy", "medium", "hard")
 PAIRS: tuple[tuple[str, str, str], ...] = (
-    ("eca_cbam_parallel", "eca_cbam", "parallel − sequential"),
-    ("eca_cbam_parallel", "cbam", "parallel − CBAM"),
+    (PARALLEL, SEQUENTIAL, "parallel − sequential"),
+    (PARALLEL, CBAM, "parallel − CBAM"),
 )
 ATTRIBUTE_LABELS: dict[str, dict[str, str]] = {
     "occlusion": {"0": "none", "1": "partial", "2": "heavy"},
@@ -90,9 +91,23 @@ def _numeric(frame: pd.DataFrame, columns: Iterable[str], path: Path, notes: lis
     return frame
 
 
+def _refused(path: Path, root: Path | str) -> str | None:
+    """Why `path` may not be read (a symlink or path resolving outside the results root, not a regular
+    file), or None when it is fine or simply absent."""
+    if not (path.is_symlink() or path.exists()):
+        return None
+    try:
+        confine(path, root)
+    except SourceError as exc:
+        return str(exc)
+    return None
+
+
 def load_comparison(results_root: Path | str) -> Loaded:
     """comparison_table.csv under the root, validated; errors/notes instead of exceptions."""
     path = Path(results_root) / COMPARISON_CSV
+    if refused := _refused(path, results_root):
+        return Loaded(pd.DataFrame(columns=list(COMPARISON_COLUMNS)), errors=[refused])
     if not path.is_file():
         return Loaded(pd.DataFrame(columns=list(COMPARISON_COLUMNS)), missing=True,
                       notes=[f"{path}: not found. Run `python -m eval.results --data DATA --weights-dir runs` "
@@ -115,6 +130,8 @@ def load_reference(results_root: Path | str) -> Loaded:
     from eval.reference import KINDS, reference_frame
 
     path = Path(results_root) / REFERENCE_CSV
+    if refused := _refused(path, results_root):
+        return Loaded(reference_frame(), errors=[f"{refused}; using the built-in published/target rows instead"])
     if not path.is_file():
         return Loaded(reference_frame(), notes=[f"{path} not found: using the built-in published/target rows"])
     try:
@@ -134,6 +151,8 @@ def load_latency(results_root: Path | str) -> Loaded:
     Files written before the CI columns existed load with those columns blank (no verdicts).
     """
     path = Path(results_root) / LATENCY_CSV
+    if refused := _refused(path, results_root):
+        return Loaded(pd.DataFrame(columns=list(LATENCY_COLUMNS)), errors=[refused])
     if not path.is_file():
         return Loaded(pd.DataFrame(columns=list(LATENCY_COLUMNS)), missing=True,
                       notes=[f"{path}: not found (no latency saved yet)"])
@@ -155,6 +174,8 @@ def load_latency(results_root: Path | str) -> Loaded:
 def load_latency_runs(results_root: Path | str) -> Loaded:
     """latency_runs.csv (every timed run, long format) under the root; missing for older results."""
     path = Path(results_root) / LATENCY_RUNS_CSV
+    if refused := _refused(path, results_root):
+        return Loaded(pd.DataFrame(columns=list(LATENCY_RUN_COLUMNS)), errors=[refused])
     if not path.is_file():
         return Loaded(pd.DataFrame(columns=list(LATENCY_RUN_COLUMNS)), missing=True,
                       notes=[f"{path}: not found (no per-run timings saved)"])
@@ -336,10 +357,11 @@ class EvalRecord:
 
 
 def load_eval_records(results_root: Path | str) -> tuple[list[EvalRecord], list[str]]:
-    """Every readable eval JSON under `<root>/eval/`; each unreadable one gives a warning."""
-    folder = Path(results_root) / EVAL_DIR
-    records, warnings = [], []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    """Every readable eval JSON under `<root>/eval/`; each unreadable one, or one resolving outside the
+    results root (a symlink to a file elsewhere), gives a warning."""
+    paths, warnings = confined_files(Path(results_root) / EVAL_DIR, "*.json", results_root)
+    records = []
+    for path in paths:
         try:
             records.append(parse_eval_record(path, json.loads(path.read_text(encoding="utf-8"))))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

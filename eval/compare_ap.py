@@ -64,10 +64,11 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 from tqdm import tqdm
 
-from core.artifacts import DATASETS, MANIFEST_JSON, ResultsFileError, atomic_write_json, detect_dataset
+from core.artifacts import DATASETS, EVAL_DIR, MANIFEST_JSON, ResultsFileError, atomic_write_json, detect_dataset
 from core.config import display_name, model_rank
 from core.data.wider_gt import SETTINGS, WiderGT, WiderGTError, load_wider_gt
 from eval.predictions import PredictionFormatError, prediction_meta, read_predictions
+from eval.roots import confined_files
 from eval.widerface import counted_subsets, match_predictions, subset_name, voc_ap
 
 PredictionSet = Mapping[str, Mapping[str, ArrayLike]]
@@ -300,7 +301,7 @@ def compare_results(
     results_root, base = Path(results_root), Path(base)
     groups: dict[tuple[str, str], dict[str, list[Path]]] = {}
     warnings: list[str] = []
-    for path in sorted((results_root / "eval").glob("*.json")):
+    for path in sorted((results_root / EVAL_DIR).glob("*.json")):
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
             model, dataset, data = str(payload["model"]), str(payload["dataset"]), str(payload["dataset_path"])
@@ -338,9 +339,9 @@ def compare_results(
 
 def load_reports(results_root: Path | str) -> tuple[list[dict[str, Any]], list[str]]:
     """Every ``<results>/compare_ap/*.json`` with its models named; unreadable files become warnings."""
-    reports, warnings = [], []
-    folder = Path(results_root) / COMPARE_DIR
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    reports = []
+    paths, warnings = confined_files(Path(results_root) / COMPARE_DIR, "*.json", results_root)
+    for path in paths:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(data, dict) or not isinstance(data.get("settings"), dict) or not data.get("dataset"):

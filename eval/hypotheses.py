@@ -31,12 +31,12 @@ import numpy as np
 import pandas as pd
 
 from core.artifacts import dataset_label
-from core.config import display_name
+from core.config import CBAM, PARALLEL, SEQUENTIAL, display_name
+from eval.roots import SourceError, confine
 from eval.seed_stats import welch_ci
 
 Direction = Literal["higher", "lower"]
 VERDICTS: tuple[str, ...] = ("supported", "contradicted", "inconclusive")
-PARALLEL, SEQUENTIAL, CBAM = "eca_cbam_parallel", "eca_cbam", "cbam"
 REAL_DATASET = "widerface"
 LEVEL = 0.95
 ATTENTION_STATS_JSON = "attention_stats.json"
@@ -345,8 +345,12 @@ def load_attention_report(results_root: Path | str) -> tuple[dict[str, Any] | No
     Read here with json rather than eval.attention_stats.load_report, which pulls in torch and cv2.
     """
     path = Path(results_root) / ATTENTION_STATS_JSON
-    if not path.is_file():
+    if not (path.is_file() or path.is_symlink()):
         return None, None
+    try:
+        confine(path, results_root)
+    except SourceError as exc:
+        return None, str(exc)
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -73,7 +73,7 @@ def scan_checkpoints(roots: Roots) -> CheckpointScan:
     scan = CheckpointScan()
     seen: set[Path] = set()
     for root in roots.weights:
-        for path in iter_files(root, CHECKPOINT_SUFFIX):
+        for path in iter_files(root, CHECKPOINT_SUFFIX, scan.skipped):
             real = path.resolve()
             if real in seen:
                 continue

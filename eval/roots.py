@@ -119,11 +119,63 @@ def ensure_within(path: Path | str, roots: Iterable[Path]) -> Path:
     return real
 
 
-def iter_files(root: Path, suffix: str) -> list[Path]:
+def confine(path: Path | str, root: Path | str) -> Path:
+    """The resolved file if `path` (every symlink followed) is a regular file inside `root`.
+
+    Otherwise `SourceError` whose message names the file and why it is skipped: a symlink (or a path)
+    resolving outside `root`, a dangling link, or something that is not a regular file.
+    """
+    path, real_root = Path(path), Path(root).resolve()
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        what = "a dangling symlink" if path.is_symlink() else "unreadable"
+        raise SourceError(f"{path}: skipped, {what} ({type(exc).__name__})") from None
+    if real != real_root and real_root not in real.parents:
+        what = "a symlink to" if path.is_symlink() else "resolves to"
+        raise SourceError(f"{path}: skipped, {what} {real}, outside {real_root}")
+    if not real.is_file():
+        raise SourceError(f"{path}: skipped, not a regular file")
+    return real
+
+
+def confined_files(folder: Path | str, pattern: str, root: Path | str,
+                   recursive: bool = False) -> tuple[list[Path], list[str]]:
+    """Files matching `pattern` in `folder` (its subfolders too if `recursive`), each checked with
+    `confine(path, root)`: the usable ones and, for every other match, the reason it was skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return [], []
+    try:
+        confine_dir(folder, root)
+    except SourceError as exc:
+        return [], [str(exc)]
+    found, skipped = [], []
+    for path in sorted(folder.rglob(pattern) if recursive else folder.glob(pattern)):
+        try:
+            confine(path, root)
+        except SourceError as exc:
+            skipped.append(str(exc))
+        else:
+            found.append(path)
+    return found, skipped
+
+
+def confine_dir(folder: Path | str, root: Path | str) -> Path:
+    """As `confine`, for a folder (e.g. results/eval/ must not be a symlink to a folder elsewhere)."""
+    folder, real_root = Path(folder), Path(root).resolve()
+    real = folder.resolve()
+    if real != real_root and real_root not in real.parents:
+        what = "a symlink to" if folder.is_symlink() else "resolves to"
+        raise SourceError(f"{folder}: skipped, {what} {real}, outside {real_root}")
+    return real
+
+
+def iter_files(root: Path, suffix: str, skipped: list[str] | None = None) -> list[Path]:
     """Files with `suffix` under `root`, not following directory symlinks, hidden/temp files skipped.
 
-    Symlinked files are kept only if they resolve inside `root` (escapes are dropped silently here and
-    refused again by `ensure_within` when a file is used).
+    A symlinked file is kept only if it resolves inside `root`; each one that does not is refused with
+    its reason, appended to `skipped` when given (and refused again by `ensure_within` when a file is used).
     """
     root = Path(root)
     if not root.is_dir():
@@ -135,7 +187,12 @@ def iter_files(root: Path, suffix: str) -> list[Path]:
             if name.startswith(".") or not name.endswith(suffix):
                 continue
             path = Path(dirpath) / name
-            if is_within(path, (root,)):
+            try:
+                confine(path, root)
+            except SourceError as exc:
+                if skipped is not None:
+                    skipped.append(str(exc))
+            else:
                 found.append(path)
     return found
 

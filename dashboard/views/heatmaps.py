@@ -14,7 +14,7 @@ import plotly.express as px
 import streamlit as st
 
 from core.artifacts import dataset_label
-from core.config import COMPARED_MODELS
+from core.config import COMPARED_MODELS, PARALLEL, SEQUENTIAL
 from core.image_input import ImageInputError
 from core.image_io import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, decode_upload
 from core.overlay import COLORMAPS, overlay_mask
@@ -49,14 +49,13 @@ from eval.attention_view import (
     scale_detections,
     top_channels,
 )
-from eval.compare import PAIRS
 from eval.figures import heatmap_png
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
 FORWARD_CONF = 0.2  # one low-threshold pass; the confidence slider filters afterwards
 MAX_ANALYSIS_SIDE = 1600  # bigger images are downscaled before the forward pass (CPU time)
 MAX_VIEW_SIDE = 720  # overlays are drawn at this size at most
-PAR, SEQ = PAIRS[0][:2]  # parallel minus sequential
+PAR, SEQ = PARALLEL, SEQUENTIAL  # parallel minus sequential
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
