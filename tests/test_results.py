@@ -48,6 +48,7 @@ def _args(tiny: dict[str, Path], out: Path, *extra: str) -> list[str]:
             "--size", "64", "64", "--rounds", "2", "--warmup", "1", "--image", str(tiny["image"]), *extra]
 
 
+@pytest.mark.slow
 def test_results_command_end_to_end_and_update_not_duplicate(tiny, tmp_path):
     out = tmp_path / "results"
     assert main(_args(tiny, out)) == 0

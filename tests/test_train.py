@@ -134,6 +134,7 @@ def fail_at_training_call(monkeypatch: pytest.MonkeyPatch, call: int, action: st
     return calls
 
 
+@pytest.mark.slow
 def test_kill_mid_epoch_then_resume_auto_matches_an_uninterrupted_run(
     synth_data: Path, full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,6 +162,7 @@ def test_kill_mid_epoch_then_resume_auto_matches_an_uninterrupted_run(
     assert meta["status"] == "finished" and [r["epoch"] for r in meta["resumes"]] == [1]
 
 
+@pytest.mark.slow
 def test_resume_with_dataloader_workers_matches_an_uninterrupted_run(
     synth_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
