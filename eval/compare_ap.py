@@ -69,7 +69,7 @@ from core.config import display_name, model_rank
 from core.data.wider_gt import SETTINGS, WiderGT, WiderGTError, load_wider_gt
 from eval.predictions import PredictionFormatError, prediction_meta, read_predictions
 from eval.roots import confined_files
-from eval.widerface import counted_subsets, match_predictions, subset_name, voc_ap
+from eval.widerface import counted_subsets, match_predictions, subset_name, subset_result
 
 PredictionSet = Mapping[str, Mapping[str, ArrayLike]]
 SeedMode = Literal["two-level", "fixed"]
@@ -104,7 +104,7 @@ class _Counts:
     ``hist``: sparse (images, (1 + 2S) * (T + 1)): block 0 every prediction, block 1 + s the
     predictions ignored in subset s (matched to a non-counted face), block 1 + S + s its true
     positives; column t of a block counts predictions whose score first reaches threshold t
-    (column T: never). ``full_ap``: subset -> AP on the full set, computed like ``evaluate``.
+    (column T: never). ``full_ap``: AP per subset on the full set, by ``evaluate``'s own code.
     """
 
     def __init__(self, pred: PredictionSet, gt: WiderGT, masks: list[np.ndarray], iou: float, thresh_num: int):
@@ -119,13 +119,7 @@ class _Counts:
             cols.append(m.start[~proposal] + (1 + s) * width)
             tp_rows.append(m.image[true_positive])
             tp_cols.append(m.start[true_positive] + (1 + len(masks) + s) * width)
-            proposals = np.cumsum(np.bincount(m.start[proposal], minlength=width)[:thresh_num])
-            tp = np.cumsum(np.bincount(m.start[true_positive], minlength=width)[:thresh_num])
-            num_faces = int(counted.sum())
-            precision = np.zeros(thresh_num)
-            np.divide(tp, proposals, out=precision, where=proposals > 0)
-            recall = tp / num_faces if num_faces else np.zeros(thresh_num)
-            self.full_ap.append(voc_ap(recall, precision))
+            self.full_ap.append(subset_result(m, counted, str(s)).ap)
         r, c = np.concatenate(rows + tp_rows), np.concatenate(cols + tp_cols)
         shape = (len(gt), (1 + 2 * len(masks)) * width)
         self.hist = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=shape)

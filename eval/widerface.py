@@ -329,6 +329,22 @@ def match_predictions(
     )
 
 
+def subset_result(m: Matches, counted: np.ndarray, name: str) -> SubsetResult:
+    """PR curve and AP when only the ``counted`` faces count (steps 3-5 of the protocol)."""
+    thresh_num = m.thresh_num
+
+    def curve(flags: np.ndarray) -> np.ndarray:
+        return np.cumsum(np.bincount(m.start[flags], minlength=thresh_num + 1)[:thresh_num])
+
+    proposal, true_positive = m.flags(counted)
+    proposals, tp = curve(proposal), curve(true_positive)
+    num_faces = int(counted.sum())
+    precision = np.zeros(thresh_num)
+    np.divide(tp, proposals, out=precision, where=proposals > 0)
+    recall = tp / num_faces if num_faces else np.zeros(thresh_num)
+    return SubsetResult(name, voc_ap(recall, precision), num_faces, precision, recall)
+
+
 def evaluate(
     pred: Mapping[str, Mapping[str, ArrayLike]],
     gt: WiderGT,
@@ -342,21 +358,10 @@ def evaluate(
     score normalisation (as in the reference script).
     """
     m = match_predictions(pred, gt, iou_thresh, thresh_num)
-
-    def curve(flags: np.ndarray) -> np.ndarray:
-        return np.cumsum(np.bincount(m.start[flags], minlength=thresh_num + 1)[:thresh_num])
-
     settings: dict[str, SubsetResult] = {}
     breakdown: dict[str, dict[str, SubsetResult]] = {}
     for group, label, counted in counted_subsets(gt):
-        proposal, true_positive = m.flags(counted)
-        proposals, tp = curve(proposal), curve(true_positive)
-        num_faces = int(counted.sum())
-        precision = np.zeros(thresh_num)
-        np.divide(tp, proposals, out=precision, where=proposals > 0)
-        recall = tp / num_faces if num_faces else np.zeros(thresh_num)
-        name = subset_name(group, label)
-        result = SubsetResult(name, voc_ap(recall, precision), num_faces, precision, recall)
+        result = subset_result(m, counted, subset_name(group, label))
         if group == "setting":
             settings[label] = result
         else:
