@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from core.config import MODEL_CONFIGS, MODEL_ORDER, display_name
 from core.detector import LEVELS, STAGES, Heatmaps
 from core.overlay import upsample_mask
 from core.postprocess import Detections
@@ -22,6 +23,21 @@ LEVEL_CHOICES: tuple[str, ...] = (*STAGES, *LEVELS, "all")
 MAX_DRAWN = 50
 # Blue (negative) - white (0) - red (positive), the usual diverging scale (ColorBrewer RdBu ends).
 _DIVERGING_RGB = np.array([[33, 102, 172], [247, 247, 247], [178, 24, 43]], dtype=np.float32)
+
+
+def models_without_masks(models: tuple[str, ...] = MODEL_ORDER) -> list[str]:
+    """Registered variants with no attention blocks (their `get_attention_heatmaps` raises
+    `AttentionUnavailableError`): the Heatmaps page skips them."""
+    return [m for m in models if MODEL_CONFIGS[m].attention == "none"]
+
+
+def skipped_models_note(models: tuple[str, ...] = MODEL_ORDER) -> str:
+    """The Heatmaps page's note on the variants it leaves out, and why."""
+    names = [f"{display_name(m)} (`{m}`)" for m in models_without_masks(models)]
+    if not names:
+        return ""
+    return (f"Not shown: {', '.join(names)}: no attention blocks, so there is no channel, spatial or hybrid mask "
+            "to draw. Their detections and latency are on the Results and Latency pages.")
 
 
 def image_digest(rgb: np.ndarray) -> str:

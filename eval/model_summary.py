@@ -20,7 +20,7 @@ PART_LABELS: dict[str, str] = {
     "bifpn": "BiFPN (52 ch, 3 cells)",
     "fpn": "FPN (RetinaFace, 64 ch)",
     "attention_bifpn": "attention, BiFPN outputs",
-    "ssh": "SSH with DCNv2",
+    "ssh": "SSH (DCNv2; plain 3x3 in RetinaFace)",
     "heads": "heads",
 }
 
@@ -48,11 +48,13 @@ def flops_table(models: tuple[str, ...] = MODEL_ORDER, input_hw: tuple[int, int]
 
 
 def summary_table(models: tuple[str, ...] = MODEL_ORDER, input_hw: tuple[int, int] = (640, 640)) -> pd.DataFrame:
-    """One row per model: total params, attention params, GFLOPs, attention MFLOPs, design in a phrase."""
+    """One row per model: total params, attention params, GFLOPs, attention MFLOPs, design in a phrase, and
+    the published parameter count and WIDERFace val mAP where the registry has them (blank otherwise)."""
     rows = []
     for name in models:
         counts = parameter_counts(name)
         rep = count_flops(name, input_hw)
+        published = MODEL_CONFIGS[name].published
         rows.append({
             "model": name,
             "display_name": MODEL_CONFIGS[name].display_name,
@@ -61,6 +63,8 @@ def summary_table(models: tuple[str, ...] = MODEL_ORDER, input_hw: tuple[int, in
             "attention_params": int(counts["attention"]),
             "GFLOPs": round(rep.total / 1e9, 3),
             "attention_MFLOPs": round(rep.parts["attention"] / 1e6, 3),
+            "published_params": published.params if published else None,
+            "published_mAP": published.mAP if published else None,
         })
     return pd.DataFrame(rows)
 

@@ -308,9 +308,11 @@ def run_results(
                         "predictions": pred_dir.as_posix()},
             "latency": lat, "evaluation": result.to_dict(curves=True),
         })
-        if image is not None:
+        if image is not None and model.has_attention:
             write_heatmap_figure(model.eval(), image, figure_path(out, model_name, dataset, weights),
                                  weights_label=weights)
+        elif image is not None:
+            print(f"[{model_name}] no heatmap figure: the model has no attention blocks")
         table = upsert_rows(comparison_csv, [row], COMPARISON_COLUMNS)
         print(f"[{model_name}] easy {ap['easy']:.2f}  medium {ap['medium']:.2f}  hard {ap['hard']:.2f}  "
               f"mAP {ap['mAP']:.2f}  latency {lat['median_ms']:.1f} ms")

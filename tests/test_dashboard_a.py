@@ -176,11 +176,14 @@ def test_models_page(isolated_roots: Path) -> None:
     assert len(at.dataframe) >= 3
     assert len(at.get("plotly_chart")) >= 3 and len(at.get("graphviz_chart")) == 3
     assert any("deformable" in c.value for c in at.caption)
+    summary = at.dataframe[0].value.set_index("model")  # the RetinaFace baseline against its published size
+    assert summary.loc["retinaface_mnet", "params"] == summary.loc["retinaface_mnet", "published_params"] == 426_608
 
 
 def test_heatmaps_sample_and_controls(isolated_roots: Path) -> None:
     at = run_page("heatmaps")
     assert not at.error
+    assert any("RetinaFace-mnet0.25 (baseline)" in c.value and "no attention blocks" in c.value for c in at.caption)
     assert image_count(at) >= 10  # 3 models x (detections, spatial, hybrid) + difference
     assert len(at.get("download_button")) == 3
     at.selectbox(key="hm_level").set_value("all")

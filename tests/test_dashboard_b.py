@@ -112,6 +112,7 @@ def test_latency_live_run_and_save(roots):
     results, _ = roots
     at = run_page("latency")
     assert at.number_input(key="lat_rounds").value == 120 and at.checkbox(key="lat_none").value
+    assert at.checkbox(key="lat_baseline").value  # the RetinaFace baseline is timed beside the others
     at.number_input(key="lat_rounds").set_value(10)
     at.number_input(key="lat_warmup").set_value(1)
     at.number_input(key="lat_threads").set_value(1)
@@ -119,7 +120,8 @@ def test_latency_live_run_and_save(roots):
     at.number_input(key="lat_w").set_value(64)
     at.button(key="lat_start").click().run(timeout=120)
     assert not at.exception and not at.error
-    assert len(at.get("plotly_chart")) == 1 and len(at.metric) == 4
+    assert len(at.get("plotly_chart")) == 1 and len(at.metric) == 5
+    assert "RetinaFace-mnet0.25 (baseline)" in [m.label for m in at.metric]
     assert "Precision: the 95% CIs of the paired differences to none" in texts(at.info)
     assert "vs none (" in " ".join(str(m.delta) for m in at.metric)
     at.selectbox(key="lat_pair_a").set_value("cbam")
@@ -127,11 +129,12 @@ def test_latency_live_run_and_save(roots):
     assert "CBAM baseline is" in texts(at.markdown) and "10 paired rounds" in texts(at.markdown)
     before = len(pd.read_csv(results / "latency_benchmark.csv"))
     at.button(key="lat_save").click().run()
-    assert "Appended 4 rows" in texts(at.success) and "40 timed runs" in texts(at.success)
+    assert "Appended 5 rows" in texts(at.success) and "50 timed runs" in texts(at.success)
     saved = pd.read_csv(results / "latency_benchmark.csv")
-    assert len(saved) == before + 4 and (saved["input_h"].iloc[-4:] == 64).all() and (saved["runs"].iloc[-1] == 10)
-    assert (saved["threads"].iloc[-4:] == 1).all() and saved["overhead_ci_low_ms"].iloc[-4:].notna().all()
-    assert len(pd.read_csv(results / "latency_runs.csv")) == 40
+    assert len(saved) == before + 5 and (saved["input_h"].iloc[-5:] == 64).all() and (saved["runs"].iloc[-1] == 10)
+    assert (saved["threads"].iloc[-5:] == 1).all() and saved["overhead_ci_low_ms"].iloc[-5:].notna().all()
+    assert "retinaface_mnet" in set(saved["model"].iloc[-5:])
+    assert len(pd.read_csv(results / "latency_runs.csv")) == 50
     assert at.button(key="lat_save").disabled
     at = run_page("latency")  # the saved session's pairs can be compared again
     assert at.selectbox(key="lat_session").value == saved["session"].iloc[-1]

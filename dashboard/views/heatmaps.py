@@ -47,6 +47,7 @@ from eval.attention_view import (
     image_digest,
     level_masks,
     scale_detections,
+    skipped_models_note,
     top_channels,
 )
 from eval.figures import heatmap_png
@@ -133,6 +134,7 @@ for name, model in models.items():
 view, view_scale = fit_image(rgb, MAX_VIEW_SIDE)
 st.caption(f"{image_name}: {rgb.shape[1]}×{rgb.shape[0]} px · level **{level}** · "
            "ECA-CBAM sequential: spatial mask computed from the channel-refined map; parallel: from the input.")
+st.caption(skipped_models_note())
 columns = st.columns(len(COMPARED_MODELS))
 for col, name in zip(columns, COMPARED_MODELS, strict=True):
     with col:

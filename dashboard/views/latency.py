@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 
 from core.artifacts import ResultsFileError
-from core.config import MODEL_CONFIGS
+from core.config import BASELINE_MODEL, MODEL_CONFIGS
 from core.device import select_device
 from dashboard.common import current_selection, get_model, get_roots, load_models
 from eval.compare import (
@@ -80,14 +80,17 @@ threads = c7.number_input("CPU threads", 1, 256, torch.get_num_threads(), key="l
                           help="Fixed for the whole measurement and recorded with it.")
 with_none = st.checkbox("Also time the no-attention ablation (gives each model's attention overhead)",
                         value=True, key="lat_none")
+with_baseline = st.checkbox(f"Also time the {display_name(BASELINE_MODEL)} baseline", value=True, key="lat_baseline",
+                            help="Random init: weights do not change the work done.")
 st.caption(f"The defaults ({DEFAULT_ROUNDS} rounds) resolve about 1 ms at 640×640 on 2 CPU threads; the result "
            "below states the precision actually reached.")
 
 if st.button("Start benchmark", type="primary", key="lat_start"):
     # Copies: measurement moves models to the device, the cached ones are shared with other pages.
     models = {name: copy.deepcopy(m) for name, m in load_models(selection).items()}
-    if with_none:
-        models["none"] = copy.deepcopy(get_model("none", random_option("none")))
+    for extra, wanted in (("none", with_none), (BASELINE_MODEL, with_baseline)):
+        if wanted and extra not in models:
+            models[extra] = copy.deepcopy(get_model(extra, random_option(extra)))
     total = int(warmup) + int(rounds)
     bar = st.progress(0.0, text="Starting…")
     try:

@@ -27,6 +27,8 @@ st.dataframe(summary, hide_index=True, column_config={
     "attention_params": st.column_config.NumberColumn("attention params", format="localized"),
     "GFLOPs": st.column_config.NumberColumn("GFLOPs", format="%.3f"),
     "attention_MFLOPs": st.column_config.NumberColumn("attention MFLOPs", format="%.3f"),
+    "published_params": st.column_config.NumberColumn("published params", format="localized"),
+    "published_mAP": st.column_config.NumberColumn("published mAP (WIDERFace val)", format="%.2f"),
 })
 st.caption("Parameters and FLOPs do not depend on the weights picked in the sidebar.")
 
