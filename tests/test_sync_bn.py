@@ -18,6 +18,7 @@ from core.checkpoint import load_checkpoint, save_checkpoint
 from core.data.synth import generate_dataset
 from core.inference import prepare_for_inference
 from tests.conftest import realistic_model
+from train import distributed
 from train.distributed import DistContext
 from train.trainer import TrainConfig, Trainer, TrainSetupError
 
@@ -66,7 +67,9 @@ def config(data: Path, out: Path, name: str) -> TrainConfig:
                        workers=0, progress=False, device="cpu", sync_bn=True)
 
 
-def test_sync_bn_on_cpu_ranks_is_refused(synth: Path, tmp_path: Path) -> None:
+def test_sync_bn_on_cpu_ranks_is_refused(synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 0 of a pretend 2-process CPU run (no process group: the start-up broadcast is a pass-through)."""
+    monkeypatch.setattr(distributed, "broadcast_object", lambda _ctx, obj: obj)
     with pytest.raises(TrainSetupError, match="--sync-bn needs CUDA"):
         Trainer(config(synth, tmp_path, "ddp"), DistContext(rank=0, world_size=2, local_rank=0, device=CPU))
 

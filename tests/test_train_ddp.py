@@ -1,5 +1,6 @@
 """``torchrun --nproc_per_node 2 -m train`` on CPU (gloo): completes, rank 0 alone writes, and the global
-batch split gives the same step count as a single-process run.
+batch split gives the same step count as a single-process run; ``--resume auto`` is decided by rank 0 and
+works when the other rank cannot see the checkpoint.
 
 7 training images with a global batch of 4 is the uneven case: a sampler that padded ranks instead of
 dropping the remainder would give DDP 2 steps per epoch against the single process's 1.
@@ -136,3 +137,24 @@ def test_ddp_step_synchronises_gradients_across_ranks(synth_data: Path, tmp_path
     assert changed("nosync_rank0", "nosync_rank1") > len(names) // 2
     assert changed("sync_rank0", "nosync_rank0") > len(names) // 2
     assert changed("sync_rank0", "nosync_rank1") > len(names) // 2
+
+
+@pytest.mark.slow
+def test_resume_under_torchrun_is_decided_by_rank_0(synth_data: Path, tmp_path: Path) -> None:
+    """Epoch 1 in-process, then epoch 2 under torchrun with --resume auto, rank 1 blind to checkpoints
+    (tests/ddp_resume_entry.py makes any look at one fail): it must follow rank 0's decision and data."""
+    args = cli_args(synth_data, tmp_path, "resume")
+    first = [*args[: args.index("--max-epoch")], "--max-epoch", "1", *args[args.index("--max-epoch") + 2:],
+             "--lr-steps", "2"]
+    assert main(first) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env.pop("FEATHERFACE_DEVICE", None)
+    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(REPO / "tests" / "ddp_resume_entry.py"),
+           *args, "--lr-steps", "2", "--resume", "auto"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming" in proc.stderr and "looked for a checkpoint" not in proc.stderr
+    last = read_checkpoint(tmp_path / "resume" / "weights" / "last.pth")
+    assert (last["epoch"], last["global_step"]) == (2, 2)
+    meta = json.loads((tmp_path / "resume" / "run.json").read_text())
+    assert meta["status"] == "finished" and [r["epoch"] for r in meta["resumes"]] == [1]

@@ -9,6 +9,8 @@ scheduler, AMP scaler, epoch, global step, RNG states and best metric. ``--resum
 from it; the data order and augmentation of every epoch are a function of (seed, epoch, rank), so
 the resumed epochs see exactly the batches an uninterrupted run would have. TensorBoard restarts
 with ``purge_step`` = the checkpoint's global step, which hides the steps of the lost partial epoch.
+Under torchrun rank 0 alone decides whether to resume and reads the checkpoint; the decision and the
+checkpoint's contents are broadcast, so ranks without a shared filesystem cannot disagree.
 
 DDP (``torchrun``): ``--batch-size`` is the global batch, each rank loads ``batch / world_size``
 images through a ``DistributedSampler`` (``drop_last``), so a run has the same number of optimiser
@@ -43,7 +45,7 @@ from tqdm import tqdm
 
 from core.artifacts import MANIFEST_JSON, RUN_JSON, TB_TAGS, atomic_write_json, write_run_info
 from core.backbone_weights import BackboneWeightsInfo, load_backbone_weights
-from core.checkpoint import load_weights, read_checkpoint, save_checkpoint
+from core.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
 from core.config import DEFAULT_RECIPE, get_recipe
 from core.data.augment import EvalTransform, TrainTransform
 from core.data.dataset import WiderFaceDetection, detection_collate
@@ -201,7 +203,7 @@ class Trainer:
         if cfg.amp and not self.amp:
             self.log("note: --amp is CUDA-only; training in float32 on", self.device)
 
-        self.run_dir, resume_from = self._resolve_run_dir()
+        self.run_dir, resume_from, resume_data = self._decide_start()
         self.dataset = dataset_name(cfg.data)
         self._build_data()
         self._build_model(fresh=resume_from is None)
@@ -210,7 +212,7 @@ class Trainer:
         self.epoch_scalars: dict[str, float] = {}
         self.last_good: Path | None = None
         if resume_from is not None:
-            self._resume(resume_from)
+            self._resume(resume_from, resume_data)
         self.writer = self._open_writer(resumed=resume_from is not None)
         if self.is_main:
             self._write_run_json(resume_from)
@@ -220,7 +222,27 @@ class Trainer:
         if self.is_main:
             print(*parts, file=sys.stderr, flush=True)
 
+    def _decide_start(self) -> tuple[Path, Path | None, dict[str, Any] | None]:
+        """Run dir, checkpoint to resume from and its contents: decided and read by rank 0 alone, broadcast.
+
+        Ranks on nodes without a shared filesystem would otherwise disagree (one resuming, one starting
+        fresh) and hang in the first collective; a refusal on rank 0 is raised on every rank.
+        """
+        decision: tuple | None = None
+        if self.is_main:
+            try:
+                run_dir, resume_from = self._resolve_run_dir()
+                data = read_checkpoint(resume_from, map_location="cpu") if resume_from is not None else None
+                decision = (run_dir, resume_from, data, None)
+            except (TrainSetupError, ResumeError, CheckpointError, OSError) as exc:
+                decision = (None, None, None, exc)
+        run_dir, resume_from, data, error = distributed.broadcast_object(self.ctx, decision)
+        if error is not None:
+            raise error
+        return run_dir, resume_from, data
+
     def _resolve_run_dir(self) -> tuple[Path, Path | None]:
+        """Rank 0 only (see `_decide_start`)."""
         cfg = self.cfg
         explicit = cfg.resume not in (None, "auto")
         if cfg.resume == "auto" and not cfg.run_name:
@@ -231,7 +253,7 @@ class Trainer:
             run_dir = run_dir_of_checkpoint(Path(cfg.resume))
         else:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            run_dir = cfg.out / str(distributed.broadcast_object(self.ctx, f"{cfg.network}_s{cfg.seed}_{stamp}"))
+            run_dir = cfg.out / f"{cfg.network}_s{cfg.seed}_{stamp}"
         resume_from = resolve_resume(cfg.resume, run_dir)
         if cfg.resume == "auto" and resume_from is None:
             self.log(f"--resume auto: no {weights_dir(run_dir) / LAST} yet, starting a new run")
@@ -315,8 +337,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         self.stepper = ScaledStepper(self.optimizer, self.scheduler, self.scaler)
 
-    def _resume(self, path: Path) -> None:
-        data = read_checkpoint(path, map_location=self.device)
+    def _resume(self, path: Path, data: dict[str, Any]) -> None:
         if data.get("model_name") != self.cfg.network:
             raise ResumeError(f"{path} holds model {data.get('model_name')!r}, not --network {self.cfg.network}")
         missing = [k for k in ("optimizer", "scheduler", "epoch", "global_step") if k not in data]
