@@ -1,0 +1,50 @@
+"""``python -m eval.import_retinaface --weights mobilenet0.25_Final.pth --out weights/retinaface_mnet.pth``
+
+Converts the published RetinaFace-mobilenet0.25 weights (biubug6/Pytorch_Retinaface) into this project's
+checkpoint format for `retinaface_mnet` (mapping in `core.retinaface_weights`), recording the source file's
+name and sha256. Then, with WIDERFace val, the reference's test settings reproduce its published numbers:
+
+    python -m eval.predict --network retinaface_mnet --trained-model weights/retinaface_mnet.pth \\
+        --data data/widerface --out preds/rf --top-k 0 --keep-top-k 0
+    python -m eval.widerface --pred preds/rf --gt data/widerface/ground_truth
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.checkpoint import save_checkpoint
+from core.config import BASELINE_MODEL
+from core.factory import build_model
+from core.retinaface_weights import RetinaFaceWeightsError, load_retinaface_weights
+
+
+def import_retinaface(weights: Path | str, out: Path | str) -> str:
+    """Write a `retinaface_mnet` checkpoint from the reference file; returns the source's sha256."""
+    model = build_model(BASELINE_MODEL)
+    sha = load_retinaface_weights(model, weights)
+    save_checkpoint(out, model, source={"file": Path(weights).name, "sha256": sha,
+                                        "origin": "biubug6/Pytorch_Retinaface mobilenet0.25_Final.pth"})
+    return sha
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m eval.import_retinaface", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", required=True, type=Path, help="reference mobilenet0.25_Final.pth")
+    parser.add_argument("--out", type=Path, default=Path("weights/retinaface_mnet.pth"))
+    args = parser.parse_args(argv)
+    try:
+        sha = import_retinaface(args.weights, args.out)
+    except RetinaFaceWeightsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.weights} (sha256 {sha[:12]}...) -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
