@@ -128,11 +128,12 @@ def draw_panel(rgb: np.ndarray, parts: PanelBoxes, mask: np.ndarray | None = Non
     green (finds a face), red (false positive) or grey (matches an ignored face)."""
     out = overlay_mask(rgb, mask, alpha=alpha) if mask is not None else np.ascontiguousarray(rgb.copy())
     thick = max(1, round(max(rgb.shape[:2]) / 400))
+    # Detections wide first, ground truth thin on top: where a hit hugs its face both colours stay visible.
+    _rect(out, parts.ignored_match, IGNORED_COLOR, thick + 2)
+    _rect(out, parts.false_positive, FP_COLOR, thick + 2)
+    _rect(out, parts.true_positive, TP_COLOR, thick + 2)
     _rect(out, parts.ignored, IGNORED_COLOR, thick)
-    _rect(out, parts.counted, GT_COLOR, thick + 1)
-    _rect(out, parts.ignored_match, IGNORED_COLOR, thick)
-    _rect(out, parts.false_positive, FP_COLOR, thick)
-    _rect(out, parts.true_positive, TP_COLOR, thick)
+    _rect(out, parts.counted, GT_COLOR, thick)
     return out
 
 
