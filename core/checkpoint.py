@@ -42,6 +42,7 @@ def read_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    _check_torch_file(path)
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -55,6 +56,26 @@ def read_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     if data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a FeatherFace checkpoint (format {data.get('format')!r})")
     return data
+
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive
+_PICKLE_MAGIC = b"\x80"  # the legacy format (_use_new_zipfile_serialization=False) is a protocol-2+ pickle
+
+
+def _check_torch_file(path: Path) -> None:
+    """Refuse, with the reason, a file that cannot be a torch.save file at all (text, CSV, JSON, an image...):
+    torch's own errors for those are a bare KeyError or a misleading weights-only warning."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({exc})") from None
+    if head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
+        return
+    kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "binary data"
+    raise CheckpointError(f"{path} is not a PyTorch checkpoint: it starts with {head[:12]!r} ({kind}), while "
+                          "torch.save writes a zip archive (starting with 'PK'); pick the .pth file written by "
+                          "training")
 
 
 def _refused_message(path: Path, reason: str) -> str:

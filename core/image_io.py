@@ -9,6 +9,7 @@ pixel is decoded.
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from pathlib import PurePath
 
@@ -52,8 +53,8 @@ def decode_upload(
             if width <= 0 or height <= 0:
                 raise ImageInputError(f"{name}: image has no pixels ({width}x{height})")
             if width * height > max_pixels:
-                raise ImageInputError(f"{name}: {width}x{height} = {width * height:,} pixels is over the "
-                                      f"{max_pixels:,}-pixel limit (possible decompression bomb)")
+                raise ImageInputError(f"{name}: {width}x{height} = {width * height:,} pixels is "
+                                      f"{_over_limit(max_pixels)}")
             img.seek(0)
             img.load()
             img = _exif_transpose(img)
@@ -64,7 +65,10 @@ def decode_upload(
         raise ImageInputError(f"{name}: not an image file (or a corrupt one) — expected JPEG, PNG, WebP or BMP "
                               "data") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageInputError(f"{name}: refused as a possible decompression bomb ({exc})") from None
+        # Pillow refuses far larger images while reading the header, naming its own limit: give ours.
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "its pixel count"
+        raise ImageInputError(f"{name}: {size} is {_over_limit(max_pixels)}") from None
     except MemoryError:
         raise ImageInputError(f"{name}: image too large to decode in memory") from None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad upload, never a page crash
@@ -72,6 +76,11 @@ def decode_upload(
         if "truncated" in reason.lower():
             raise ImageInputError(f"{name}: the file is truncated (incomplete image data)") from None
         raise ImageInputError(f"{name}: corrupt or unreadable image ({reason})") from None
+
+
+def _over_limit(max_pixels: int) -> str:
+    return (f"over the upload pixel limit of {max_pixels:,} pixels ({max_pixels / 1e6:g} MP); refused "
+            "before decoding (possible decompression bomb)")
 
 
 def _exif_transpose(img: Image.Image) -> Image.Image:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from core.artifacts import TARGETS, atomic_write_text, find_runs
+from core.artifacts import TARGETS, atomic_write_text
 from core.config import COMPARED_MODELS, MODEL_ORDER, TARGET_MODEL
 from eval.compare import (
     METRICS,
@@ -48,6 +48,7 @@ from eval.hypotheses import (
     load_compare_ap,
 )
 from eval.latency_stats import MIN_ROUNDS, paired_difference, precision_note
+from eval.run_index import index_runs
 
 _AP_WORD = {"agrees": "higher", "opposes": "lower", "includes 0": "indistinguishable (CI includes 0)"}
 
@@ -293,9 +294,10 @@ def _recommendation(agg: pd.DataFrame, comparison: pd.DataFrame, reports: Sequen
 
 
 def runs_overview(roots: Iterable[Path | str]) -> pd.DataFrame:
-    """One row per training run (model, dataset, seed) from run.json alone: no event file is read."""
+    """One row per training run (model, dataset, seed) from run.json alone, each run once (eval.run_index):
+    no event file is read."""
     rows = [{"run": info.name, "model": info.model, "dataset": info.dataset, "seed": info.seed}
-            for root in roots for info in find_runs(root)[0]]
+            for _, info in index_runs(roots).runs]
     return pd.DataFrame(rows, columns=["run", "model", "dataset", "seed"])
 
 

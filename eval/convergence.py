@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.artifacts import RUN_JSON, TB_TAGS, RunInfo, find_runs
+from core.artifacts import RUN_JSON, TB_TAGS, RunInfo
 from core.config import display_name, model_color
 from eval.event_files import EVENT_GLOB, SCALAR_COLUMNS, EventCache, default_cache, empty_scalars
+from eval.roots import confined_files
+from eval.run_index import index_runs
 
 RUN_COLUMNS: tuple[str, ...] = ("run", "model", "display_name", "dataset", "seed", "root", "event_files",
                                 "last_epoch", "points", "status")
@@ -73,21 +75,16 @@ def _run_ids(found: list[tuple[Path, RunInfo]]) -> list[str]:
 
 
 def load_convergence(roots: Iterable[Path | str], cache: EventCache | None = None) -> ConvergenceData:
-    """Read every run (folder with run.json) under `roots`; missing roots are simply empty."""
+    """Read every run (folder with run.json) under `roots` once (eval.run_index); missing roots are simply
+    empty. Event files resolving outside the run's root are skipped with a warning."""
     cache = cache or default_cache()
-    found: list[tuple[Path, RunInfo]] = []
-    warnings: list[str] = []
-    seen: set[Path] = set()
-    for root in map(Path, roots):
-        infos, warns = find_runs(root)
-        warnings += warns
-        for info in infos:
-            if info.path.resolve() not in seen:
-                seen.add(info.path.resolve())
-                found.append((root, info))
+    index = index_runs(roots)
+    found = index.runs
+    warnings: list[str] = index.notes
     rows, frames = [], []
     for (root, info), run_id in zip(found, _run_ids(found), strict=True):
-        files = sorted(p for p in info.path.rglob(EVENT_GLOB) if p.is_file())
+        files, skipped = confined_files(info.path, EVENT_GLOB, root, recursive=True)
+        warnings += skipped
         reads = sorted((cache.read(p) for p in files), key=lambda r: (r.first_wall_time, r.path.name))
         problems = [r.warning for r in reads if r.warning]
         warnings += problems

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.artifacts import COMPARISON_CSV, EVAL_DIR, LATENCY_CSV, REFERENCE_CSV, dataset_label, find_runs
+from core.artifacts import COMPARISON_CSV, EVAL_DIR, LATENCY_CSV, REFERENCE_CSV, dataset_label
 from core.config import COMPARED_MODELS
 from eval.model_loading import (
     CheckpointScan,
@@ -17,7 +17,8 @@ from eval.model_loading import (
     read_manifest,
     scan_checkpoints,
 )
-from eval.roots import Roots, display_path
+from eval.roots import Roots, SourceError, confine, confined_files, display_path
+from eval.run_index import index_runs
 
 RESULT_FILES: dict[str, str] = {
     COMPARISON_CSV: "AP table (easy/medium/hard/mAP) per model",
@@ -44,6 +45,7 @@ class Inventory:
     eval_files: int = 0
     weights: dict[str, list[WeightsOption]] = field(default_factory=dict)
     skipped_checkpoints: list[str] = field(default_factory=list)
+    skipped_files: list[str] = field(default_factory=list)  # results files refused (outside the results folder)
     manifest: dict[str, Any] | None = None
     missing: list[Missing] = field(default_factory=list)
 
@@ -73,20 +75,27 @@ def _csv_summary(path: Path) -> dict[str, Any]:
 def build_inventory(roots: Roots, scan: CheckpointScan | None = None) -> Inventory:
     """Runs, results CSVs, weights per compared model and the demo manifest; plus what is missing."""
     inv = Inventory(manifest=read_manifest(roots))
-    for root in roots.runs:
-        found, warns = find_runs(root)
-        inv.run_warnings += warns
+    index = index_runs(roots.runs)
+    inv.run_warnings += index.notes
+    for root, run in index.runs:
         demo = root.resolve() == (roots.demo / "runs").resolve()
-        for run in found:
-            inv.runs.append({"run": run.name, "model": run.model, "dataset": dataset_label(run.dataset),
-                             "seed": run.seed, "source": "demo" if demo else display_path(run.path, roots),
-                             "epochs": run.meta.get("max_epoch")})
+        inv.runs.append({"run": run.name, "model": run.model, "dataset": dataset_label(run.dataset),
+                         "seed": run.seed, "source": "demo" if demo else display_path(run.path, roots),
+                         "epochs": run.meta.get("max_epoch")})
     for name in RESULT_FILES:
         path = roots.results / name
-        if path.is_file():
-            inv.results.append(_csv_summary(path))
-    eval_dir = roots.results / EVAL_DIR
-    inv.eval_files = len(list(eval_dir.glob("*.json"))) if eval_dir.is_dir() else 0
+        if not (path.is_file() or path.is_symlink()):
+            continue
+        try:
+            confine(path, roots.results)
+        except SourceError as exc:
+            inv.results.append({"file": name, "path": path, "rows": None, "datasets": [], "error": str(exc)})
+            inv.skipped_files.append(str(exc))
+            continue
+        inv.results.append(_csv_summary(path))
+    eval_files, skipped = confined_files(roots.results / EVAL_DIR, "*.json", roots.results)
+    inv.eval_files = len(eval_files)
+    inv.skipped_files += skipped
     scan = scan if scan is not None else scan_checkpoints(roots)
     inv.skipped_checkpoints = list(scan.skipped)
     inv.weights = {m: discover_weights(m, roots, scan=scan, manifest=inv.manifest) for m in COMPARED_MODELS}

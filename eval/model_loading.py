@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.config import MODEL_CONFIGS
-from eval.roots import Roots, display_path, ensure_within, iter_files
+from eval.roots import Roots, confine, display_path, ensure_within, iter_files
 
 CHECKPOINT_SUFFIX = ".pth"
 
@@ -109,11 +109,13 @@ def _epochs(data: Mapping[str, Any]) -> int | None:
 
 
 def read_manifest(roots: Roots) -> dict[str, Any] | None:
-    """The shipped demo's manifest.json as a dict, or None when absent/unreadable."""
+    """The shipped demo's manifest.json as a dict, or None when absent, unreadable or resolving outside the
+    demo folder."""
     path = roots.demo_manifest
     if not path.is_file():
         return None
     try:
+        confine(path, roots.demo)
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None

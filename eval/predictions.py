@@ -16,6 +16,10 @@ count malformed or != box lines       the box lines actually present are used
 line with < 5 values or non-numbers   line dropped
 line with > 5 values                  first five used (as the RetinaFace script does)
 NaN/inf, negative w, h or score       line dropped
+score above 1                         kept, as the script does, with a warning: the evaluator
+                                      min-max normalises scores over ALL files, so one score of
+                                      1e6 squeezes every other into the lowest of the 1000
+                                      thresholds and AP collapses (0.44 -> 0.0015 measured)
 scores not descending                 kept; the evaluator sorts (stable), the script would not
 unknown event / image (gt given)      kept (still counts in score normalisation, like the
                                       script) but never matched
@@ -100,6 +104,11 @@ def _row_problem(row: list[float]) -> str | None:
     return None
 
 
+SCORE_RANGE_EFFECT = ("kept, as the reference script does; but scores are min-max normalised over all files, so "
+                      "this one becomes 1.0 and every other score is divided by it: they crowd into the lowest of "
+                      "the 1000 thresholds and AP collapses. Rescale the scores to [0, 1]")
+
+
 def _parse_boxes(path: Path, lines: list[str], issues: _Issues) -> tuple[np.ndarray, int]:
     """Box lines (from line 3 on) -> (rows, number of non-blank box lines)."""
     rows: list[list[float]] = []
@@ -124,6 +133,8 @@ def _parse_boxes(path: Path, lines: list[str], issues: _Issues) -> tuple[np.ndar
         if problem:
             issues.add(path, lineno, problem, "line dropped")
             continue
+        if values[4] > 1.0:
+            issues.add(path, lineno, f"score {values[4]:g} outside [0, 1]", SCORE_RANGE_EFFECT)
         rows.append(values)
         linenos.append(lineno)
     boxes = np.array(rows, dtype=np.float64).reshape(-1, 5)

@@ -390,8 +390,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pred", required=True, type=Path, help="<pred>/<event>/<image>.txt directory")
     parser.add_argument("--gt", required=True, type=Path, help="directory with the four wider_*_val.mat files")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--strict", dest="strict", action="store_true", default=True, help="fail on any problem")
-    mode.add_argument("--lenient", dest="strict", action="store_false", help="warn, skip bad lines, go on")
+    mode.add_argument("--strict", dest="strict", action="store_true", default=True,
+                      help="fail on any problem, naming file:line (default; includes a score outside [0, 1])")
+    mode.add_argument("--lenient", dest="strict", action="store_false",
+                      help="warn, skip bad lines, go on (scores above 1 are kept and their effect explained)")
     parser.add_argument("--json", type=Path, help="also write results (with PR curves) to this JSON file")
     parser.add_argument("--iou", type=float, default=0.5, help="IoU needed for a match (default 0.5)")
     parser.add_argument("--thresh-num", type=int, default=1000, help="score thresholds on the PR curve")
@@ -406,6 +408,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"warning: {w}", file=sys.stderr)
     if read.num_warnings > 20:
         print(f"warning: ... {read.num_warnings - 20} more", file=sys.stderr)
+    above = [w for w in read.warnings if "outside [0, 1]" in w]
+    if above:
+        print(f"warning: {len(above)} score(s) above 1 kept (first: {above[0].split('; ')[0]}). Scores are min-max "
+              "normalised over all files, so the largest becomes 1.0 and every other is divided by it; the "
+              "detections then crowd into the lowest score thresholds and the AP below is not the model's. "
+              "Rescale the scores to [0, 1], or use --strict to stop at the first one.", file=sys.stderr)
     result = evaluate(read.predictions, gt, iou_thresh=args.iou, thresh_num=args.thresh_num)
     print(result.table())
     if read.num_warnings:

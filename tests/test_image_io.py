@@ -142,8 +142,12 @@ def test_size_cap() -> None:
 
 @pytest.mark.parametrize("side", [8000, 100_000])  # over our 40 MP limit; the second is over Pillow's bomb limit
 def test_decompression_bomb_refused_from_header(side: int) -> None:
-    with pytest.raises(ImageInputError, match="decompression bomb"):
+    """Both are refused with the app's own limit in the message, never Pillow's (89,478,485 / 178,956,970)."""
+    with pytest.raises(ImageInputError, match="decompression bomb") as info:
         decode_upload(png_header_only(side, side), "bomb.png")
+    message = str(info.value)
+    assert f"{side * side:,} pixels is over the upload pixel limit of 40,000,000 pixels (40 MP)" in message
+    assert "178956970" not in message and "89478485" not in message
 
 
 def test_pixel_limit_parameter() -> None:

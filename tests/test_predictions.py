@@ -99,6 +99,7 @@ BAD_FILES = {
     "nan": ("img\n2\n1 2 3 4 nan\n1 2 3 4 0.5\n", 3, "NaN", 1),
     "negative_size": ("img\n2\n1 2 -3 4 0.9\n1 2 3 4 0.5\n", 3, "negative width", 1),
     "negative_score": ("img\n1\n1 2 3 4 -0.1\n", 3, "negative score", 0),
+    "score_above_one": ("img\n2\n1 2 3 4 1e6\n1 2 3 4 0.5\n", 3, "06 outside", 2),
     "unsorted": ("img\n2\n1 2 3 4 0.5\n1 2 3 4 0.9\n", 4, "not sorted", 2),
     "header_mismatch": ("other\n1\n1 2 3 4 0.9\n", 1, "does not match the file name", 1),
     "extra_columns": ("img\n1\n1 2 3 4 0.9 7 7\n", 3, "7 values instead of 5", 1),

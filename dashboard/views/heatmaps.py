@@ -16,7 +16,7 @@ import streamlit as st
 from core.artifacts import dataset_label
 from core.config import COMPARED_MODELS, PARALLEL, SEQUENTIAL
 from core.image_input import ImageInputError
-from core.image_io import MAX_UPLOAD_BYTES, UPLOAD_EXTENSIONS, decode_upload
+from core.image_io import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UPLOAD_EXTENSIONS, decode_upload
 from core.overlay import COLORMAPS, overlay_mask
 from dashboard.common import (
     current_selection,
@@ -79,7 +79,8 @@ images: list[tuple[str, np.ndarray]] = []
 left, right = st.columns([3, 2])
 with left:
     uploads = st.file_uploader(
-        f"Upload images ({', '.join(UPLOAD_EXTENSIONS)}; up to {MAX_UPLOAD_BYTES // 2**20} MB and 40 MP each)",
+        f"Upload images ({', '.join(UPLOAD_EXTENSIONS)}; up to {MAX_UPLOAD_BYTES // 2**20} MB and "
+        f"{MAX_UPLOAD_PIXELS / 1e6:g} MP each)",
         type=list(UPLOAD_EXTENSIONS), accept_multiple_files=True, max_upload_size=MAX_UPLOAD_BYTES // 2**20,
         key="hm_uploads")
     for upload in uploads or []:

@@ -64,6 +64,10 @@ else:
 st.markdown("**Weights available per model** (pick them in the sidebar)")
 st.dataframe(pd.DataFrame([{"model": m, "options": " · ".join(o.label for o in opts)}
                            for m, opts in inv.weights.items()]), hide_index=True)
+if inv.skipped_files:
+    with st.expander(f"{len(inv.skipped_files)} results file(s) skipped"):
+        for msg in inv.skipped_files:
+            st.caption(msg)
 if inv.skipped_checkpoints:
     with st.expander(f"{len(inv.skipped_checkpoints)} checkpoint file(s) could not be read"):
         for msg in inv.skipped_checkpoints:
