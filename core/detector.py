@@ -3,6 +3,8 @@ RetinaFace-mnet0.25 baseline (FPN neck and plain SSH, chosen by `ModelConfig.nec
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 import torch
 from torch import nn
@@ -18,6 +20,8 @@ from core.layers.attention import MaskedAttention
 from core.layers.create_attn import create_attn
 from core.postprocess import Detections, NmsMethod, postprocess
 from core.ssh import SSH
+
+ANCHOR_CACHE_SIZE = 32  # input sizes whose anchors a model keeps (<= ~1 MB each at WIDER sizes)
 
 STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3")
 LEVELS: tuple[str, ...] = ("P3", "P4", "P5")
@@ -54,7 +58,7 @@ class FeatherFace(nn.Module):
         self.bifpn_attention = nn.ModuleList(create_attn(cfg.attention, c, **cfg.attn_kwargs) for _ in LEVELS)
         self.ssh = nn.ModuleList(SSH(c, c, cfg.shuffle_groups, cfg.deformable_ssh) for _ in LEVELS)
         self.heads = DetectionHead(c, cfg.num_anchors, len(LEVELS))
-        self._anchor_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._anchor_cache: OrderedDict[tuple[int, int, str], torch.Tensor] = OrderedDict()
 
     @property
     def name(self) -> str:
@@ -106,11 +110,16 @@ class FeatherFace(nn.Module):
         return {name: block for name, block in named if isinstance(block, MaskedAttention)}
 
     def anchors_for(self, image_hw: tuple[int, int], device: torch.device) -> torch.Tensor:
-        """Anchors for an input size, cached since the dashboard and predictor reuse sizes."""
-        key = (int(image_hw[0]), int(image_hw[1]))
-        if key not in self._anchor_cache:
-            self._anchor_cache[key] = generate_anchors(key, self.cfg.anchors)
-        return self._anchor_cache[key].to(device)
+        """Anchors for an input size, cached on ``device`` (no copy per call) for the ANCHOR_CACHE_SIZE sizes
+        used last: the dashboard and the predictor reuse sizes, and WIDER val has hundreds of them."""
+        key = (int(image_hw[0]), int(image_hw[1]), str(torch.device(device)))
+        if key in self._anchor_cache:
+            self._anchor_cache.move_to_end(key)
+        else:
+            self._anchor_cache[key] = generate_anchors(key[:2], self.cfg.anchors).to(device)
+            while len(self._anchor_cache) > ANCHOR_CACHE_SIZE:
+                self._anchor_cache.popitem(last=False)
+        return self._anchor_cache[key]
 
     @property
     def device(self) -> torch.device:

@@ -4,6 +4,10 @@
 size); `predict_to_dir` writes the standard `<out>/<event>/<image>.txt` layout, one atomic file per
 image, and resumes by skipping images already written. A hidden `.predict.json` in the output
 folder records what produced the files, so a resume never mixes two models or two settings.
+
+``batch_size`` > 1 (PyTorch backend) predicts images of equal input size together (sizes read from
+the file headers, so no padding changes any output), from pinned memory on CUDA; each image's
+detections are those of batch 1.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import argparse
 import hashlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,10 +31,11 @@ from core.checkpoint import CheckpointError, load_checkpoint
 from core.data.widerface import LabelFormatError, read_image_list
 from core.detector import FeatherFace
 from core.device import select_device
+from core.image_input import rgb_to_model_tensor, to_rgb_uint8
 from core.inference import prepare_for_inference
 from core.onnx_export import OnnxExportError
 from core.onnx_runtime import BACKENDS, check_backend
-from core.postprocess import NMS_METHODS, NmsMethod
+from core.postprocess import NMS_METHODS, Detections, NmsMethod, postprocess
 from eval.predictions import META_FILE, Predictions, write_predictions
 
 
@@ -93,18 +98,99 @@ def predict_image(
     `top_k` / `keep_top_k` (0 = no cap) and `nms_method` as in `core.postprocess.postprocess`;
     `backend` picks the forward pass (`FeatherFace.detect`): "torch" or "onnxruntime".
     """
-    scale = 1.0
-    if max_side is not None and max(rgb.shape[:2]) > max_side:
-        scale = max_side / max(rgb.shape[:2])
-        size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    rgb, scale = _downscale(rgb, max_side)
     dets = model.detect(rgb, conf_thresh=conf_thresh, nms_thresh=nms_thresh, top_k=top_k, keep_top_k=keep_top_k,
                         nms_method=nms_method, backend=backend)
+    return _rows(dets, scale)
+
+
+def input_hw(hw: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """The (h, w) an image of size ``hw`` is fed at: downscaled to ``max_side`` if larger, never upscaled."""
+    if max_side is None or max(hw) <= max_side:
+        return hw
+    scale = max_side / max(hw)
+    return max(1, round(hw[0] * scale)), max(1, round(hw[1] * scale))
+
+
+def _downscale(rgb: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
+    h, w = input_hw(rgb.shape[:2], max_side)
+    if (h, w) == rgb.shape[:2]:
+        return rgb, 1.0
+    return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA), max_side / max(rgb.shape[:2])
+
+
+def _rows(dets: Detections, scale: float) -> np.ndarray:
     boxes = dets.boxes.astype(np.float64) / scale
     rows = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2], dets.scores.astype(np.float64)])
     rows = rows[np.isfinite(rows).all(axis=1)]
     rows[:, 2:4] = np.maximum(rows[:, 2:4], 0.0)
     return rows[np.argsort(-rows[:, 4], kind="stable")]
+
+
+@torch.inference_mode()
+def detect_batch(
+    model: FeatherFace, rgbs: Sequence[np.ndarray], conf_thresh: float = 0.02, nms_thresh: float = 0.4, *,
+    top_k: int = 5000, keep_top_k: int = 750, nms_method: NmsMethod = "pixel",
+) -> list[Detections]:
+    """`FeatherFace.detect` for equal-size RGB images in one forward pass (eval-mode model)."""
+    batch = torch.cat([rgb_to_model_tensor(to_rgb_uint8(rgb), model.cfg.bgr_mean) for rgb in rgbs])
+    hw = batch.shape[-2:]
+    device = model.device
+    if device.type == "cuda":
+        batch = batch.pin_memory()
+    loc, conf, landm = model(batch.to(device, non_blocking=True))
+    anchors = model.anchors_for(hw, device)
+    return [postprocess(loc[i], conf[i], landm[i], anchors, tuple(hw), model.cfg.anchors.variances, conf_thresh,
+                        nms_thresh, top_k, keep_top_k, nms_method) for i in range(len(rgbs))]
+
+
+def header_hw(path: Path) -> tuple[int, int] | None:
+    """(h, w) as `read_rgb` will decode it (EXIF rotation applied), from the header only; None if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            w, h = image.size
+            if image.getexif().get(0x0112) in (5, 6, 7, 8):  # rotated by 90 degrees, as cv2.imread applies
+                w, h = h, w
+    except (OSError, ValueError):
+        return None
+    return h, w
+
+
+def size_groups(paths: Sequence[Path], max_side: int | None, batch_size: int) -> Iterator[list[int]]:
+    """Indices of images to predict together: equal input size, at most ``batch_size``; every index once."""
+    if batch_size <= 1:
+        yield from ([i] for i in range(len(paths)))
+        return
+    groups: dict[object, list[int]] = {}
+    for i, path in enumerate(paths):
+        hw = header_hw(path)
+        groups.setdefault(input_hw(hw, max_side) if hw else ("alone", i), []).append(i)
+    for members in groups.values():
+        for start in range(0, len(members), batch_size):
+            yield members[start:start + batch_size]
+
+
+def predict_paths(
+    model: FeatherFace, paths: Sequence[Path], max_side: int | None, conf_thresh: float, nms_thresh: float,
+    batch_size: int = 1, *, top_k: int = 5000, keep_top_k: int = 750, nms_method: NmsMethod = "pixel",
+    backend: str = "torch",
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, rows) for every path, as `predict_image` gives them, batching equal sizes (see `size_groups`)."""
+    if batch_size > 1 and backend != "torch":
+        raise PredictError(f"batch size {batch_size} needs the torch backend (the {backend} one predicts one image "
+                           "at a time)")
+    post = {"top_k": top_k, "keep_top_k": keep_top_k, "nms_method": nms_method}
+    for group in size_groups(paths, max_side, batch_size):
+        images = [_downscale(read_rgb(paths[i]), max_side) for i in group]
+        if len(group) > 1 and len({rgb.shape for rgb, _ in images}) == 1:
+            dets = detect_batch(model, [rgb for rgb, _ in images], conf_thresh, nms_thresh, **post)
+            yield from ((i, _rows(d, scale)) for i, d, (_, scale) in zip(group, dets, images, strict=True))
+        else:  # batch 1, or a header that did not tell the decoded size
+            for i, (rgb, scale) in zip(group, images, strict=True):
+                det = model.detect(rgb, conf_thresh=conf_thresh, nms_thresh=nms_thresh, backend=backend, **post)
+                yield i, _rows(det, scale)
 
 
 def predict_split(
@@ -120,6 +206,7 @@ def predict_split(
     keep_top_k: int = 750,
     nms_method: NmsMethod = "pixel",
     backend: str = "torch",
+    batch_size: int = 1,
 ) -> Predictions:
     """In-memory predictions for the val list: event -> image name (no .jpg) -> (N, 5) rows.
 
@@ -127,12 +214,16 @@ def predict_split(
     """
     entries = list_val_images(data_root)[:limit]
     fast = inference_copy(model)
+    paths = [Path(data_root) / "val" / "images" / event / image for event, image in entries]
+    found: dict[int, np.ndarray] = {}
+    with tqdm(total=len(entries), desc="predict", disable=not progress, unit="img") as bar:
+        for i, rows in predict_paths(fast, paths, max_side, conf_thresh, nms_thresh, batch_size, top_k=top_k,
+                                     keep_top_k=keep_top_k, nms_method=nms_method, backend=backend):
+            found[i] = rows
+            bar.update()
     out: Predictions = {}
-    for event, image in tqdm(entries, desc="predict", disable=not progress, unit="img"):
-        rgb = read_rgb(Path(data_root) / "val" / "images" / event / image)
-        out.setdefault(event, {})[Path(image).stem] = predict_image(
-            fast, rgb, max_side, conf_thresh, nms_thresh, top_k=top_k, keep_top_k=keep_top_k, nms_method=nms_method,
-            backend=backend)
+    for i, (event, image) in enumerate(entries):
+        out.setdefault(event, {})[Path(image).stem] = found[i]
     return out
 
 
@@ -170,13 +261,15 @@ def predict_to_dir(
     keep_top_k: int = 750,
     nms_method: NmsMethod = "pixel",
     backend: str = "torch",
+    batch_size: int = 1,
 ) -> PredictSummary:
     """Write `<out>/<event>/<image>.txt` for every listed image, skipping files already present.
 
     `meta` identifies the producer (network, weights hash, ...); thresholds and size are added. A
     folder made by another producer or settings raises `PredictError`, or with `on_change="restart"`
     is rewritten from scratch; `overwrite` always rewrites every file. `on_image(done, total)` is
-    called after each image.
+    called after each image written. `batch_size`: see the module docstring (not part of the settings,
+    since it does not change the files).
     """
     data_root, out_dir = Path(data_root), Path(out_dir)
     entries = list_val_images(data_root)
@@ -190,19 +283,22 @@ def predict_to_dir(
         overwrite = True
         _check_meta(out_dir, {**(meta or {}), **settings}, overwrite)
     fast = inference_copy(model)
-    written = skipped = 0
-    for i, (event, image) in enumerate(tqdm(entries, desc="predict", disable=not progress, unit="img"), start=1):
-        name = Path(image).stem
-        if not overwrite and (out_dir / event / f"{name}.txt").is_file():
-            skipped += 1
-        else:
-            rgb = read_rgb(data_root / "val" / "images" / event / image)
-            rows = predict_image(fast, rgb, max_side, conf_thresh, nms_thresh, top_k=top_k, keep_top_k=keep_top_k,
-                                 nms_method=nms_method, backend=backend)
-            write_predictions(out_dir, {event: {name: rows}})
+    todo = [(event, image) for event, image in entries
+            if overwrite or not (out_dir / event / f"{Path(image).stem}.txt").is_file()]
+    skipped = len(entries) - len(todo)
+    paths = [data_root / "val" / "images" / event / image for event, image in todo]
+    written = 0
+    if on_image is not None and skipped:
+        on_image(skipped, len(entries))
+    with tqdm(total=len(entries), initial=skipped, desc="predict", disable=not progress, unit="img") as bar:
+        for i, rows in predict_paths(fast, paths, max_side, conf_thresh, nms_thresh, batch_size, top_k=top_k,
+                                     keep_top_k=keep_top_k, nms_method=nms_method, backend=backend):
+            event, image = todo[i]
+            write_predictions(out_dir, {event: {Path(image).stem: rows}})
             written += 1
-        if on_image is not None:
-            on_image(i, len(entries))
+            bar.update()
+            if on_image is not None:
+                on_image(skipped + written, len(entries))
     return PredictSummary(written=written, skipped=skipped, total=len(entries), out_dir=out_dir)
 
 
@@ -270,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="rewrite every file instead of resuming")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="forward pass in PyTorch (default) or ONNX Runtime (CPU, exported in memory)")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="predict up to N images of equal size together (torch backend; worth it on a GPU; "
+                             "outputs as batch 1; default 1)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch and ONNX Runtime, fixed for the run (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -279,6 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.threads < 1:
                 raise ValueError(f"--threads must be >= 1, got {args.threads}")
             torch.set_num_threads(args.threads)
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        if args.batch_size > 1 and args.backend != "torch":
+            raise ValueError(f"--batch-size {args.batch_size} needs --backend torch")
     except (RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -286,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = load_for_eval(args.network, args.trained_model, device)
         meta = {"network": args.network, "weights_sha256": file_sha256(args.trained_model)}
         summary = predict_to_dir(model, args.data, args.out, args.resize_long, args.conf, args.nms_thresh, meta=meta,
-                                 overwrite=args.overwrite, backend=args.backend, **postprocess_kwargs(args))
+                                 overwrite=args.overwrite, backend=args.backend, batch_size=args.batch_size,
+                                 **postprocess_kwargs(args))
     except (CheckpointError, PredictError, KeyError, OnnxExportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,13 +6,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from core.checkpoint import CheckpointError, save_checkpoint
 from core.data.synth import generate_dataset
 from core.data.wider_gt import load_wider_gt
 from core.factory import build_model
 from core.postprocess import Detections
-from eval.predict import PredictError, load_for_eval, main, predict_image, predict_split, predict_to_dir
+from eval.predict import (
+    PredictError,
+    input_hw,
+    list_val_images,
+    load_for_eval,
+    main,
+    predict_image,
+    predict_split,
+    predict_to_dir,
+    size_groups,
+)
 from eval.predictions import read_predictions
 
 
@@ -134,3 +145,86 @@ def test_missing_weights_and_missing_image_list(tiny, tmp_path, capsys):
                "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "pred")])
     assert rc == 2
     assert "wider_val.txt" in capsys.readouterr().err
+
+
+DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "demo" / "weights" / "eca_cbam.pth"
+
+
+@pytest.fixture(scope="module")
+def same_sizes(tmp_path_factory) -> Path:
+    """12 val images of 256 or 257 px sides: four input sizes, so groups of several images and single ones."""
+    return generate_dataset(tmp_path_factory.mktemp("sizes") / "data", num_train=0, num_val=12, seed=4,
+                            min_size=256, max_size=257)
+
+
+def _val_paths(data: Path) -> list[Path]:
+    return [data / "val" / "images" / event / image for event, image in list_val_images(data)]
+
+
+def test_size_groups_cover_every_image_once_with_one_input_size_each(same_sizes, tmp_path):
+    paths = _val_paths(same_sizes)
+    groups = list(size_groups(paths, None, 3))
+    assert sorted(i for g in groups for i in g) == list(range(len(paths)))
+    assert max(len(g) for g in groups) == 3 and any(len(g) < 3 for g in groups)
+    for group in groups:
+        assert len({read_rgb_shape(paths[i]) for i in group}) == 1
+    assert len(list(size_groups(paths, 100, 64))) < len({read_rgb_shape(p) for p in paths}), \
+        "downscaled to 100 px, sizes merge"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    assert [g for g in size_groups([*paths[:2], broken], None, 8) if 2 in g] == [[2]]
+    assert input_hw((300, 600), 100) == (50, 100) and input_hw((30, 60), 100) == (30, 60)
+
+
+def read_rgb_shape(path: Path) -> tuple[int, ...]:
+    from eval.predict import read_rgb
+
+    return read_rgb(path).shape
+
+
+def _canonical(rows: np.ndarray, min_score: float) -> np.ndarray:
+    rows = rows[rows[:, 4] > min_score]
+    return rows[np.lexsort(np.round(rows, 2).T[::-1])]
+
+
+def test_batched_prediction_gives_batch_one_detections_and_the_same_wider_ap(same_sizes, tmp_path):
+    """Trained demo weights (synthetic set) so that AP is far from 0. A batched forward pass rounds
+    differently from a single one (CPU kernels block by batch), so boxes agree to 1e-3 px and boxes with
+    equal scores may swap order; the AP must come out identical."""
+    from eval.widerface import evaluate
+
+    model = load_for_eval("eca_cbam", DEMO_WEIGHTS, "cpu")
+    one = predict_split(model, same_sizes, batch_size=1)
+    many = predict_split(model, same_sizes, batch_size=4)
+    assert list(one) == list(many) and all(list(one[e]) == list(many[e]) for e in one)
+    for event, images in one.items():
+        for name, rows in images.items():
+            assert rows.shape == many[event][name].shape
+            np.testing.assert_allclose(_canonical(many[event][name], 0.1), _canonical(rows, 0.1), atol=1e-3, rtol=0)
+    gt = load_wider_gt(same_sizes / "ground_truth")
+    ap_one = evaluate(one, gt).ap
+    assert ap_one["easy"] > 0.5
+    assert evaluate(many, gt).ap == ap_one
+
+    summary = predict_to_dir(model, same_sizes, tmp_path / "pred", progress=False, batch_size=4)
+    assert summary.written == 12
+    assert evaluate(read_predictions(tmp_path / "pred", gt, strict=True).predictions, gt).ap == ap_one
+
+
+def test_anchors_stay_on_the_device_in_a_bounded_cache():
+    from core.detector import ANCHOR_CACHE_SIZE
+
+    model = build_model("none")
+    first = model.anchors_for((64, 96), torch.device("cpu"))
+    assert model.anchors_for((64, 96), torch.device("cpu")) is first, "a cached size is not rebuilt or copied"
+    for h in range(ANCHOR_CACHE_SIZE + 5):
+        model.anchors_for((32 + h, 32), torch.device("cpu"))
+    assert len(model._anchor_cache) == ANCHOR_CACHE_SIZE
+    assert model.anchors_for((64, 96), torch.device("cpu")) is not first, "the oldest size was evicted"
+
+
+def test_batch_size_needs_the_torch_backend(tiny, tmp_path, capsys):
+    rc = main(["--network", "eca_cbam_parallel", "--trained-model", str(tiny["weights"]), "--data", str(tiny["data"]),
+               "--out", str(tmp_path / "pred"), "--batch-size", "4", "--backend", "onnxruntime"])
+    assert rc == 2 and "--batch-size 4 needs --backend torch" in capsys.readouterr().err
+    assert not (tmp_path / "pred").exists()

@@ -151,8 +151,10 @@ def test_kill_mid_epoch_then_resume_auto_matches_an_uninterrupted_run(
     final = read_checkpoint(run / "weights" / "Final.pth")
     reference = read_checkpoint(full_run / "weights" / "Final.pth")
     assert (final["epoch"], final["global_step"]) == (reference["epoch"], reference["global_step"]) == (2, 4)
-    # Same batches, augmentation and LR after the resume: the weights match the uninterrupted run.
-    torch.testing.assert_close(final["state_dict"], reference["state_dict"], rtol=1e-4, atol=1e-5)
+    # Same batches, augmentation and LR after the resume: on CPU the weights are bitwise those of the
+    # uninterrupted run (the README's determinism note rests on this).
+    for key, value in reference["state_dict"].items():
+        assert torch.equal(final["state_dict"][key], value), key
 
     resumed, uninterrupted = scalars(run), scalars(full_run)
     for tag in (TB_TAGS["step_loss"], TB_TAGS["step_lr"], TB_TAGS["train_loss"]):
