@@ -121,6 +121,7 @@ MODEL_CONFIGS: dict[str, ModelConfig] = {
 PARALLEL, SEQUENTIAL, CBAM = "eca_cbam_parallel", "eca_cbam", "cbam"
 TARGET_MODEL = PARALLEL  # the design the project targets (core.artifacts.TARGETS) are set for
 BASELINE_MODEL = "retinaface_mnet"  # the published detector FeatherFace builds on, timed beside the study
+ABLATION = "none"  # the same detector without attention: what attention costs is measured against it
 MODEL_ORDER: tuple[str, ...] = tuple(MODEL_CONFIGS)
 COMPARED_MODELS: tuple[str, ...] = tuple(name for name, cfg in MODEL_CONFIGS.items() if cfg.compared)
 UNKNOWN_COLOR = "#444444"

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.config import ABLATION
+
 RESAMPLES = 2000
 LEVEL = 0.95
 MIN_ROUNDS = 10
 """Below this many paired rounds a bootstrap CI of a median is not trusted: CI blank, no verdict."""
 VERDICTS: tuple[str, ...] = ("slower", "faster", "indistinguishable")
-BASELINE = "none"
+BASELINE = ABLATION
 
 
 def bootstrap_median_ci(values: np.ndarray | list[float], resamples: int = RESAMPLES, level: float = LEVEL,

@@ -39,7 +39,7 @@ from core.artifacts import (
     read_results_csv,
 )
 from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from core.config import COMPARED_MODELS, MODEL_CONFIGS
+from core.config import ABLATION, COMPARED_MODELS, MODEL_CONFIGS
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.device import device_name, select_device
 from core.postprocess import NmsMethod
@@ -271,7 +271,7 @@ def run_results(
     write_reference(out / REFERENCE_CSV)  # published rows and targets, kept apart from measured rows
 
     # 2. Latency (the three plus "none" for the attention overhead).
-    latency_models = [*models, *(["none"] if "none" not in models else [])]
+    latency_models = [*models, *([ABLATION] if ABLATION not in models else [])]
     latency = {r["model"]: r for r in run_latency(latency_models, latency_hw, 1, rounds, warmup, dev,
                                                   out_csv=latency_csv, threads=threads)}
 

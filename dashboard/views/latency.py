@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 
 from core.artifacts import ResultsFileError
-from core.config import BASELINE_MODEL, MODEL_CONFIGS
+from core.config import ABLATION, BASELINE_MODEL, MODEL_CONFIGS
 from core.device import select_device
 from dashboard.common import current_selection, get_model, get_roots, load_models
 from eval.compare import (
@@ -88,7 +88,7 @@ st.caption(f"The defaults ({DEFAULT_ROUNDS} rounds) resolve about 1 ms at 640×6
 if st.button("Start benchmark", type="primary", key="lat_start"):
     # Copies: measurement moves models to the device, the cached ones are shared with other pages.
     models = {name: copy.deepcopy(m) for name, m in load_models(selection).items()}
-    for extra, wanted in (("none", with_none), (BASELINE_MODEL, with_baseline)):
+    for extra, wanted in ((ABLATION, with_none), (BASELINE_MODEL, with_baseline)):
         if wanted and extra not in models:
             models[extra] = copy.deepcopy(get_model(extra, random_option(extra)))
     total = int(warmup) + int(rounds)
@@ -110,7 +110,7 @@ if result and result["rows"]:
     cols = st.columns(len(frame))
     for col, row in zip(cols, result["rows"], strict=True):
         over = row["overhead_vs_none_ms"]
-        delta = (f"{over:+.2f} ms vs none ({row['overhead_verdict']})" if row["model"] != "none" and over == over
+        delta = (f"{over:+.2f} ms vs none ({row['overhead_verdict']})" if row["model"] != ABLATION and over == over
                  else f"{row['median_ms']:.2f} ms median")
         col.metric(display_name(row["model"]), f"{row['median_ms']:.2f} ms", delta, delta_color="off",
                    delta_arrow="off", border=True)
