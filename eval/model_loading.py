@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.config import MODEL_CONFIGS
+from core.study_manifest import parse_run_name
 from eval.roots import Roots, confine, display_path, ensure_within, iter_files
 
 CHECKPOINT_SUFFIX = ".pth"
@@ -144,9 +145,20 @@ def manifest_epochs(manifest: Mapping[str, Any] | None, model: str) -> int | Non
     return value if isinstance(value, int) else None
 
 
-def demo_label(dataset: str | None, epochs: int | None) -> str:
+def demo_label(dataset: str | None, epochs: int | None, seed: int | None = None) -> str:
     parts = [dataset or "synthetic"] + ([f"{epochs} epochs"] if epochs is not None else [])
+    parts += [f"seed {seed}"] if seed is not None else []
     return f"demo ({', '.join(parts)})"
+
+
+def demo_seed(path: Path, model_name: str, roots: Roots) -> tuple[bool, int | None]:
+    """Whether `path` is shipped demo weights of `model_name` (`<demo>/weights/<model>[_s<seed>].pth`), and its seed."""
+    if path.resolve().parent != roots.demo_weights.resolve():
+        return False, None
+    if path.stem == model_name:
+        return True, None
+    parsed = parse_run_name(path.stem)
+    return (True, parsed[1]) if parsed is not None and parsed[0] == model_name else (False, None)
 
 
 def discover_weights(
@@ -155,29 +167,32 @@ def discover_weights(
     """Options for `model_name`: shipped demo weights first, then matching checkpoints, then random init.
 
     Checkpoints are matched on their embedded model name (a file named cbam.pth that holds another
-    variant is not offered for cbam). Pass `scan` to reuse one scan for several models; unreadable
-    files are counted in `scan.skipped`.
+    variant is not offered for cbam). The demo ships one file per seed (`cbam_s0.pth`, ...), offered
+    in seed order. Pass `scan` to reuse one scan for several models; unreadable files are counted in
+    `scan.skipped`.
     """
     if model_name not in MODEL_CONFIGS:
         raise KeyError(f"unknown model {model_name!r}; choose one of {sorted(MODEL_CONFIGS)}")
     scan = scan if scan is not None else scan_checkpoints(roots)
     manifest = manifest if manifest is not None else read_manifest(roots)
-    demo_file = (roots.demo_weights / f"{model_name}{CHECKPOINT_SUFFIX}").resolve()
-    options: list[WeightsOption] = []
+    options: list[tuple[int, WeightsOption]] = []
     others: list[WeightsOption] = []
     for info in scan.found:
         if info.model != model_name:
             continue
-        if info.path.resolve() == demo_file:
+        is_demo, seed = demo_seed(info.path, model_name, roots)
+        if is_demo:
             dataset = info.dataset or manifest_dataset(manifest)
             epochs = manifest_epochs(manifest, model_name) or info.epochs
-            options.append(WeightsOption(model=model_name, kind="demo", label=demo_label(dataset, epochs),
-                                         path=info.path, dataset=dataset, epochs=epochs))
+            options.append((-1 if seed is None else seed, WeightsOption(
+                model=model_name, kind="demo", label=demo_label(dataset, epochs, seed), path=info.path,
+                dataset=dataset, epochs=epochs)))
         else:
             others.append(WeightsOption(model=model_name, kind="checkpoint", path=info.path,
                                         label=checkpoint_label(info, roots), dataset=info.dataset,
                                         epochs=info.epochs))
-    return options + others + [random_option(model_name)]
+    demo = [o for _, o in sorted(options, key=lambda pair: pair[0])]
+    return demo + others + [random_option(model_name)]
 
 
 def checkpoint_label(info: CheckpointInfo, roots: Roots) -> str:

@@ -43,6 +43,7 @@ from core.config import ABLATION, COMPARED_MODELS, MODEL_CONFIGS
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.device import device_name, select_device
 from core.postprocess import NmsMethod
+from core.study_manifest import parse_run_name
 from eval.figures import FigureError, read_image_rgb, write_heatmap_figure
 from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, run_latency
 from eval.latency import check_csvs as check_latency_csvs
@@ -112,17 +113,19 @@ def figure_path(results_root: Path | str, model: str, dataset: str, weights: str
 
 
 def _path_names_model(path: Path) -> str | None:
-    """A model name the file's own name or folder claims (cbam.pth, cbam/Final.pth), if any."""
+    """A model name the file's own name or folder claims (cbam.pth, cbam_s1.pth, cbam/Final.pth), if any."""
     for name in (path.stem, path.parent.name):
-        if name in MODEL_CONFIGS:
-            return name
+        parsed = parse_run_name(name)
+        for candidate in (name, parsed[0] if parsed else None):
+            if candidate in MODEL_CONFIGS:
+                return candidate
     return None
 
 
 def _from_manifest(manifest: Path, models: Sequence[str]) -> dict[str, Path]:
     """{"weights": {model: path}}, {"models": {model: path | {"weights": path}}} or {model: path}.
 
-    A model listed without a path uses `<manifest dir>/weights/<model>.pth` (the demo layout).
+    A model listed without a path uses `<manifest dir>/weights/<model>.pth`.
     Relative paths are taken from the manifest's folder.
     """
     try:
@@ -145,41 +148,71 @@ def _from_manifest(manifest: Path, models: Sequence[str]) -> dict[str, Path]:
     return out
 
 
-def _from_dir(root: Path, models: Sequence[str]) -> dict[str, Path]:
-    """Final.pth / <model>.pth files under `root`, matched on their embedded model name (newest wins)."""
+def _is_candidate(path: Path, checkpoint: str) -> bool:
+    """`<checkpoint>.pth` in a run (Final.pth by default), or a file named after a model: cbam.pth, cbam_s1.pth."""
+    if path.stem == checkpoint:
+        return True
+    parsed = parse_run_name(path.stem)
+    return path.stem in MODEL_CONFIGS or (parsed is not None and parsed[0] in MODEL_CONFIGS)
+
+
+def _scan_dir(root: Path, checkpoint: str = "Final") -> dict[str, list[Path]]:
+    """Checkpoints under `root` per embedded model name; a path that names another model is an error."""
     found: dict[str, list[Path]] = {}
     for path in sorted(root.rglob("*.pth")):
-        if any(part.startswith(".") for part in path.relative_to(root).parts):
-            continue
-        if path.name != "Final.pth" and path.stem not in MODEL_CONFIGS:
+        if any(part.startswith(".") for part in path.relative_to(root).parts) or not _is_candidate(path, checkpoint):
             continue
         name = read_checkpoint(path).get("model_name")
         claimed = _path_names_model(path)
         if claimed is not None and claimed != name:
             raise CheckpointError(f"checkpoint {path} holds model {name!r}, but its path says {claimed!r}")
         found.setdefault(str(name), []).append(path)
+    return found
+
+
+def _missing(model: str, root: Path, checkpoint: str) -> WeightsError:
+    return WeightsError(f"no checkpoint for {model!r} under {root} (looked for {checkpoint}.pth, {model}.pth and "
+                        f"{model}_s<seed>.pth holding that model); pass a JSON manifest to choose files explicitly")
+
+
+def _from_dir(root: Path, models: Sequence[str], checkpoint: str = "Final") -> dict[str, Path]:
+    """The newest candidate checkpoint per model under `root` (see `_is_candidate`)."""
+    found = _scan_dir(root, checkpoint)
     out = {}
     for model in models:
         if not found.get(model):
-            raise WeightsError(f"no checkpoint for {model!r} under {root} (looked for Final.pth and {model}.pth "
-                               f"holding that model); pass a JSON manifest to choose files explicitly")
+            raise _missing(model, root, checkpoint)
         out[model] = max(found[model], key=lambda p: p.stat().st_mtime_ns)
     return out
 
 
-def resolve_weights(source: Path | str, models: Sequence[str]) -> dict[str, Path]:
+def resolve_weights(source: Path | str, models: Sequence[str], checkpoint: str = "Final") -> dict[str, Path]:
     """Checkpoint path per model from a folder (runs/, weights/) or a JSON manifest; errors name the gap."""
     source = Path(source)
     if source.is_file() and source.suffix == ".json":
         paths = _from_manifest(source, models)
     elif source.is_dir():
-        paths = _from_dir(source, models)
+        paths = _from_dir(source, models, checkpoint)
     else:
         raise WeightsError(f"{source}: weights source not found (need a folder or a .json manifest)")
     for model, path in paths.items():
         if not path.is_file():
             raise WeightsError(f"checkpoint for {model!r} not found: {path}")
     return paths
+
+
+def resolve_all_weights(source: Path | str, models: Sequence[str], checkpoint: str = "Final") -> list[tuple[str, Path]]:
+    """Every candidate checkpoint per model under a folder (a study: one per seed), in model then path order."""
+    source = Path(source)
+    if not source.is_dir():
+        raise WeightsError(f"{source}: --all-seeds needs a folder (a study or a weights folder)")
+    found = _scan_dir(source, checkpoint)
+    out = []
+    for model in models:
+        if not found.get(model):
+            raise _missing(model, source, checkpoint)
+        out += [(model, p) for p in sorted(found[model])]
+    return out
 
 
 def _training_info(path: Path, ckpt: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -241,6 +274,9 @@ def run_results(
     progress: bool = True,
     threads: int | None = None,
     *,
+    all_seeds: bool = False,
+    checkpoint: str = "Final",
+    figures_per_model: bool = False,
     top_k: int = 5000,
     keep_top_k: int = 750,
     nms_method: NmsMethod = "pixel",
@@ -249,6 +285,9 @@ def run_results(
 
     Latency: the models plus "none" timed interleaved for `rounds` rounds on `threads` CPU threads
     (eval.latency), every run kept in latency_runs.csv beside latency_benchmark.csv.
+    `all_seeds`: one row per checkpoint found under the folder (every seed of a study) instead of the
+    newest per model; `figures_per_model`: then draw the heatmap figure of the first checkpoint of each
+    model only (the figures differ little between seeds, and weigh ~1 MB each).
     """
     data, out = Path(data), Path(out)
     comparison_csv, latency_csv = out / COMPARISON_CSV, out / LATENCY_CSV
@@ -263,8 +302,9 @@ def run_results(
         dev = select_device(device)
     except RuntimeError as exc:
         raise ValueError(str(exc)) from exc
-    paths = resolve_weights(weights_source, models)
-    loaded = {m: load_checkpoint(p, expected_name=m, map_location=dev) for m, p in paths.items()}
+    chosen = (resolve_all_weights(weights_source, models, checkpoint) if all_seeds
+              else list(resolve_weights(weights_source, models, checkpoint).items()))
+    loaded = [(m, p, *load_checkpoint(p, expected_name=m, map_location=dev)) for m, p in chosen]
     if image is not None:
         read_image_rgb(image)
     print(f"{dataset} at {data}: {num_images} images, {gt.num_faces} faces; device {device_name(dev)}")
@@ -277,16 +317,17 @@ def run_results(
 
     # 3. Per model: predict, evaluate, JSON, figure, table row (saved as soon as it is known).
     table = pd.DataFrame(columns=list(COMPARISON_COLUMNS))
-    for model_name, (model, ckpt) in loaded.items():
-        weights = display_path(paths[model_name])
+    drawn: set[str] = set()
+    for model_name, ckpt_path, model, ckpt in loaded:
+        weights = display_path(ckpt_path)
         stem = artifact_stem(model_name, dataset, weights)
-        epochs, seed = _training_info(paths[model_name], ckpt)
+        epochs, seed = _training_info(ckpt_path, ckpt)
         trained_on = ckpt.get("dataset")
         note = f" (trained on {trained_on})" if trained_on not in (None, dataset) else ""
         print(f"[{model_name}] {weights}{note}")
         pred_dir = out / "predictions" / stem
         predict_to_dir(model, data, pred_dir, max_side, conf_thresh, nms_thresh,
-                       meta={"network": model_name, "weights_sha256": file_sha256(paths[model_name])},
+                       meta={"network": model_name, "weights_sha256": file_sha256(ckpt_path)},
                        on_change="restart", progress=progress, top_k=top_k, keep_top_k=keep_top_k,
                        nms_method=nms_method)
         result = evaluate(read_predictions(pred_dir, gt, strict=True).predictions, gt)
@@ -302,17 +343,18 @@ def run_results(
             "epochs": epochs, "seed": seed, "date": datetime.now().isoformat(timespec="seconds"),
         }
         atomic_write_json(out / "eval" / f"{stem}.json", {
-            **row, "weights_sha256": file_sha256(paths[model_name]), "ap_percent": ap,
+            **row, "weights_sha256": file_sha256(ckpt_path), "ap_percent": ap,
             "predict": {"max_side": max_side, "conf_thresh": conf_thresh, "nms_thresh": nms_thresh,
                         "top_k": top_k, "keep_top_k": keep_top_k, "nms": nms_method,
                         "predictions": pred_dir.as_posix()},
             "latency": lat, "evaluation": result.to_dict(curves=True),
         })
-        if image is not None and model.has_attention:
+        if image is not None and not model.has_attention:
+            print(f"[{model_name}] no heatmap figure: the model has no attention blocks")
+        elif image is not None and not (figures_per_model and model_name in drawn):
+            drawn.add(model_name)
             write_heatmap_figure(model.eval(), image, figure_path(out, model_name, dataset, weights),
                                  weights_label=weights)
-        elif image is not None:
-            print(f"[{model_name}] no heatmap figure: the model has no attention blocks")
         table = upsert_rows(comparison_csv, [row], COMPARISON_COLUMNS)
         print(f"[{model_name}] easy {ap['easy']:.2f}  medium {ap['medium']:.2f}  hard {ap['hard']:.2f}  "
               f"mAP {ap['mAP']:.2f}  latency {lat['median_ms']:.1f} ms")
@@ -341,13 +383,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads, fixed for the whole command and recorded (default: torch's choice)")
+    parser.add_argument("--all-seeds", action="store_true",
+                        help="evaluate every checkpoint found under --weights-dir (one row per run/seed), not "
+                             "only the newest per model")
+    parser.add_argument("--checkpoint", default="Final", choices=("Final", "best"),
+                        help="which checkpoint of a run folder to evaluate (default Final)")
+    parser.add_argument("--figures-per-model", action="store_true",
+                        help="with --all-seeds: one heatmap figure per model (its first checkpoint), not per row")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         table = run_results(args.data, args.weights_dir, args.out, args.models, args.dataset, args.gt, args.device,
                             args.resize_long, args.conf, args.nms_thresh, tuple(args.size), args.rounds, args.warmup,
-                            None if args.no_figures else args.image, threads=args.threads, **postprocess_kwargs(args))
+                            None if args.no_figures else args.image, threads=args.threads, all_seeds=args.all_seeds,
+                            checkpoint=args.checkpoint, figures_per_model=args.figures_per_model,
+                            **postprocess_kwargs(args))
     except (ResultsFileError, WeightsError, CheckpointError, PredictError, PredictionFormatError, WiderGTError,
             FigureError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,7 +10,8 @@ import pytest
 from core.artifacts import COMPARISON_COLUMNS, find_runs, read_results_csv
 from core.checkpoint import load_checkpoint
 from core.config import COMPARED_MODELS
-from train.demo import main, parse_args, train_command
+from train import study
+from train.demo import main, parse_args, study_args
 
 DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
 
@@ -34,12 +35,17 @@ def test_shipped_demo_matches_its_manifest():
     assert all(list(r.path.glob("events.out.tfevents.*")) for r in runs)
 
 
-def test_train_command_carries_the_recorded_settings(tmp_path):
-    args = parse_args(["--out", str(tmp_path), "--epochs", "3", "--img-size", "128"])
-    cmd = train_command(args, "eca_cbam_parallel", tmp_path / "runs")
-    joined = " ".join(cmd)
-    assert "--network eca_cbam_parallel" in joined and "--max-epoch 3" in joined and "--img-size 128" in joined
-    assert "--resume auto" in joined  # a killed demo build continues where it stopped
+def test_demo_is_a_study_preset_with_the_recorded_settings(tmp_path):
+    args = parse_args(["--out", str(tmp_path), "--epochs", "3", "--img-size", "128", "--seeds", "4", "5"])
+    argv = study_args(args)
+    parsed, train_flags = study.build_parser().parse_known_args(argv)
+    assert parsed.models == list(COMPARED_MODELS) and parsed.seeds == [4, 5] and parsed.executor == "local"
+    assert parsed.out == tmp_path and parsed.name == "runs"  # runs land in <out>/runs/<model>_s<seed>
+    plan = study.make_plan(parsed, train_flags)
+    command = " ".join(plan.command("eca_cbam_parallel", 5))
+    assert "--network eca_cbam_parallel" in command and "--seed 5" in command and "--max-epoch 3" in command
+    assert "--img-size 128" in command and "--device cpu" in command
+    assert "--resume auto" in command  # a killed demo build continues where it stopped
 
 
 def test_eval_only_needs_an_existing_demo(tmp_path):

@@ -22,6 +22,7 @@ from eval.results import (
     eval_json_path,
     figure_path,
     main,
+    resolve_all_weights,
     resolve_weights,
     upsert_rows,
     weights_tag,
@@ -128,6 +129,34 @@ def test_missing_and_wrong_weights(tiny, tmp_path, capsys):
         resolve_weights(misnamed.parent, ["cbam"])
     with pytest.raises(WeightsError, match="no checkpoint for 'eca_cbam_parallel'"):
         resolve_weights(tiny["weights"] / "cbam_s0", ["eca_cbam_parallel"])
+
+
+def test_all_seeds_one_row_per_run_and_one_figure_per_model(tiny, tmp_path):
+    study = tmp_path / "study"
+    for seed in (0, 1):  # a study folder: <model>_s<seed>/weights/{last,best,Final}.pth
+        for name in ("last", "best", "Final"):
+            save_checkpoint(study / f"cbam_s{seed}" / "weights" / f"{name}.pth", build_model("cbam"), epoch=3,
+                            seed=seed)
+    flat = tmp_path / "flat"  # the demo layout: weights/<model>_s<seed>.pth
+    save_checkpoint(flat / "cbam_s7.pth", build_model("cbam"), epoch=2, seed=7)
+    assert [p.name for _, p in resolve_all_weights(flat, ["cbam"])] == ["cbam_s7.pth"]
+    assert [p.relative_to(study).as_posix() for _, p in resolve_all_weights(study, ["cbam"], "best")] == [
+        "cbam_s0/weights/best.pth", "cbam_s1/weights/best.pth"]
+    with pytest.raises(WeightsError, match="no checkpoint for 'none'"):
+        resolve_all_weights(study, ["cbam", "none"])
+    misnamed = tmp_path / "bad" / "none_s1.pth"
+    save_checkpoint(misnamed, build_model("cbam"))
+    with pytest.raises(CheckpointError, match="its path says 'none'"):
+        resolve_all_weights(misnamed.parent, ["cbam"])
+
+    out = tmp_path / "results"
+    args = _args(tiny, out, "--models", "cbam", "--all-seeds", "--figures-per-model")
+    args[args.index("--weights-dir") + 1] = str(study)
+    assert main(args) == 0
+    table = pd.read_csv(out / "comparison_table.csv")
+    assert table["seed"].tolist() == [0, 1] and table["weights"].str.endswith("Final.pth").all()
+    assert table["weights"].nunique() == 2 and (table["epochs"] == 3).all()
+    assert len(list((out / "eval").glob("*.json"))) == 2 and len(list((out / "figures").glob("*.png"))) == 1
 
 
 def test_missing_image_list_is_a_clear_error(tiny, tmp_path, capsys):

@@ -103,6 +103,18 @@ def test_discover_weights(fake_repo: Path) -> None:
         discover_weights("resnet", roots, scan=scan)
 
 
+def test_demo_weights_one_per_seed_in_seed_order(tmp_path: Path) -> None:
+    demo = tmp_path / "assets" / "demo"
+    for seed in (2, 0, 1):
+        save_checkpoint(demo / "weights" / f"cbam_s{seed}.pth", build_model("cbam"), epoch=8, dataset="synthetic")
+    save_checkpoint(demo / "weights" / "none_s0.pth", build_model("cbam"))  # name says none, holds cbam
+    (demo / "manifest.json").write_text(json.dumps({"dataset": "synthetic", "epochs": 8}))
+    opts = discover_weights("cbam", resolve_roots([], {}, tmp_path))
+    assert [o.label for o in opts] == [f"demo (synthetic, 8 epochs, seed {s})" for s in (0, 1, 2)] + [
+        "assets/demo/weights/none_s0.pth", "random init — untrained"]
+    assert [o.kind for o in opts] == ["demo", "demo", "demo", "checkpoint", "random"]
+
+
 def test_demo_label_without_manifest(tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "assets/demo/weights/none.pth", build_model("none"))
     opts = discover_weights("none", resolve_roots([], {}, tmp_path))

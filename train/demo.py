@@ -1,23 +1,25 @@
-"""Build the shipped demo: synthetic data -> train the three models on CPU -> evaluate -> assets/demo.
+"""Build the shipped demo: a preset of ``train.study`` on a small synthetic set, then ``eval.results``.
 
-    python -m train.demo --out assets/demo
+    python -m train.demo --out assets/demo               # data + 3 models x 3 seeds + evaluation
+    python -m train.demo --out assets/demo --eval-only   # re-evaluate the shipped weights only
 
 Writes, in the layout the dashboard reads:
-  <out>/runs/<model>_synthetic_s<seed>/{run.json, events.out.tfevents.*}   (checkpoints not shipped)
-  <out>/weights/<model>.pth                                                 (final weights, ~2 MB each)
-  <out>/results/{comparison_table.csv, latency_benchmark.csv, reference_results.csv, eval/*.json}
+  <out>/runs/study.json, <out>/runs/logs/*.log                      the study manifest and run logs
+  <out>/runs/<model>_s<seed>/{run.json, events.out.tfevents.*}      (checkpoints not shipped)
+  <out>/weights/<model>_s<seed>.pth                                 final weights, ~2 MB each
+  <out>/results/{comparison_table.csv (one row per run), latency_benchmark.csv, latency_runs.csv,
+                 reference_results.csv, eval/*.json, figures/*.png (first seed of each model)}
   <out>/results/compare_ap/<A>__<B>__synthetic.json   paired image-bootstrap AP differences (eval.compare_ap)
   <out>/results/attention_stats.json                  heatmap quality over the val images (eval.attention_stats)
-  <out>/results/figures/attention_heatmaps__<model>__synthetic__<weights tag>.png
-  <out>/manifest.json   command, seed, epochs, dataset ("synthetic") and the numbers obtained
-Every number it produces comes from the synthetic set and is labelled so.
+  <out>/manifest.json   command, settings (sizes, epochs, seeds), dataset ("synthetic") and the numbers
+Every number it produces comes from the synthetic set and is labelled so. A killed build continues
+where it stopped when the same command is run again (the study resumes its runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,87 +29,90 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from core.artifacts import COMPARISON_COLUMNS, COMPARISON_CSV, MANIFEST_JSON, atomic_write_json, read_results_csv
-from core.config import COMPARED_MODELS
+from core.config import COMPARED_MODELS, MODEL_CONFIGS
 from core.data.synth import generate_dataset
+from core.study_manifest import run_name
 from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP
+from train import study
+
+STUDY_NAME = "runs"  # the study folder under --out: <out>/runs/<model>_s<seed>
+SETTINGS = ("num_train", "num_val", "max_size", "seed", "seeds", "epochs", "batch_size", "img_size", "lr",
+            "eval_every", "models")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m train.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path("assets/demo"), help="demo folder (default assets/demo)")
     p.add_argument("--data", type=Path, default=Path("data/synth_demo"), help="synthetic set (made if absent)")
-    p.add_argument("--num-train", type=int, default=400)
-    p.add_argument("--num-val", type=int, default=100)
-    p.add_argument("--max-size", type=int, default=480, help="longest side of the synthetic images")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=24)
+    p.add_argument("--num-train", type=int, default=192)
+    p.add_argument("--num-val", type=int, default=80)
+    p.add_argument("--max-size", type=int, default=384, help="longest side of the synthetic images")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds per model")
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--img-size", type=int, default=256)
+    p.add_argument("--img-size", type=int, default=192)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--eval-every", type=int, default=4)
-    p.add_argument("--models", nargs="+", default=list(COMPARED_MODELS), choices=list(COMPARED_MODELS))
+    p.add_argument("--models", nargs="+", default=list(COMPARED_MODELS), choices=list(MODEL_CONFIGS))
+    p.add_argument("--parallel", type=int, default=3, help="runs at a time, one thread each (default 3)")
     p.add_argument("--latency-threads", type=int, default=2,
                    help="CPU threads for the interleaved latency rounds (fixed and recorded; default 2)")
     p.add_argument("--eval-only", action="store_true",
-                   help="re-run the evaluation of the existing demo weights (no data generation, no training)")
-    p.add_argument("--sequential", action="store_true",
-                   help="train one model at a time with all cores (default: the models side by side, 1 thread each)")
+                   help="re-run the evaluation of the existing demo weights (no training; the synthetic set "
+                        "is regenerated from the manifest's settings if absent)")
     return p.parse_args(argv)
 
 
-def train_command(args: argparse.Namespace, model: str, runs: Path) -> list[str]:
+def study_args(args: argparse.Namespace) -> list[str]:
+    """The ``train.study`` command line of the demo: the small synthetic settings, CPU, one thread per run."""
     return [
-        sys.executable, "-m", "train", "--network", model, "--data", str(args.data),
+        "--models", *args.models, "--seeds", *map(str, args.seeds), "--data", str(args.data),
+        "--out", str(args.out), "--name", STUDY_NAME, "--executor", "local", "--parallel", str(args.parallel),
+        "--threads-per-run", "1", "--no-progress",
         "--max-epoch", str(args.epochs), "--batch-size", str(args.batch_size), "--img-size", str(args.img_size),
         "--lr", str(args.lr), "--warmup-epochs", "1", "--eval-every", str(args.eval_every),
-        "--eval-size", str(args.max_size), "--workers", "0", "--seed", str(args.seed), "--device", "cpu",
-        "--out", str(runs), "--run-name", f"{model}_synthetic_s{args.seed}", "--resume", "auto", "--no-progress",
+        "--eval-size", str(args.max_size), "--workers", "0", "--device", "cpu",
     ]
 
 
-def train_all(args: argparse.Namespace, runs: Path) -> None:
-    """Run the training CLI per model; side by side each process gets one thread (fastest on 2 cores)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1") if not args.sequential else dict(os.environ)
-    procs = []
-    for model in args.models:
-        log = open(runs / f"{model}.log", "a")  # noqa: SIM115  (closed below, after the process ends)
-        cmd = train_command(args, model, runs)
-        print("$", " ".join(cmd), flush=True)
-        procs.append((model, subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
-        if args.sequential:
-            procs[-1][1].wait()
-    failed = []
-    for model, proc, log in procs:
-        if proc.wait() != 0:
-            failed.append(model)
-        log.close()
-    if failed:
-        raise SystemExit(f"training failed for {failed}; see {runs}/<model>.log")
+def ensure_data(args: argparse.Namespace) -> None:
+    if not (args.data / MANIFEST_JSON).is_file():  # the same seed gives byte-identical files
+        generate_dataset(args.data, args.num_train, args.num_val, args.seed, min_size=min(256, args.max_size),
+                         max_size=args.max_size, workers=2, progress=True)
 
 
 def train_and_collect(args: argparse.Namespace) -> dict:
-    """Synthetic data, the three trainings, final weights copied to <out>/weights; returns manifest fields."""
+    """Synthetic data, the study, final weights moved to <out>/weights; returns the manifest fields."""
     started = time.time()
-    if not (args.data / MANIFEST_JSON).is_file():
-        generate_dataset(args.data, args.num_train, args.num_val, args.seed, max_size=args.max_size, progress=True)
-    runs = args.out / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    train_all(args, runs)
+    ensure_data(args)
+    code = study.main(study_args(args))
+    if code != 0:
+        raise SystemExit(f"the demo study did not finish (exit {code}); see {args.out / STUDY_NAME}/logs and "
+                         f"python -m train.study --status {args.out / STUDY_NAME}")
     weights = args.out / "weights"
     weights.mkdir(parents=True, exist_ok=True)
     for model in args.models:
-        run = runs / f"{model}_synthetic_s{args.seed}"
-        shutil.copyfile(run / "weights" / "Final.pth", weights / f"{model}.pth")
-        shutil.rmtree(run / "weights")  # last/best (~8 MB a model) are not shipped; Final is, above
+        for seed in args.seeds:
+            run = args.out / STUDY_NAME / run_name(model, seed)
+            shutil.copyfile(run / "weights" / "Final.pth", weights / f"{run_name(model, seed)}.pth")
+            shutil.rmtree(run / "weights")  # last/best (~8 MB a run) are not shipped; Final is, above
+    (args.out / STUDY_NAME / study.LOCK_NAME).unlink(missing_ok=True)
     return {
         "dataset": "synthetic",
         "note": "Demo numbers come from a small synthetic set, not WIDERFace.",
         "command": "python -m train.demo " + " ".join(a for a in sys.argv[1:] if a != "--eval-only"),
-        "seed": args.seed, "epochs": args.epochs, "img_size": args.img_size, "batch_size": args.batch_size,
-        "num_train": args.num_train, "num_val": args.num_val, "data": str(args.data), "models": args.models,
+        "study_command": "python -m train.study " + " ".join(study_args(args)),
+        **{k: getattr(args, k) for k in SETTINGS}, "data": str(args.data),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "training_minutes": round((time.time() - started) / 60, 1),
     }
+
+
+def shipped_bytes(out: Path) -> dict[str, int]:
+    """Bytes per top-level part of the demo (weights, runs, results), to keep the checkout small."""
+    return {p.name: sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+            for p in sorted(out.iterdir()) if p.is_dir()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,33 +122,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not manifest_path.is_file():
             raise SystemExit(f"--eval-only needs an existing demo at {args.out} (no manifest.json)")
         manifest = json.loads(manifest_path.read_text())
-        data = Path(manifest.get("data", args.data))
-        if not (data / MANIFEST_JSON).is_file():  # the same seed gives byte-identical files
-            generate_dataset(data, manifest["num_train"], manifest["num_val"], manifest["seed"],
-                             max_size=args.max_size, progress=True)
-        args.data = data
+        for key in ("num_train", "num_val", "max_size", "seed", "models"):
+            if key in manifest:
+                setattr(args, key, manifest[key])
+        args.data = Path(manifest.get("data", args.data))
+        ensure_data(args)
     else:
         manifest = train_and_collect(args)
-    subprocess.run([sys.executable, "-m", "eval.results", "--data", str(args.data),
-                    "--weights-dir", str(args.out / "weights"), "--out", str(args.out / "results"),
-                    "--models", *args.models, "--threads", str(args.latency_threads),
-                    "--image", "assets/samples/astronaut.png"], check=True)
+    results, weights = args.out / "results", args.out / "weights"
+    subprocess.run([sys.executable, "-m", "eval.results", "--data", str(args.data), "--weights-dir", str(weights),
+                    "--out", str(results), "--models", *args.models, "--all-seeds", "--figures-per-model",
+                    "--threads", str(args.latency_threads), "--image", "assets/samples/astronaut.png"], check=True)
     # AP differences need the predictions (paired image bootstrap), so they run before those are deleted.
-    subprocess.run([sys.executable, "-m", "eval.compare_ap", "--results", str(args.out / "results")], check=True)
+    subprocess.run([sys.executable, "-m", "eval.compare_ap", "--results", str(results)], check=True)
     subprocess.run([sys.executable, "-m", "eval.attention_stats", "--data", str(args.data),
-                    "--weights-dir", str(args.out / "weights"), "--models", *args.models,
-                    "--out", str(args.out / "results" / "attention_stats.json"),
-                    "--threads", str(args.latency_threads)], check=True)
-    shutil.rmtree(args.out / "results" / "predictions")  # 20+ MB of text, reproducible from the weights
-    table = read_results_csv(args.out / "results" / COMPARISON_CSV, COMPARISON_COLUMNS)
+                    "--weights-dir", str(weights), "--models", *args.models, "--all-seeds",
+                    "--out", str(results / "attention_stats.json"), "--threads", str(args.latency_threads)],
+                   check=True)
+    shutil.rmtree(results / "predictions")  # megabytes of text, reproducible from the weights
+    table = read_results_csv(results / COMPARISON_CSV, COMPARISON_COLUMNS)
     manifest["evaluated"] = datetime.now(UTC).isoformat(timespec="seconds")
     manifest["latency"] = {"rounds": DEFAULT_ROUNDS, "warmup_rounds": DEFAULT_WARMUP,
                            "threads": args.latency_threads, "input": "1x3x640x640",
                            "method": "interleaved rounds, paired per-round differences, 95% bootstrap CIs"}
-    manifest["results"] = table[["model", "easy", "medium", "hard", "mAP", "latency_ms"]].to_dict(orient="records")
+    manifest["results"] = table[["model", "seed", "easy", "medium", "hard", "mAP", "latency_ms"]].to_dict(
+        orient="records")
+    manifest["shipped_bytes"] = shipped_bytes(args.out)
     atomic_write_json(manifest_path, manifest)
     print(f"demo written to {args.out}")
     return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

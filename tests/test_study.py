@@ -1,0 +1,211 @@
+"""train.study: a local 2 x 2 study killed mid-run and rerun trains nothing twice; failures are reported and do
+not stop the others; the SLURM path submits one job array through submitit to stub sbatch/sacct scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import submitit
+
+from core.checkpoint import read_checkpoint
+from core.data.synth import generate_dataset
+from core.study_manifest import read_manifest
+from eval.convergence import load_convergence
+from eval.event_files import EventCache
+from train import study
+
+REPO = Path(__file__).resolve().parents[1]
+EPOCHS, STEPS = 3, 4  # 8 images / batch 2
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generate_dataset(tmp_path_factory.mktemp("study_data") / "synth", num_train=8, num_val=2, seed=3,
+                            min_size=64, max_size=96)
+
+
+def study_cmd(data: Path, out: Path, *extra: str, models: tuple[str, ...] = ("cbam", "none"),
+              epochs: int = EPOCHS) -> list[str]:
+    return ["--models", *models, "--seeds", "0", "1", "--data", str(data), "--out", str(out), "--name", "st",
+            "--executor", "local", "--threads-per-run", "1", "--no-progress", "--max-epoch", str(epochs),
+            "--batch-size", "2", "--img-size", "64", "--eval-every", "0", "--workers", "0", "--device", "cpu",
+            "--warmup-epochs", "1", *extra]
+
+
+def step_events(run_dir: Path) -> list[int]:
+    """The train_step indices TensorBoard shows for a run (steps voided by a resumed writer removed)."""
+    data = load_convergence([run_dir.parent], cache=EventCache())
+    s = data.scalars
+    return sorted(s[(s["run"] == run_dir.name) & (s["tag"] == "train_step/loss_total")]["step"].tolist())
+
+
+def test_local_study_killed_and_rerun_ends_done_without_training_anything_twice(tiny_data, tmp_path):
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "train.study", *study_cmd(tiny_data, out)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    second = out / "st" / "cbam_s1"
+    deadline = time.monotonic() + 600
+    while not (second / "weights" / "last.pth").is_file():  # run 2 of 4 has finished one epoch of three
+        assert proc.poll() is None and time.monotonic() < deadline, "the study ended before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # no chance to clean up: the runs must die with it (PDEATHSIG)
+    proc.wait()
+    time.sleep(1.0)
+    first = out / "st" / "cbam_s0"
+    assert (first / "weights" / "Final.pth").is_file()
+    assert not (second / "weights" / "Final.pth").exists(), "killed too late to test the resume"
+    killed = read_manifest(out / "st")
+    assert killed.runs["cbam_s1"].state == "running" and killed.runs["none_s0"].state == "pending"
+    before = (first / "weights" / "Final.pth").stat().st_mtime_ns, sorted(first.glob("events.out.*"))
+    killed_at = read_checkpoint(second / "weights" / "last.pth")["global_step"]
+    time.sleep(1.0)  # the killed run is gone: its checkpoint no longer moves
+    assert read_checkpoint(second / "weights" / "last.pth")["global_step"] == killed_at
+
+    assert study.main(study_cmd(tiny_data, out)) == 0
+
+    manifest = read_manifest(out / "st")
+    assert {n: e.state for n, e in manifest.runs.items()} == dict.fromkeys(
+        ["cbam_s0", "cbam_s1", "none_s0", "none_s1"], "done")
+    assert {n: e.attempts for n, e in manifest.runs.items()} == {"cbam_s0": 1, "cbam_s1": 2, "none_s0": 1,
+                                                                 "none_s1": 1}
+    assert ((first / "weights" / "Final.pth").stat().st_mtime_ns, sorted(first.glob("events.out.*"))) == before
+    for name in manifest.runs:
+        run_dir = out / "st" / name
+        assert read_checkpoint(run_dir / "weights" / "Final.pth")["global_step"] == EPOCHS * STEPS
+        assert step_events(run_dir) == list(range(EPOCHS * STEPS)), name  # every step once
+        resumes = json.loads((run_dir / "run.json").read_text()).get("resumes", [])
+        assert len(resumes) == (1 if name == "cbam_s1" else 0), name
+    assert json.loads((second / "run.json").read_text())["resumes"][0]["global_step"] == killed_at
+    assert killed_at % STEPS == 0 and killed_at >= STEPS  # resumed at an epoch boundary, from last.pth
+
+
+def test_failed_run_is_reported_with_its_log_and_the_others_go_on(tiny_data, tmp_path, capsys):
+    out = tmp_path / "runs"
+    broken = out / "st" / "cbam_s0" / "weights" / "last.pth"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"not a checkpoint")  # --resume auto will refuse it: exit 2
+    assert study.main(study_cmd(tiny_data, out, models=("cbam",), epochs=1)) == 1
+    err = capsys.readouterr()
+    manifest = read_manifest(out / "st")
+    failed, ok = manifest.runs["cbam_s0"], manifest.runs["cbam_s1"]
+    assert failed.state == "failed" and failed.returncode == 2 and ok.state == "done"
+    assert f"FAILED cbam_s0 (exit code 2): see {failed.log}" in err.err
+    assert "not a checkpoint" in Path(failed.log).read_text() or "checkpoint" in Path(failed.log).read_text()
+    assert f"failed: cbam_s0: see {failed.log}" in err.out
+    assert study.main(["--status", str(out / "st")]) == 0
+    assert "1 done, 1 failed" in capsys.readouterr().out.splitlines()[0].replace("0 pending, 0 running, ", "")
+
+
+def test_bad_arguments_stop_before_anything_runs(tiny_data, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert study.main(study_cmd(tiny_data, out, "--no-such-flag")) == 2
+    assert "rejects the train flags" in capsys.readouterr().err
+    assert study.main(study_cmd(tiny_data, out, "--seed", "4")) == 2
+    assert "set by the study" in capsys.readouterr().err
+    assert not (out / "st").exists()
+    assert study.main(["--status", str(tmp_path / "nothing")]) == 2
+    assert "no study manifest" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- SLURM through stub scripts
+
+
+def _script(path: Path, body: str) -> None:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch) -> Path:
+    """sbatch records the script and answers job 4242, 4243, ...; sacct prints <record>/sacct.txt; srun (which
+    submitit looks for to tell it is on a cluster) is never called."""
+    bin_dir, record = tmp_path / "bin", tmp_path / "record"
+    bin_dir.mkdir()
+    record.mkdir()
+    _script(bin_dir / "sbatch", f"""n=$(ls {record} | grep -c '^submit_')
+cp "$1" {record}/submit_$n.sh
+echo "Submitted batch job $((4242 + n))"
+""")
+    _script(bin_dir / "sacct", f"""echo "JobID|State"
+cat {record}/sacct.txt 2>/dev/null
+""")
+    _script(bin_dir / "srun", "exit 1\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return record
+
+
+def test_slurm_submits_one_job_array_and_resubmits_only_what_ended_badly(tiny_data, tmp_path, fake_slurm, capsys):
+    out = tmp_path / "runs"
+    args = ["--models", "cbam", "eca_cbam_parallel", "--seeds", "0", "1", "--data", str(tiny_data), "--out",
+            str(out), "--name", "st", "--executor", "auto", "--slurm-partition", "gpu", "--gpus-per-run", "2",
+            "--timeout-min", "90", "--cpus-per-run", "8", "--max-epoch", "5"]
+    assert study.main(args) == 0
+
+    script = (fake_slurm / "submit_0.sh").read_text()
+    for line in ("#SBATCH --array=0-3%4", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2",
+                 "#SBATCH --time=90", "#SBATCH --cpus-per-task=8", "#SBATCH --ntasks-per-node=1",
+                 "#SBATCH --job-name=featherface_st"):
+        assert line in script.splitlines(), line
+    assert "submitit.core._submit" in script
+    manifest = read_manifest(out / "st")
+    assert manifest.executor == "slurm"
+    names = ["cbam_s0", "cbam_s1", "eca_cbam_parallel_s0", "eca_cbam_parallel_s1"]
+    assert {n: (e.state, e.job_id) for n, e in manifest.runs.items()} == {
+        n: ("pending", f"4242_{i}") for i, n in enumerate(names)}
+    for name, entry in manifest.runs.items():
+        job = submitit.SlurmJob(folder=out / "st" / "slurm" / "%j", job_id=entry.job_id)
+        command = job.submission().function.command  # what the array task will run
+        assert command == entry.command
+        assert command[:7] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                               "2", "-m"] and command[7] == "train"
+        flags = dict(zip(command[8::2], command[9::2], strict=False))
+        assert flags["--network"] == entry.model and flags["--seed"] == str(entry.seed)
+        assert flags["--run-name"] == name and flags["--resume"] == "auto" and flags["--max-epoch"] == "5"
+        assert flags["--out"] == str(out / "st") and flags["--data"] == str(tiny_data)
+
+    # cbam_s0 runs, cbam_s1 failed, eca_cbam_parallel_s0 finished (its files say so), _s1 still queued.
+    done = out / "st" / "eca_cbam_parallel_s0"
+    (done / "weights").mkdir(parents=True)
+    (done / "weights" / "Final.pth").write_bytes(b"x")
+    (done / "run.json").write_text(json.dumps({"model": "eca_cbam_parallel", "dataset": "synthetic",
+                                               "status": "finished", "epochs_done": 5, "max_epoch": 5}))
+    (fake_slurm / "sacct.txt").write_text("4242_0|RUNNING\n4242_0.batch|RUNNING\n4242_1|FAILED\n"
+                                          "4242_2|COMPLETED\n4242_3|PENDING\n")
+    capsys.readouterr()
+    assert study.main(["--status", str(out / "st")]) == 0
+    status = capsys.readouterr().out
+    assert "1 pending, 1 running, 1 done, 1 failed" in status
+    rows = {line.split()[0]: line.split()[1:] for line in status.splitlines()[2:6]}
+    assert rows == {"cbam_s0": ["running", "0", "4242_0"], "cbam_s1": ["failed", "0", "4242_1"],
+                    "eca_cbam_parallel_s0": ["done", "5/5", "4242_2"],
+                    "eca_cbam_parallel_s1": ["pending", "0", "4242_3"]}
+
+    assert study.main(args) == 0
+    second = (fake_slurm / "submit_1.sh").read_text()
+    assert "--array" not in second and "#SBATCH --gpus-per-node=2" in second  # only cbam_s1 went again
+    after = read_manifest(out / "st")
+    assert after.runs["cbam_s1"].job_id == "4243" and after.runs["cbam_s1"].attempts == 2
+    assert after.runs["cbam_s1"].state == "pending"
+    assert [after.runs[n].job_id for n in ("cbam_s0", "eca_cbam_parallel_s0", "eca_cbam_parallel_s1")] == [
+        "4242_0", "4242_2", "4242_3"]
+    assert not (fake_slurm / "submit_2.sh").exists()
+
+
+def test_run_job_appends_to_its_log_fails_loudly_and_requeues_itself(tmp_path):
+    log = tmp_path / "logs" / "a.log"
+    ok = study.RunJob([sys.executable, "-c", "print('trained')"], str(tmp_path), str(log))
+    assert ok() == 0 and "trained" in log.read_text()
+    bad = study.RunJob([sys.executable, "-c", "import sys; print('boom'); sys.exit(3)"], str(tmp_path), str(log))
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        bad()
+    assert log.read_text().count("== ") == 2 and "boom" in log.read_text()
+    again = ok.checkpoint()
+    assert isinstance(again, submitit.helpers.DelayedSubmission) and again.function.command == ok.command
