@@ -53,7 +53,7 @@ from core.detector import LEVELS, STAGES, FeatherFace
 from core.device import select_device
 from core.overlay import upsample_mask
 from eval.predict import PredictError, file_sha256, list_val_images, read_rgb
-from eval.results import WeightsError, display_path, resolve_weights
+from eval.results import WeightsError, display_path, resolve_all_weights, resolve_weights
 
 ALL_LEVELS: tuple[str, ...] = (*STAGES, *LEVELS)
 MASK_KINDS: tuple[str, ...] = ("spatial", "hybrid")
@@ -374,19 +374,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--all-seeds", action="store_true",
+                        help="every checkpoint per model under --weights-dir (a study: one per seed), seeds averaged "
+                             "per image; default: the newest per model")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         device = select_device(args.device)
-        paths = resolve_weights(args.weights_dir, args.models)
-        models = {m: load_checkpoint(p, expected_name=m, map_location=device)[0] for m, p in paths.items()}
+        chosen = (resolve_all_weights(args.weights_dir, args.models) if args.all_seeds
+                  else list(resolve_weights(args.weights_dir, args.models).items()))
+        models: dict[str, list[torch.nn.Module]] = {}
+        for m, p in chosen:
+            models.setdefault(m, []).append(load_checkpoint(p, expected_name=m, map_location=device)[0])
         report = attention_stats(models, args.data, args.gt, args.limit, args.resize_long, args.resamples, args.seed)
     except (AttentionStatsError, WeightsError, CheckpointError, PredictError, WiderGTError, ResultsFileError,
             RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report["weights"] = {m: {"path": display_path(p), "sha256": file_sha256(p)} for m, p in paths.items()}
+    report["weights"] = {m: [{"path": display_path(p), "sha256": file_sha256(p)} for n, p in chosen if n == m]
+                         for m in models}
+    if not args.all_seeds:  # one checkpoint per model: keep the flat form
+        report["weights"] = {m: files[0] for m, files in report["weights"].items()}
     atomic_write_json(args.out, report)
     print(f"{report['dataset']}: {report['num_images']} images, models {', '.join(report['models'])} -> {args.out}")
     frame = pd.DataFrame(report["rows"])

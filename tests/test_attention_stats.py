@@ -242,3 +242,19 @@ def test_seeds_are_averaged_per_image_and_their_spread_reported(tiny: dict[str, 
         # Every image has a value here, so the mean of per-image seed means is the mean of the seeds' means.
         assert r["mean"] == pytest.approx((a + b) / 2, abs=1e-9), key
         assert r["seed_sd"] == pytest.approx(abs(a - b) / np.sqrt(2), abs=1e-9), key
+
+
+def test_cli_all_seeds_averages_every_seed_of_a_model(tiny: dict[str, Path], tmp_path: Path) -> None:
+    weights = tmp_path / "weights"
+    for seed in (0, 1):
+        save_checkpoint(weights / f"cbam_s{seed}.pth", realistic_model("cbam", seed=seed))
+    out = tmp_path / "stats.json"
+    args = ["--data", str(tiny["data"]), "--weights-dir", str(weights), "--out", str(out), "--models", "cbam",
+            "--device", "cpu", "--resamples", "20", "--all-seeds"]
+    assert main(args) == 0
+    report = load_report(out)
+    assert report["seeds"] == {"cbam": 2}
+    assert [Path(w["path"]).name for w in report["weights"]["cbam"]] == ["cbam_s0.pth", "cbam_s1.pth"]
+    assert {r["seeds"] for r in report["rows"]} == {2}
+    assert main(args[:-1]) == 0  # without --all-seeds: the newest file alone
+    assert load_report(out)["seeds"] == {"cbam": 1}

@@ -18,7 +18,7 @@ from core.study_manifest import (
     run_name,
     write_manifest,
 )
-from eval.convergence import EventCache
+from eval.event_files import EventCache
 from eval.study_progress import format_progress, study_progress
 
 
