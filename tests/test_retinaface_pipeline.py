@@ -82,3 +82,14 @@ def test_models_page_rows_and_heatmaps_note():
     assert models_without_masks() == ["none", NAME]
     note = skipped_models_note()
     assert "RetinaFace-mnet0.25 (baseline) (`retinaface_mnet`)" in note and "no attention blocks" in note
+
+
+def test_latency_cli_times_it(tmp_path):
+    from eval.latency import main as latency_main
+
+    out = tmp_path / "latency.csv"
+    assert latency_main(["--models", NAME, "none", "--size", "64", "64", "--rounds", "2", "--warmup", "1",
+                         "--device", "cpu", "--threads", "1", "--out", str(out)]) == 0
+    rows = pd.read_csv(out).set_index("model")
+    assert set(rows.index) == {NAME, "none"} and rows.loc[NAME, "median_ms"] > 0
+    assert rows.loc[NAME, "runs"] == 2 and rows.loc[NAME, "input_h"] == 64
