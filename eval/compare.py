@@ -455,7 +455,7 @@ def attribute_figure(table: pd.DataFrame) -> go.Figure:
 
 def latency_display(rows: pd.DataFrame) -> pd.DataFrame:
     """The columns a reader needs, CIs beside the values they qualify."""
-    cols = ["model", "device_name", "threads", "input_h", "input_w", "batch", "runs", "warmup", "median_ms",
+    cols = ["model", "device_name", "backend", "threads", "input_h", "input_w", "batch", "runs", "warmup", "median_ms",
             "median_ci_low_ms", "median_ci_high_ms", "fps", "overhead_vs_none_ms", "overhead_ci_low_ms",
             "overhead_ci_high_ms", "overhead_verdict", "mean_ms", "p90_ms", "std_ms"]
     out = rows.reindex(columns=cols).copy()

@@ -224,19 +224,30 @@ def run_latency(
     check_backend(backend)
     if out_csv is not None:
         check_csvs(out_csv)  # fail before spending minutes on a bad file
-    built: dict[str, Forward] = {}
+    built: dict[str, torch.nn.Module] = {}
     for name in dict.fromkeys(models):
         model = build_model(name).eval()
-        if backend == "onnxruntime":
-            fixed = input_hw if batch == 1 else None  # a fixed-shape file lets ONNX Runtime fold every shape
-            built[name] = OnnxRuntimeModel.from_model(model, threads or torch.get_num_threads(), input_hw=fixed)
-        else:
-            built[name] = prepare_for_inference(model) if optimize else model
+        built[name] = prepare_for_inference(model) if optimize or backend != "torch" else model
+    built = for_backend(built, backend, threads, input_hw, batch)
     rows, long = measure_session(built, input_hw, batch, rounds, warmup, device, threads, optimize,
                                  progress_callback, backend)
     if out_csv is not None:
         save_session(out_csv, rows, long)
     return rows
+
+
+def for_backend(
+    models: Mapping[str, torch.nn.Module], backend: str, threads: int | None = None,
+    input_hw: tuple[int, int] = (640, 640), batch: int = 1,
+) -> dict[str, Forward]:
+    """The models as `backend` forwards: unchanged for "torch"; for "onnxruntime", ONNX Runtime sessions
+    (native DeformConv, all graph optimisations, `threads` intra-op threads, default torch's setting)
+    exported from them, fixed to `input_hw` at batch 1 so every shape is folded, else dynamic."""
+    if check_backend(backend) == "torch":
+        return dict(models)
+    fixed = input_hw if batch == 1 else None
+    return {name: OnnxRuntimeModel.from_model(m, threads or torch.get_num_threads(), input_hw=fixed)
+            for name, m in models.items()}
 
 
 def format_rows(rows: Sequence[dict[str, Any]]) -> str:

@@ -11,11 +11,12 @@ import torch
 from core.checkpoint import load_checkpoint
 from core.data.synth import generate_dataset
 from core.data.wider_gt import load_wider_gt
-from eval.latency import run_latency
+from eval.latency import for_backend, run_latency
 from eval.predict import main as predict_main
 from eval.predict import predict_split
 from eval.predictions import read_predictions
 from eval.widerface import evaluate
+from tests.conftest import realistic_model
 
 DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "demo" / "weights" / "eca_cbam_parallel.pth"
 
@@ -83,3 +84,15 @@ def test_latency_backend_rows_record_backend_and_threads(tmp_path):
     assert all(r["threads"] == 1 and r["median_ms"] > 0 for r in rows)
     with pytest.raises(ValueError, match="unknown backend"):
         run_latency(["none"], (64, 64), rounds=1, warmup=0, device="cpu", backend="tvm")
+
+
+def test_for_backend_keeps_torch_models_and_exports_the_rest():
+    model = realistic_model("none")
+    assert for_backend({"none": model}, "torch")["none"] is model
+    x = torch.randn(2, 3, 64, 96) * 60
+    session = for_backend({"none": model}, "onnxruntime", threads=1, input_hw=(64, 96), batch=2)["none"]
+    assert session.threads == 1
+    with torch.inference_mode():
+        ref = model(x)
+    for a, b in zip(ref, session(x), strict=True):  # batch 2: a dynamic export
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)

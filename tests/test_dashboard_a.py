@@ -184,6 +184,7 @@ def test_heatmaps_sample_and_controls(isolated_roots: Path) -> None:
     at = run_page("heatmaps")
     assert not at.error
     assert any("RetinaFace-mnet0.25 (baseline)" in c.value and "no attention blocks" in c.value for c in at.caption)
+    assert any("always come from the PyTorch forward pass" in c.value for c in at.caption)
     assert image_count(at) >= 10  # 3 models x (detections, spatial, hybrid) + difference
     assert len(at.get("download_button")) == 3
     at.selectbox(key="hm_level").set_value("all")

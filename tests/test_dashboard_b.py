@@ -141,6 +141,21 @@ def test_latency_live_run_and_save(roots):
     assert "paired rounds" in texts(at.markdown)
 
 
+def test_latency_onnxruntime_backend(roots):
+    at = run_page("latency")
+    assert at.radio(key="lat_backend").value == "torch"
+    at.radio(key="lat_backend").set_value("onnxruntime")
+    at.checkbox(key="lat_none").uncheck()
+    at.checkbox(key="lat_baseline").uncheck()
+    for key, value in (("lat_rounds", 3), ("lat_warmup", 1), ("lat_threads", 1), ("lat_h", 64), ("lat_w", 64)):
+        at.number_input(key=key).set_value(value)
+    at.button(key="lat_start").click().run(timeout=300)
+    assert not at.exception and not at.error
+    at.button(key="lat_save").click().run()
+    saved = pd.read_csv(roots[0] / "latency_benchmark.csv")
+    assert (saved["backend"].iloc[-3:] == "onnxruntime").all() and (saved["threads"].iloc[-3:] == 1).all()
+
+
 def test_latency_bad_earlier_rows(roots):
     results, _ = roots
     (results / "latency_benchmark.csv").write_text("date,model\nx,y\n")

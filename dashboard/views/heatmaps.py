@@ -72,6 +72,9 @@ def inspect(model_name: str, fingerprint: str, digest: str, _model, _rgb: np.nda
 
 
 st.title("Attention heatmaps")
+st.caption("Masks and the detections drawn with them always come from the PyTorch forward pass (forward hooks on "
+           "the attention blocks), whatever backend the Latency page or `--backend` uses: an ONNX Runtime session "
+           "computes the same detections but exposes no masks.")
 selection = current_selection()
 
 # ---- image input ---------------------------------------------------------------------------------

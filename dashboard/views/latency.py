@@ -14,6 +14,8 @@ import torch
 from core.artifacts import ResultsFileError
 from core.config import ABLATION, BASELINE_MODEL, MODEL_CONFIGS
 from core.device import select_device
+from core.onnx_export import OnnxExportError
+from core.onnx_runtime import BACKENDS
 from dashboard.common import current_selection, get_model, get_roots, load_models
 from eval.compare import (
     LATENCY_CSV,
@@ -25,10 +27,11 @@ from eval.compare import (
     load_latency,
     load_latency_runs,
 )
-from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, measure_session, save_session
+from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, for_backend, measure_session, save_session
 from eval.latency_stats import paired_difference, precision_note
 from eval.model_loading import random_option
 
+BACKEND_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime (CPU, native DeformConv)"}
 RESULT_KEY = "lat_result"
 SAVE_MSG_KEY = "lat_save_message"
 NAMES = {m: display_name(m) for m in MODEL_CONFIGS}
@@ -78,6 +81,10 @@ rounds = c5.number_input("Rounds", 1, 2000, DEFAULT_ROUNDS, key="lat_rounds",
 warmup = c6.number_input("Warm-up rounds", 0, 200, DEFAULT_WARMUP, key="lat_warmup")
 threads = c7.number_input("CPU threads", 1, 256, torch.get_num_threads(), key="lat_threads",
                           help="Fixed for the whole measurement and recorded with it.")
+backend = st.radio("Backend", BACKENDS, format_func=BACKEND_NAMES.get, horizontal=True, key="lat_backend",
+                   help="ONNX Runtime runs an ONNX export of the same BN-folded weights (made in memory before "
+                        "timing), on the CPU, with the thread count above. Checks of equal outputs: "
+                        "`python -m eval.export`.")
 with_none = st.checkbox("Also time the no-attention ablation (gives each model's attention overhead)",
                         value=True, key="lat_none")
 with_baseline = st.checkbox(f"Also time the {display_name(BASELINE_MODEL)} baseline", value=True, key="lat_baseline",
@@ -94,10 +101,14 @@ if st.button("Start benchmark", type="primary", key="lat_start"):
     total = int(warmup) + int(rounds)
     bar = st.progress(0.0, text="Starting…")
     try:
+        if backend != "torch":
+            bar.progress(0.0, text="Exporting the models to ONNX…")
+        forwards = for_backend(models, backend, int(threads), (int(height), int(width)), int(batch))
         rows, runs = measure_session(
-            models, (int(height), int(width)), int(batch), int(rounds), int(warmup), select_device(device),
-            int(threads), progress_callback=lambda done, _: bar.progress(done / total, text=f"round {done}/{total}"))
-    except (RuntimeError, ValueError) as exc:
+            forwards, (int(height), int(width)), int(batch), int(rounds), int(warmup), select_device(device),
+            int(threads), progress_callback=lambda done, _: bar.progress(done / total, text=f"round {done}/{total}"),
+            backend=backend)
+    except (RuntimeError, ValueError, OnnxExportError) as exc:
         st.error(f"Benchmark failed on {device}: {exc}")
     else:
         st.session_state[RESULT_KEY] = {"rows": rows, "runs": runs, "saved": False}
