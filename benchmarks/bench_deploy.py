@@ -108,6 +108,7 @@ def openvino_run(model: torch.nn.Module, x: torch.Tensor, threads: int) -> tuple
     """OpenVINO through its PyTorch frontend: the ONNX frontend has no DeformConv-19, the PyTorch one
     converts torchvision's deform_conv2d op, which the DCN modules call directly for this trace."""
     import openvino as ov
+    import torchvision  # noqa: F401 - registers torch.ops.torchvision; importing it while tracing would be traced
 
     folded = prepare_for_inference(model, channels_last=False)
     for m in folded.modules():
@@ -122,8 +123,6 @@ def openvino_run(model: torch.nn.Module, x: torch.Tensor, threads: int) -> tuple
 
 
 def _torchvision_op_forward(self: ModulatedDeformConv2d, x: torch.Tensor) -> torch.Tensor:
-    import torchvision  # noqa: F401 - registers torch.ops.torchvision
-
     om = self.offset_mask(x)
     bias = self.bias if self.bias is not None else torch.zeros(self.weight.shape[0])
     return torch.ops.torchvision.deform_conv2d(x, self.weight, om[:, :18], torch.sigmoid(om[:, 18:]), bias,
