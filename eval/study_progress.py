@@ -9,14 +9,16 @@ event files give the epochs reached. Used by ``python -m train.study --status`` 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from core.study_manifest import RUN_STATES, StudyManifest, read_manifest
+from core.study_manifest import MANIFEST_NAME, RUN_STATES, StudyManifest, StudyManifestError, read_manifest
 from eval.convergence import load_convergence
 from eval.event_files import EventCache
+from eval.roots import iter_files
 
 PROGRESS_COLUMNS: tuple[str, ...] = ("run", "model", "seed", "state", "epochs", "max_epoch", "job_id", "log",
                                      "note")
@@ -90,13 +92,44 @@ def format_progress(progress: StudyProgress) -> str:
     m = progress.manifest
     head = (f"study {m.name} ({progress.study_dir}): {len(progress.table)} runs, "
             + ", ".join(f"{counts[s]} {s}" for s in RUN_STATES) + f"; executor {m.executor}, data {m.data}")
-    table = progress.table.assign(
-        epochs=[f"{e}/{int(x)}" if x is not None and not pd.isna(x) else str(e)
-                for e, x in zip(progress.table["epochs"], progress.table["max_epoch"], strict=True)],
-        job_id=progress.table["job_id"].fillna("-"),
-    )[["run", "state", "epochs", "job_id"]]
+    table = progress_display(progress)[["run", "state", "epochs", "job id"]].rename(columns={"job id": "job_id"})
     lines = [head, table.to_string(index=False)] if len(table) else [head]
     for row in progress.table[progress.table["state"] == "failed"].itertuples():
         lines.append(f"failed: {row.run}: see {row.log or 'its run folder'}" + (f" ({row.note})" if row.note else ""))
     lines += [f"warning: {w}" for w in progress.warnings]
     return "\n".join(lines)
+
+
+def find_studies(roots: Iterable[Path | str]) -> tuple[list[Path], list[str]]:
+    """Study folders (holding study.json) under the runs roots, symlinks confined to their root; warnings."""
+    found: dict[Path, Path] = {}
+    skipped: list[str] = []
+    for root in map(Path, roots):
+        for path in iter_files(root, ".json", skipped):
+            if path.name == MANIFEST_NAME:
+                found.setdefault(path.parent.resolve(), path.parent)
+    return list(found.values()), skipped
+
+
+def studies_progress(roots: Iterable[Path | str], cache: EventCache | None = None
+                     ) -> tuple[list[StudyProgress], list[str]]:
+    """Progress of every study under the roots; an unreadable study is a warning, never an exception."""
+    folders, warnings = find_studies(roots)
+    out = []
+    for folder in folders:
+        try:
+            out.append(study_progress(folder, cache=cache))
+        except StudyManifestError as exc:
+            warnings.append(str(exc))
+    return out, warnings
+
+
+def progress_display(progress: StudyProgress) -> pd.DataFrame:
+    """The Overview table of one study: run, state, "epochs reached / planned", job id, note."""
+    t = progress.table
+    return pd.DataFrame({
+        "run": t["run"], "state": t["state"],
+        "epochs": [f"{e}/{int(x)}" if x is not None and not pd.isna(x) else str(e)
+                   for e, x in zip(t["epochs"], t["max_epoch"], strict=True)],
+        "job id": t["job_id"].fillna("—"), "note": t["note"].fillna(""),
+    })

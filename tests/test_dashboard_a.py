@@ -171,6 +171,43 @@ def test_overview_lists_missing_with_commands(isolated_roots: Path) -> None:
     assert at.sidebar.selectbox(key="ff_weights_cbam") is not None
 
 
+def test_overview_shows_study_progress_and_refreshes(isolated_roots: Path) -> None:
+    from core.study_manifest import RunEntry, StudyManifest, write_manifest
+
+    study = isolated_roots / "runs" / "st"
+    manifest = StudyManifest(name="st", data="d", models=["cbam"], seeds=[0, 1], executor="local",
+                             runs={f"cbam_s{s}": RunEntry(model="cbam", seed=s, state="running") for s in (0, 1)})
+    write_manifest(study, manifest)
+    (study / "cbam_s0").mkdir()
+    (study / "cbam_s0" / "run.json").write_text('{"model": "cbam", "dataset": "synthetic", "max_epoch": 4, '
+                                                 '"status": "running"}')
+    (isolated_roots / "runs" / "broken").mkdir()
+    (isolated_roots / "runs" / "broken" / "study.json").write_text("{oops")
+    at = run_page("overview")
+
+    def first_metrics() -> dict[str, str]:  # this study comes first; the shipped demo's study may follow
+        out: dict[str, str] = {}
+        for m in at.metric:
+            out.setdefault(m.label, m.value)
+        return out
+
+    metrics = first_metrics()
+    assert metrics["running"] == "2" and metrics["done"] == "0"
+    table = next(d.value for d in at.dataframe if "job id" in d.value.columns)
+    assert table["epochs"].tolist() == ["0/4", "0"]
+    assert any("unreadable study manifest" in w.value for w in at.warning)  # a bad study.json never breaks the page
+
+    (study / "cbam_s0" / "weights").mkdir()
+    (study / "cbam_s0" / "weights" / "Final.pth").write_bytes(b"x")
+    (study / "cbam_s0" / "run.json").write_text('{"model": "cbam", "dataset": "synthetic", "max_epoch": 4, '
+                                                 '"status": "finished", "epochs_done": 4}')
+    at.button(key="study_refresh").click().run()
+    assert not at.exception
+    metrics = first_metrics()
+    assert metrics["done"] == "1" and metrics["running"] == "1"
+    assert next(d.value for d in at.dataframe if "job id" in d.value.columns)["epochs"].tolist() == ["4/4", "0"]
+
+
 def test_models_page(isolated_roots: Path) -> None:
     at = run_page("models")
     assert len(at.dataframe) >= 3

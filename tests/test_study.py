@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import submitit
 
@@ -47,6 +48,7 @@ def step_events(run_dir: Path) -> list[int]:
     return sorted(s[(s["run"] == run_dir.name) & (s["tag"] == "train_step/loss_total")]["step"].tolist())
 
 
+@pytest.mark.slow
 def test_local_study_killed_and_rerun_ends_done_without_training_anything_twice(tiny_data, tmp_path):
     out = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "train.study", *study_cmd(tiny_data, out)], cwd=REPO,
@@ -87,6 +89,7 @@ def test_local_study_killed_and_rerun_ends_done_without_training_anything_twice(
     assert killed_at % STEPS == 0 and killed_at >= STEPS  # resumed at an epoch boundary, from last.pth
 
 
+@pytest.mark.slow
 def test_failed_run_is_reported_with_its_log_and_the_others_go_on(tiny_data, tmp_path, capsys):
     out = tmp_path / "runs"
     broken = out / "st" / "cbam_s0" / "weights" / "last.pth"
@@ -209,3 +212,17 @@ def test_run_job_appends_to_its_log_fails_loudly_and_requeues_itself(tmp_path):
     assert log.read_text().count("== ") == 2 and "boom" in log.read_text()
     again = ok.checkpoint()
     assert isinstance(again, submitit.helpers.DelayedSubmission) and again.function.command == ok.command
+
+
+@pytest.mark.slow
+def test_then_evaluate_writes_one_row_per_run_and_the_conclusion(tiny_data, tmp_path, capsys):
+    out = tmp_path / "runs"
+    extra = ("--then-evaluate", "--eval-args", "--rounds 2 --warmup 1 --size 64 64 --no-figures --threads 1")
+    assert study.main(study_cmd(tiny_data, out, *extra, models=("cbam",), epochs=1)) == 0
+    table = pd.read_csv(out / "st" / "results" / "comparison_table.csv")
+    assert sorted(table["seed"]) == [0, 1] and set(table["model"]) == {"cbam"}
+    assert all("/st/cbam_s" in w and w.endswith("weights/Final.pth") for w in table["weights"])
+    conclusion = (out / "st" / "conclusion.md").read_text()
+    assert "Synthetic" in conclusion or "synthetic" in conclusion
+    evaluation = read_manifest(out / "st").evaluation
+    assert evaluation["returncode"] == 0 and evaluation["conclusion_returncode"] == 0

@@ -19,7 +19,7 @@ from core.study_manifest import (
     write_manifest,
 )
 from eval.event_files import EventCache
-from eval.study_progress import format_progress, study_progress
+from eval.study_progress import find_studies, format_progress, studies_progress, study_progress
 
 
 def fake_run(study: Path, name: str, epochs: int, status: str | None, max_epoch: int = 5,
@@ -99,3 +99,12 @@ def test_manifest_round_trip_and_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "study.json").write_text(json.dumps(data))
     with pytest.raises(StudyManifestError, match="unknown run states"):
         read_manifest(tmp_path)
+
+
+def test_studies_found_under_the_roots_and_a_broken_one_is_a_warning(study: Path, tmp_path: Path) -> None:
+    (tmp_path / "other" / "bad").mkdir(parents=True)
+    (tmp_path / "other" / "bad" / "study.json").write_text("[]")
+    found, warnings = studies_progress([tmp_path, tmp_path / "other", tmp_path / "missing"], cache=EventCache())
+    assert [p.study_dir for p in found] == [study]  # found once though two roots hold it
+    assert len(warnings) == 1 and "bad/study.json: unreadable study manifest" in warnings[0]
+    assert find_studies([tmp_path / "missing"]) == ([], [])

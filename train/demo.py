@@ -94,8 +94,10 @@ def train_and_collect(args: argparse.Namespace) -> dict:
     weights.mkdir(parents=True, exist_ok=True)
     for model in args.models:
         for seed in args.seeds:
-            run = args.out / STUDY_NAME / run_name(model, seed)
-            shutil.copyfile(run / "weights" / "Final.pth", weights / f"{run_name(model, seed)}.pth")
+            run, shipped = args.out / STUDY_NAME / run_name(model, seed), weights / f"{run_name(model, seed)}.pth"
+            if not (run / "weights" / "Final.pth").is_file() and shipped.is_file():
+                continue  # moved by an earlier build: the study found the run done
+            shutil.copyfile(run / "weights" / "Final.pth", shipped)
             shutil.rmtree(run / "weights")  # last/best (~8 MB a run) are not shipped; Final is, above
     (args.out / STUDY_NAME / study.LOCK_NAME).unlink(missing_ok=True)
     return {

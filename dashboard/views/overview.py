@@ -8,8 +8,10 @@ import streamlit as st
 from core.artifacts import dataset_label
 from core.config import MODEL_CONFIGS
 from dashboard.common import get_roots, get_scan
+from eval.event_files import default_cache
 from eval.inventory import build_inventory
 from eval.roots import display_path
+from eval.study_progress import progress_display, studies_progress
 
 
 @st.cache_data(show_spinner=False)
@@ -60,6 +62,26 @@ if inv.results:
         st.caption(f"{inv.eval_files} detailed evaluation file(s) in `eval/` (PR curves, per-attribute AP).")
 else:
     st.caption(f"No results CSV in `{roots.results}`.")
+
+st.subheader("Studies")
+studies, study_warnings = studies_progress(roots.runs, default_cache())  # event files read incrementally
+if studies:
+    st.button("Refresh progress", key="study_refresh", help="read study.json and the event files again")
+for study in studies:
+    counts, total = study.counts, len(study.table)
+    m = study.manifest
+    st.markdown(f"**{m.name}** (`{display_path(study.study_dir, roots)}`): {', '.join(m.models)} × seeds "
+                f"{', '.join(map(str, m.seeds))}, executor {m.executor}")
+    cols = st.columns(4)
+    for col, state in zip(cols, ("done", "running", "failed", "pending"), strict=True):
+        col.metric(state, counts[state])
+    st.progress(counts["done"] / total if total else 0.0, text=f"{counts['done']} of {total} runs done")
+    st.dataframe(progress_display(study), hide_index=True)
+if not studies:
+    st.caption("No study (`study.json`) under the runs folders; start one with `python -m train.study "
+               "--models ... --seeds 0 1 2 --data ROOT --out runs/`.")
+for warning in study_warnings:
+    st.warning(warning)
 
 st.markdown("**Weights available per model** (pick them in the sidebar)")
 st.dataframe(pd.DataFrame([{"model": m, "options": " · ".join(o.label for o in opts)}
