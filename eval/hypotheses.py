@@ -279,8 +279,9 @@ def latency_effects(runs: pd.DataFrame, summary: pd.DataFrame) -> list[Effect]:
     where = "random input"
     if not meta.empty:
         m = meta.iloc[0]
-        where = (f"random input ({m['device_name']}, {int(m['input_h'])}x{int(m['input_w'])}, "
-                 f"batch {int(m['batch'])}, {int(m['threads'])} threads)")
+        threads = "" if "thread" in str(m["device_name"]) else f", {int(m['threads'])} threads"
+        where = (f"random input ({m['device_name']}{threads}, {int(m['input_h'])}x{int(m['input_w'])}, "
+                 f"batch {int(m['batch'])})")
     out = []
     for a, b in ((PARALLEL, SEQUENTIAL), (SEQUENTIAL, CBAM)):
         d = paired_difference(part, a, b)

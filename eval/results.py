@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from core.artifacts import (
     COMPARISON_COLUMNS,
@@ -312,8 +313,10 @@ def run_results(
 
     # 2. Latency (the three plus "none" for the attention overhead).
     latency_models = [*models, *([ABLATION] if ABLATION not in models else [])]
-    latency = {r["model"]: r for r in run_latency(latency_models, latency_hw, 1, rounds, warmup, dev,
-                                                  out_csv=latency_csv, threads=threads)}
+    with tqdm(total=warmup + rounds, desc="latency rounds", unit="round", disable=not progress) as bar:
+        rows = run_latency(latency_models, latency_hw, 1, rounds, warmup, dev, out_csv=latency_csv, threads=threads,
+                           progress_callback=lambda done, _: bar.update(done - bar.n))
+    latency = {r["model"]: r for r in rows}
 
     # 3. Per model: predict, evaluate, JSON, figure, table row (saved as soon as it is known).
     table = pd.DataFrame(columns=list(COMPARISON_COLUMNS))

@@ -51,3 +51,23 @@ def test_demo_is_a_study_preset_with_the_recorded_settings(tmp_path):
 def test_eval_only_needs_an_existing_demo(tmp_path):
     with pytest.raises(SystemExit, match="needs an existing demo"):
         main(["--out", str(tmp_path / "nothing"), "--eval-only"])
+
+
+def test_shipped_latency_rows_come_from_their_kept_runs():
+    """The demo's latency summary is reproducible from latency_runs.csv: same session, rounds and paired overheads."""
+    from core.artifacts import LATENCY_COLUMNS, LATENCY_RUN_COLUMNS
+    from eval.latency_stats import paired_difference, verdict
+
+    summary = read_results_csv(DEMO / "results" / "latency_benchmark.csv", LATENCY_COLUMNS)
+    runs = read_results_csv(DEMO / "results" / "latency_runs.csv", LATENCY_RUN_COLUMNS)
+    manifest = json.loads((DEMO / "manifest.json").read_text())
+    assert summary["session"].nunique() == 1 and set(runs["session"]) == set(summary["session"])
+    assert (summary["runs"] == manifest["latency"]["rounds"]).all()
+    assert (summary["threads"] == manifest["latency"]["threads"]).all()
+    assert sorted(summary["model"]) == sorted([*COMPARED_MODELS, "none"])
+    for row in summary.itertuples():
+        d = paired_difference(runs, row.model, "none")
+        assert row.overhead_vs_none_ms == pytest.approx(d.median_ms)
+        assert d.rounds == row.runs and row.overhead_verdict == verdict(row.overhead_ci_low_ms, row.overhead_ci_high_ms)
+        assert row.overhead_ci_low_ms <= row.overhead_vs_none_ms <= row.overhead_ci_high_ms
+        assert row.median_ci_low_ms <= row.median_ms <= row.median_ci_high_ms

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.artifacts import COMPARISON_COLUMNS, COMPARISON_CSV, MANIFEST_JSON, atomic_write_json, read_results_csv
+from core.artifacts import (
+    COMPARISON_COLUMNS,
+    COMPARISON_CSV,
+    LATENCY_CSV,
+    LATENCY_RUNS_CSV,
+    MANIFEST_JSON,
+    atomic_write_json,
+    read_results_csv,
+)
 from core.config import COMPARED_MODELS, MODEL_CONFIGS
 from core.data.synth import generate_dataset
 from core.study_manifest import run_name
@@ -132,6 +141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         manifest = train_and_collect(args)
     results, weights = args.out / "results", args.out / "weights"
+    for old in (LATENCY_CSV, LATENCY_RUNS_CSV):  # a demo build re-measures: one latency session, not appended
+        (results / old).unlink(missing_ok=True)
+    load_before = os.getloadavg()[0]
     subprocess.run([sys.executable, "-m", "eval.results", "--data", str(args.data), "--weights-dir", str(weights),
                     "--out", str(results), "--models", *args.models, "--all-seeds", "--figures-per-model",
                     "--threads", str(args.latency_threads), "--image", "assets/samples/astronaut.png"], check=True)
@@ -146,7 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest["evaluated"] = datetime.now(UTC).isoformat(timespec="seconds")
     manifest["latency"] = {"rounds": DEFAULT_ROUNDS, "warmup_rounds": DEFAULT_WARMUP,
                            "threads": args.latency_threads, "input": "1x3x640x640",
-                           "method": "interleaved rounds, paired per-round differences, 95% bootstrap CIs"}
+                           "method": "interleaved rounds, paired per-round differences, 95% bootstrap CIs",
+                           "load_average_1min": {"eval_start": round(load_before, 2),
+                                                 "eval_end": round(os.getloadavg()[0], 2)}}
     manifest["results"] = table[["model", "seed", "easy", "medium", "hard", "mAP", "latency_ms"]].to_dict(
         orient="records")
     manifest["shipped_bytes"] = shipped_bytes(args.out)
