@@ -322,12 +322,18 @@ def convergence_effects(scalars: pd.DataFrame, fraction: float = CONVERGENCE_FRA
 
 
 def attention_effects(report: Mapping[str, Any] | None, mask: str = "hybrid") -> list[Effect]:
-    """Hypothesis (e) from an eval.attention_stats report: per level, parallel − sequential."""
+    """Hypothesis (e) from an eval.attention_stats report: per level, parallel − sequential.
+
+    The report's CIs cover the image sample with each model's seeds averaged per image ("seeds" counts
+    them); a report without that count is one checkpoint per model: a single seed.
+    """
     if not report:
         return []
     out = []
     pairs = [p for p in report.get("pairs") or [] if p.get("mask") == mask
              and {p.get("model_a"), p.get("model_b")} == {PARALLEL, SEQUENTIAL}]
+    counts = report.get("seeds") if isinstance(report.get("seeds"), dict) else {}
+    seeds = min(int(counts.get(PARALLEL, 1)), int(counts.get(SEQUENTIAL, 1)))
     for metric, expected, what in (("energy_gain", "higher", "energy above chance"),
                                    ("entropy", "lower", "normalised entropy")):
         for p in pairs:
@@ -336,7 +342,7 @@ def attention_effects(report: Mapping[str, Any] | None, mask: str = "hybrid") ->
             sign = 1.0 if p["model_b"] == PARALLEL else -1.0
             lo, hi = sorted((sign * float(p["ci_low"]), sign * float(p["ci_high"])))
             out.append(Effect(f"{what} at {p['level']}", sign * float(p["delta"]), lo, hi, "", str(report["dataset"]),
-                              expected, 1, "paired image bootstrap (eval.attention_stats)"))
+                              expected, seeds, "paired image bootstrap (eval.attention_stats, seeds averaged)"))
     return out
 
 

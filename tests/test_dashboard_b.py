@@ -168,6 +168,8 @@ def test_conclusion_page(roots):
     md = texts(at.markdown)
     assert "FeatherFace Lab — conclusion" in md and SYN in md
     assert "Training runs: 5" in md
+    assert "## Hypotheses" in md and md.count("**inconclusive**") == 6  # synthetic/single-seed fixture data
+    assert "| (d) |" in md and "no dataset with both designs' val AP" in md  # the runs were read
     assert len(at.get("download_button")) == 1
 
 

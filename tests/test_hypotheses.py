@@ -125,6 +125,14 @@ def test_subset_effects_from_eval_records(tmp_path: Path):
                and "CBAM baseline" not in e.label and e.dataset == "synthetic")
     # eval_payload: occlusion=2 AP 0.2 for every model -> a zero difference, one file per model: single seed.
     assert occ.value == pytest.approx(0.0) and occ.seeds == 1 and not occ.has_ci
+    # A compare_ap report with the hard-set breakdown takes precedence over the eval JSONs.
+    report = {"model_a": SEQUENTIAL, "model_b": PARALLEL, "dataset": "widerface", "seeds_a": 3, "seeds_b": 3,
+              "settings": {}, "breakdown": {"occlusion=2": {"delta": 0.04, "ci_low": 0.01, "ci_high": 0.07},
+                                            "scale=small": {"delta": 0.01, "ci_low": -0.01, "ci_high": 0.03}}}
+    boot = [e for e in subset_effects(records, [report]) if "compare_ap" in e.source]
+    assert [round(e.value, 6) for e in boot] == [4.0, 1.0] and all(e.seeds == 3 for e in boot)
+    assert judge(boot) == ("inconclusive", "CI includes 0 (small faces (<50 px), ECA-CBAM parallel − "
+                                           "ECA-CBAM sequential)")
 
 
 def test_latency_effects_pair_the_rounds_of_the_last_session():
@@ -175,7 +183,12 @@ def test_attention_effects_orient_parallel_minus_sequential():
     gain, entropy = attention_effects({"dataset": "widerface", "pairs": pairs})
     assert gain.value == pytest.approx(0.05) and (gain.ci_low, gain.ci_high) == pytest.approx((0.02, 0.08))
     assert gain.side == "agrees" and entropy.expected == "lower" and entropy.side == "includes 0"
-    assert judge([gain, entropy])[0] == "inconclusive"  # one seed per model: attention stats never decide alone
+    assert judge([gain, entropy]) == ("inconclusive", "single seed (there: 1 of 2 CIs on the predicted side of 0, "
+                                                      "0 on the other)")
+    seeded = attention_effects({"dataset": "widerface", "pairs": pairs, "seeds": {PARALLEL: 3, SEQUENTIAL: 3}})
+    assert [e.seeds for e in seeded] == [3, 3]
+    assert judge(seeded) == ("inconclusive", "CI includes 0 (normalised entropy at P3)")
+    assert judge(seeded[:1])[0] == "supported"
     assert attention_effects(None) == []
 
 
