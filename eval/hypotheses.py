@@ -133,6 +133,8 @@ def judge(effects: Sequence[Effect], missing: str = "not measured", real_dataset
     """(verdict, reason) for a hypothesis from its effects; see the module docstring for the rules."""
     if not effects:
         return "inconclusive", missing
+    if any(e.dataset == real_dataset for e in effects):  # synthetic effects are shown but never vote beside real ones
+        effects = [e for e in effects if e.dataset == real_dataset or e.dataset.startswith("random input")]
     blocking = []
     if any(not e.has_ci for e in effects) and all(e.seeds is None or e.seeds >= 2 for e in effects):
         blocking.append("no CI")

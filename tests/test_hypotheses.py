@@ -59,6 +59,7 @@ def effect(lo: float, hi: float, *, value: float | None = None, dataset: str = "
     ([effect(0.5, 2.0, dataset="synthetic")], "inconclusive", "synthetic data only (there: 1 of 1 CIs"),
     ([effect(-0.5, 2.0, dataset="synthetic", seeds=1)], "inconclusive", "single seed; synthetic data only"),
     ([effect(0.5, 2.0, dataset="random input (cpu)", seeds=None)], "supported", "predicted side"),
+    ([effect(0.5, 2.0), effect(-2.0, -0.5, dataset="synthetic", seeds=1)], "supported", "predicted side"),
     ([], "inconclusive", "nothing here"),
 ])
 def test_judge_rules(effects, verdict, reason):
