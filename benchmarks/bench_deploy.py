@@ -256,25 +256,31 @@ def main() -> int:
     ort_t = gtimes[f"{BASELINE} ONNX Runtime, opt all"]
     say(f"{'configuration':<62}{'median ms [95% CI]':>26}{'':>19}{'/ eager':>8}{'[95% CI]':>16}"
         f"{'/ its ORT':>10}{'max|diff|':>11}")
+    eager_over_ort = float(np.median(eager_t / ort_t))
+    quiet = QUIET_EAGER_MS / QUIET_ORT_MS
+    loaded = eager_over_ort > 1.5 * quiet
+    say(f"load check: here the baseline's eager PyTorch takes {eager_over_ort:.1f}x its own ONNX Runtime time; "
+        f"issue 12 measured {QUIET_EAGER_MS} / {QUIET_ORT_MS} ms = {quiet:.1f}x on a quiet machine. "
+        + ("Load hits eager PyTorch's 2 synchronising threads far harder than ONNX Runtime, so the '/ eager' "
+           "column flatters every ONNX Runtime row and is not used for the verdict; the load-robust estimate is "
+           f"'/ its ORT' / {quiet:.1f} (runtime against the same runtime, scaled by the quiet-machine ratio)."
+           if loaded else "Consistent: the measured '/ eager' CI is used for the verdict."))
     verdicts = []
     for label, t in gtimes.items():
         r, lo, hi = ratio_ci(t, eager_t)
         r_ort = float(np.median(t / ort_t))
         say(f"{label:<62}{median_ci(t)}{r:8.2f} [{lo:5.2f}, {hi:5.2f}]{r_ort:10.2f}{goal_diffs[label]:11.1e}")
         if label.split(" ", 1)[0] in FEATHERFACE:
-            met = "met" if hi <= 1.0 else ("not met" if lo > 1.0 else "undecided (CI spans 1)")
+            if loaded:
+                est = r_ort / quiet
+                met = f"quiet-machine estimate {est:.2f}x -> goal {'met' if est <= 1.0 else 'not met'}"
+            else:
+                met = "goal " + ("met" if hi <= 1.0 else ("not met" if lo > 1.0 else "undecided (CI spans 1)"))
             verdicts.append(f"{label.split(' ', 1)[0]}: {r:.2f}x the baseline's eager median [{lo:.2f}, {hi:.2f}], "
-                            f"{r_ort:.2f}x its ONNX Runtime median -> goal {met}")
-    say("verdicts (goal: ratio to the baseline eager median <= 1, judged on the 95% CI):")
+                            f"{r_ort:.2f}x its ONNX Runtime median; {met}")
+    say("verdicts (goal: ratio to the baseline's eager PyTorch median <= 1):")
     for v in verdicts:
         say(f"  {v}")
-    eager_over_ort = float(np.median(eager_t / ort_t))
-    say(f"load check: here the baseline's eager PyTorch takes {eager_over_ort:.1f}x its own ONNX Runtime time; "
-        f"issue 12 measured {QUIET_EAGER_MS} / {QUIET_ORT_MS} ms = {QUIET_EAGER_MS / QUIET_ORT_MS:.1f}x on a quiet "
-        "machine. Where these differ, load hits eager PyTorch's threads harder than ONNX Runtime's and the "
-        "'/ eager' column flatters ONNX Runtime rows; the '/ its ORT' column (runtime against the same runtime) "
-        f"is the load-robust one: times {QUIET_EAGER_MS / QUIET_ORT_MS:.1f} it estimates the quiet-machine "
-        "'/ eager' ratio.")
     say(f"(load average now {os.getloadavg()[0]:.2f})")
     say()
 
@@ -286,10 +292,14 @@ def main() -> int:
         f"{STEP_MODEL} ONNX Runtime native DeformConv, 1 thread": ort_run(
             OnnxRuntimeModel(export_onnx_bytes(m, HW), 1, level), xn),
     }
+    if args.openvino:
+        control[f"{BASELINE} OpenVINO, 1 thread"] = openvino_run(baseline, x, 1)[0]
+        control[f"{STEP_MODEL} OpenVINO, 1 thread"] = openvino_run(m, x, 1)[0]
     ctimes = interleave(control, args.rounds, args.warmup)
     torch.set_num_threads(args.threads)
     c_eager = ctimes[f"{BASELINE} eager PyTorch, 1 thread"]
-    say("## Control: the same comparison on 1 thread")
+    say("## Control: the same comparison on 1 thread (no intra-op thread synchronisation, so load-robust); "
+        "ratio to the baseline's eager PyTorch")
     for label, t in ctimes.items():
         r, lo, hi = ratio_ci(t, c_eager)
         say(f"{label:<62}{median_ci(t)}{r:8.2f} [{lo:5.2f}, {hi:5.2f}]")
