@@ -50,8 +50,10 @@ ProgressCallback = Callable[[int, int], None]
 DEFAULT_CSV = Path("results") / LATENCY_CSV
 DEFAULT_ROUNDS = 120
 DEFAULT_WARMUP = 5
-"""120 paired rounds resolve about 1 ms at 640x640 on 2 CPU threads (95% CIs of about ±0.3-0.7 ms
-around a ~30-60 ms forward pass, measured on the loaded 2-core build machine)."""
+"""120 paired rounds resolve about 1 ms at 640x640 on 2 quiet CPU threads (95% CIs of about ±0.3-0.6 ms
+around a ~30 ms forward pass, issue 10's measurement). Under load the CIs widen with the noise: ±22-28 ms
+at a load average of ~9 on the 2-core build machine (benchmarks/results/latency_precision.txt), where
+pairing still made them 2-3x narrower than unpaired ones. Every result states its own precision."""
 
 
 def _resolve(device: str | torch.device) -> torch.device:

@@ -89,7 +89,8 @@ with_none = st.checkbox("Also time the no-attention ablation (gives each model's
                         value=True, key="lat_none")
 with_baseline = st.checkbox(f"Also time the {display_name(BASELINE_MODEL)} baseline", value=True, key="lat_baseline",
                             help="Random init: weights do not change the work done.")
-st.caption(f"The defaults ({DEFAULT_ROUNDS} rounds) resolve about 1 ms at 640×640 on 2 CPU threads; the result "
+st.caption(f"The defaults ({DEFAULT_ROUNDS} rounds) resolve about 1 ms at 640×640 on 2 CPU threads of a quiet "
+           "machine; a loaded machine widens the CIs (±20-30 ms at a load average of 9 on 2 cores). The result "
            "below states the precision actually reached.")
 
 if st.button("Start benchmark", type="primary", key="lat_start"):
