@@ -51,8 +51,10 @@ from core.config import COMPARED_MODELS, MODEL_CONFIGS, display_name, model_colo
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.detector import LEVELS, STAGES, FeatherFace
 from core.device import select_device
+from core.hashing import file_sha256
 from core.overlay import upsample_mask
-from eval.predict import PredictError, file_sha256, list_val_images, read_rgb
+from eval.ci import ci_verdict, percentile_interval
+from eval.predict import PredictError, list_val_images, read_rgb
 from eval.results import WeightsError, display_path, resolve_all_weights, resolve_weights
 
 ALL_LEVELS: tuple[str, ...] = (*STAGES, *LEVELS)
@@ -138,22 +140,9 @@ def _bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarra
         return sums / counts
 
 
-def _interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
-    samples = samples[~np.isnan(samples)]
-    if not len(samples):
-        return math.nan, math.nan
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(samples, [tail, 100 - tail])
-    return float(low), float(high)
-
-
 def pair_verdict(ci_low: float, ci_high: float) -> str:
     """B - A: "higher" if the CI is above 0, "lower" if below, else "indistinguishable"."""
-    if ci_low > 0:
-        return "higher"
-    if ci_high < 0:
-        return "lower"
-    return "indistinguishable"
+    return ci_verdict(ci_low, ci_high, "higher", "lower")
 
 
 def summarise(per_image: Mapping[str, np.ndarray], resamples: int = 1000, seed: int = 0,
@@ -183,18 +172,18 @@ def summarise(per_image: Mapping[str, np.ndarray], resamples: int = 1000, seed: 
     for k, model in enumerate(models):
         for j, (level, kind, metric) in enumerate(index):
             col = k * width + j
-            low, high = _interval(boot[:, col], confidence)
+            low, high = percentile_interval(boot[:, col], confidence)
             rows.append({"model": model, "level": level, "mask": kind, "metric": metric,
                          "mean": float(mean[col]), "ci_low": low, "ci_high": high,
                          "n": int(np.sum(~np.isnan(flat[:, col])))})
     for (ka, a), (kb, b) in itertools.combinations(enumerate(models), 2):
         for j, (level, kind, metric) in enumerate(index):
             ca, cb = ka * width + j, kb * width + j
-            low, high = _interval(boot[:, cb] - boot[:, ca], confidence)
+            low, high = percentile_interval(boot[:, cb] - boot[:, ca], confidence)
             delta = float(mean[cb] - mean[ca])
             pairs.append({"model_a": a, "model_b": b, "level": level, "mask": kind, "metric": metric,
                           "delta": delta, "ci_low": low, "ci_high": high,
-                          "verdict": pair_verdict(low, high) if not math.isnan(low) else "indistinguishable"})
+                          "verdict": pair_verdict(low, high)})
     return rows, pairs
 
 

@@ -67,6 +67,7 @@ from tqdm import tqdm
 from core.artifacts import DATASETS, EVAL_DIR, MANIFEST_JSON, ResultsFileError, atomic_write_json, detect_dataset
 from core.config import display_name, model_rank
 from core.data.wider_gt import SETTINGS, WiderGT, WiderGTError, load_wider_gt
+from eval.ci import ci_verdict, percentile_interval
 from eval.predictions import PredictionFormatError, prediction_meta, read_predictions
 from eval.roots import confined_files
 from eval.widerface import counted_subsets, match_predictions, subset_name, subset_result
@@ -82,11 +83,7 @@ _CHUNK = 200  # resamples per sparse product: bounds memory at ~(sets x 7 x 1001
 
 def verdict(ci_low: float, ci_high: float) -> str:
     """B vs A: "better" if the whole CI is above 0, "worse" if below, else "indistinguishable"."""
-    if ci_low > 0:
-        return "better"
-    if ci_high < 0:
-        return "worse"
-    return "indistinguishable"
+    return ci_verdict(ci_low, ci_high, "better", "worse")
 
 
 def voc_ap_rows(recall: np.ndarray, precision: np.ndarray) -> np.ndarray:
@@ -159,8 +156,7 @@ def _as_sets(pred: PredictionSet | Sequence[PredictionSet], side: str) -> list[P
 def _summary(full: np.ndarray, boot: np.ndarray, confidence: float) -> dict[str, Any]:
     """full: (2,) AP of A and B on the full set; boot: (2, R) resampled APs."""
     deltas = boot[1] - boot[0]
-    tail = 100 * (1 - confidence) / 2
-    low, high = (float(v) for v in np.percentile(deltas, [tail, 100 - tail]))
+    low, high = percentile_interval(deltas, confidence)
     return {
         "ap_a": float(full[0]), "ap_b": float(full[1]), "delta": float(full[1] - full[0]),
         "ci_low": low, "ci_high": high, "se": float(np.std(deltas, ddof=1)) if len(deltas) > 1 else 0.0,

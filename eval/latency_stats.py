@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from core.config import ABLATION
+from eval.ci import ci_verdict, percentile_interval
 
 RESAMPLES = 2000
 LEVEL = 0.95
@@ -36,18 +37,12 @@ def bootstrap_median_ci(values: np.ndarray | list[float], resamples: int = RESAM
         return median, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
     medians = np.median(v[rng.integers(0, v.size, size=(resamples, v.size))], axis=1)
-    tail = 100.0 * (1.0 - level) / 2.0
-    low, high = np.percentile(medians, [tail, 100.0 - tail])
-    return median, float(low), float(high)
+    return (median, *percentile_interval(medians, level))
 
 
 def verdict(ci_low: float, ci_high: float) -> str:
     """"slower" / "faster" when the CI of a - b excludes 0, else "indistinguishable" (also without a CI)."""
-    if ci_low > 0:
-        return "slower"
-    if ci_high < 0:
-        return "faster"
-    return "indistinguishable"
+    return ci_verdict(ci_low, ci_high, "slower", "faster")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
+from eval.ci import ci_verdict
+
 LEVEL = 0.95
 
 
@@ -47,4 +49,4 @@ def difference_verdict(ci_low: float, ci_high: float) -> str:
     "single seed" when there is no CI."""
     if not (math.isfinite(ci_low) and math.isfinite(ci_high)):
         return "single seed"
-    return "higher" if ci_low > 0 else "lower" if ci_high < 0 else "indistinguishable"
+    return ci_verdict(ci_low, ci_high, "higher", "lower")
