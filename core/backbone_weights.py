@@ -14,7 +14,6 @@ written before PyTorch 0.4.1. `train.pretrain_backbone` writes exactly this form
 
 from __future__ import annotations
 
-import hashlib
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from core.checkpoint import CheckpointError
+from core.hashing import file_sha256
 
 PREFIX = "module."
 CLASSIFIER = "fc."
@@ -45,14 +45,6 @@ class BackboneWeightsInfo:
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "path": self.path, "sha256": self.sha256, "tensors": self.tensors}
-
-
-def file_sha256(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_backbone_state(path: Path | str) -> dict[str, torch.Tensor]:

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from core.backbone_weights import PREFIX, BackboneWeightsError, file_sha256
+from core.backbone_weights import PREFIX, BackboneWeightsError
 from core.detector import FeatherFace
+from core.hashing import file_sha256
 
 BRANCHES = {"conv3X3": "conv3x3", "conv5X5_1": "conv5x5_1", "conv5X5_2": "conv5x5_2", "conv7X7_2": "conv7x7_2",
             "conv7x7_3": "conv7x7_3"}

@@ -13,7 +13,6 @@ detections are those of batch 1.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +30,7 @@ from core.checkpoint import CheckpointError, load_checkpoint
 from core.data.widerface import LabelFormatError, read_image_list
 from core.detector import FeatherFace
 from core.device import select_device
+from core.hashing import file_sha256
 from core.image_input import rgb_to_model_tensor, to_rgb_uint8
 from core.inference import prepare_for_inference
 from core.onnx_export import OnnxExportError
@@ -300,14 +300,6 @@ def predict_to_dir(
             if on_image is not None:
                 on_image(skipped + written, len(entries))
     return PredictSummary(written=written, skipped=skipped, total=len(entries), out_dir=out_dir)
-
-
-def file_sha256(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_for_eval(network: str, weights: Path | str, device: str | torch.device | None = "auto") -> FeatherFace:

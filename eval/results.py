@@ -43,6 +43,7 @@ from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from core.config import ABLATION, COMPARED_MODELS, MODEL_CONFIGS
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.device import device_name, select_device
+from core.hashing import file_sha256
 from core.postprocess import NmsMethod
 from core.study_manifest import parse_run_name
 from eval.figures import FigureError, read_image_rgb, write_heatmap_figure
@@ -51,7 +52,6 @@ from eval.latency import check_csvs as check_latency_csvs
 from eval.predict import (
     PredictError,
     add_postprocess_args,
-    file_sha256,
     list_val_images,
     postprocess_kwargs,
     predict_to_dir,

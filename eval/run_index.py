@@ -8,12 +8,12 @@ A run.json that resolves outside its root (a symlink to a file elsewhere) is ski
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.artifacts import RUN_JSON, RunInfo, find_runs
+from core.hashing import file_sha256
 from eval.roots import SourceError, confine
 
 
@@ -35,7 +35,7 @@ def run_identity(info: RunInfo) -> str:
     run_id = info.meta.get("id")
     if isinstance(run_id, str) and run_id:
         return f"id:{run_id}"
-    return "sha256:" + hashlib.sha256((info.path / RUN_JSON).read_bytes()).hexdigest()
+    return "sha256:" + file_sha256(info.path / RUN_JSON)
 
 
 def index_runs(roots: Iterable[Path | str]) -> RunIndex:
