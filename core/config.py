@@ -8,8 +8,11 @@ Adding a variant means adding an entry here and nothing else.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -127,12 +130,17 @@ COMPARED_MODELS: tuple[str, ...] = tuple(name for name, cfg in MODEL_CONFIGS.ite
 UNKNOWN_COLOR = "#444444"
 
 
+def _lookup(table: Mapping[str, _T], name: str, kind: str) -> _T:
+    """table[name], or a KeyError that lists the valid names (a typo on a CLI says what would work)."""
+    try:
+        return table[name]
+    except KeyError:
+        raise KeyError(f"unknown {kind} {name!r}; choose one of {sorted(table)}") from None
+
+
 def get_config(name: str) -> ModelConfig:
     """Look a variant up by name, failing with the list of valid names."""
-    try:
-        return MODEL_CONFIGS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; choose one of {sorted(MODEL_CONFIGS)}") from None
+    return _lookup(MODEL_CONFIGS, name, "model")
 
 
 def display_name(model: str) -> str:
@@ -269,7 +277,5 @@ DEFAULT_RECIPE = "featherface"
 
 
 def get_recipe(name: str) -> TrainRecipe:
-    try:
-        return RECIPES[name]
-    except KeyError:
-        raise KeyError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}") from None
+    """Look a training recipe up by name, failing with the list of valid names."""
+    return _lookup(RECIPES, name, "recipe")
