@@ -55,7 +55,13 @@ from core.hashing import file_sha256
 from core.overlay import upsample_mask
 from eval.ci import ci_verdict, percentile_interval
 from eval.predict import PredictError, list_val_images, read_rgb
-from eval.results import WeightsError, display_path, resolve_all_weights, resolve_weights
+from eval.results import (
+    WeightsError,
+    add_data_and_weights_args,
+    display_path,
+    resolve_all_weights,
+    resolve_weights,
+)
 
 ALL_LEVELS: tuple[str, ...] = (*STAGES, *LEVELS)
 MASK_KINDS: tuple[str, ...] = ("spatial", "hybrid")
@@ -350,9 +356,7 @@ def stats_figure(report: Mapping[str, Any], level: str, mask: str,
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.attention_stats",
                                      description="Heatmap quality per model and level over the val images.")
-    parser.add_argument("--data", required=True, type=Path, help="dataset root (val/wider_val.txt, ground_truth/)")
-    parser.add_argument("--weights-dir", required=True, type=Path,
-                        help="folder searched for Final.pth / <model>.pth, or a JSON manifest model -> checkpoint")
+    add_data_and_weights_args(parser)
     parser.add_argument("--out", required=True, type=Path, help=f"output JSON (e.g. results/{DEFAULT_OUT})")
     parser.add_argument("--models", nargs="+", default=list(COMPARED_MODELS), choices=sorted(MODEL_CONFIGS))
     parser.add_argument("--gt", type=Path, default=None, help="ground-truth .mat folder (default <data>/ground_truth)")

@@ -216,6 +216,13 @@ def resolve_all_weights(source: Path | str, models: Sequence[str], checkpoint: s
     return out
 
 
+def add_data_and_weights_args(parser: argparse.ArgumentParser) -> None:
+    """--data and --weights-dir, as every CLI that runs the compared models over val images reads them."""
+    parser.add_argument("--data", required=True, type=Path, help="dataset root (val/wider_val.txt, ground_truth/)")
+    parser.add_argument("--weights-dir", required=True, type=Path,
+                        help="folder searched for Final.pth / <model>.pth, or a JSON manifest model -> checkpoint")
+
+
 def _training_info(path: Path, ckpt: dict[str, Any]) -> tuple[int | None, int | None]:
     """(epochs, seed) from the checkpoint ("epochs"|"epoch", "seed"|args.seed), else run.json (max_epoch, seed).
 
@@ -367,9 +374,7 @@ def run_results(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.results",
                                      description="Predict + evaluate + latency + figures for the compared models.")
-    parser.add_argument("--data", required=True, type=Path, help="dataset root (val/wider_val.txt, ground_truth/)")
-    parser.add_argument("--weights-dir", required=True, type=Path,
-                        help="folder searched for Final.pth / <model>.pth, or a JSON manifest model -> checkpoint")
+    add_data_and_weights_args(parser)
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="default: from <data>/manifest.json")
     parser.add_argument("--gt", type=Path, default=None, help="ground-truth .mat folder (default <data>/ground_truth)")
