@@ -103,19 +103,28 @@ def _refused(path: Path, root: Path | str) -> str | None:
     return None
 
 
+def _read_table(path: Path, root: Path | str, columns: tuple[str, ...], required: tuple[str, ...],
+                absent: str) -> pd.DataFrame | Loaded:
+    """The validated CSV, or an empty `Loaded` (with `columns`) saying why there is none: refused path,
+    absent file (note `absent`, missing=True) or unreadable file."""
+    if refused := _refused(path, root):
+        return Loaded(pd.DataFrame(columns=list(columns)), errors=[refused])
+    if not path.is_file():
+        return Loaded(pd.DataFrame(columns=list(columns)), missing=True, notes=[absent])
+    try:
+        return read_results_csv(path, required)
+    except ResultsFileError as exc:
+        return Loaded(pd.DataFrame(columns=list(columns)), errors=[str(exc)])
+
+
 def load_comparison(results_root: Path | str) -> Loaded:
     """comparison_table.csv under the root, validated; errors/notes instead of exceptions."""
     path = Path(results_root) / COMPARISON_CSV
-    if refused := _refused(path, results_root):
-        return Loaded(pd.DataFrame(columns=list(COMPARISON_COLUMNS)), errors=[refused])
-    if not path.is_file():
-        return Loaded(pd.DataFrame(columns=list(COMPARISON_COLUMNS)), missing=True,
-                      notes=[f"{path}: not found. Run `python -m eval.results --data DATA --weights-dir runs` "
-                             "to evaluate the trained models."])
-    try:
-        frame = read_results_csv(path, COMPARISON_COLUMNS)
-    except ResultsFileError as exc:
-        return Loaded(pd.DataFrame(columns=list(COMPARISON_COLUMNS)), errors=[str(exc)])
+    frame = _read_table(path, results_root, COMPARISON_COLUMNS, COMPARISON_COLUMNS,
+                        f"{path}: not found. Run `python -m eval.results --data DATA --weights-dir runs` "
+                        "to evaluate the trained models.")
+    if isinstance(frame, Loaded):
+        return frame
     notes: list[str] = []
     frame = _numeric(frame, [*METRICS, "params", "latency_ms"], path, notes)
     frame["dataset"] = frame["dataset"].fillna("unknown").astype(str)
@@ -151,15 +160,10 @@ def load_latency(results_root: Path | str) -> Loaded:
     Files written before the CI columns existed load with those columns blank (no verdicts).
     """
     path = Path(results_root) / LATENCY_CSV
-    if refused := _refused(path, results_root):
-        return Loaded(pd.DataFrame(columns=list(LATENCY_COLUMNS)), errors=[refused])
-    if not path.is_file():
-        return Loaded(pd.DataFrame(columns=list(LATENCY_COLUMNS)), missing=True,
-                      notes=[f"{path}: not found (no latency saved yet)"])
-    try:
-        frame = read_results_csv(path, LATENCY_REQUIRED)
-    except ResultsFileError as exc:
-        return Loaded(pd.DataFrame(columns=list(LATENCY_COLUMNS)), errors=[str(exc)])
+    frame = _read_table(path, results_root, LATENCY_COLUMNS, LATENCY_REQUIRED,
+                        f"{path}: not found (no latency saved yet)")
+    if isinstance(frame, Loaded):
+        return frame
     notes: list[str] = []
     if "overhead_ci_low_ms" not in frame.columns:
         notes.append(f"{path}: written before confidence intervals were recorded; its differences carry no verdict")
@@ -174,15 +178,10 @@ def load_latency(results_root: Path | str) -> Loaded:
 def load_latency_runs(results_root: Path | str) -> Loaded:
     """latency_runs.csv (every timed run, long format) under the root; missing for older results."""
     path = Path(results_root) / LATENCY_RUNS_CSV
-    if refused := _refused(path, results_root):
-        return Loaded(pd.DataFrame(columns=list(LATENCY_RUN_COLUMNS)), errors=[refused])
-    if not path.is_file():
-        return Loaded(pd.DataFrame(columns=list(LATENCY_RUN_COLUMNS)), missing=True,
-                      notes=[f"{path}: not found (no per-run timings saved)"])
-    try:
-        frame = read_results_csv(path, LATENCY_RUN_COLUMNS)
-    except ResultsFileError as exc:
-        return Loaded(pd.DataFrame(columns=list(LATENCY_RUN_COLUMNS)), errors=[str(exc)])
+    frame = _read_table(path, results_root, LATENCY_RUN_COLUMNS, LATENCY_RUN_COLUMNS,
+                        f"{path}: not found (no per-run timings saved)")
+    if isinstance(frame, Loaded):
+        return frame
     notes: list[str] = []
     frame = _numeric(frame, ["round", "position", "ms"], path, notes)
     frame["session"] = frame["session"].astype(str)
