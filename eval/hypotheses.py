@@ -32,6 +32,7 @@ import pandas as pd
 
 from core.artifacts import dataset_label
 from core.config import CBAM, PARALLEL, SEQUENTIAL, display_name
+from eval.ci import UNDECIDED, ci_verdict
 from eval.roots import SourceError, confine
 from eval.seed_stats import welch_ci
 
@@ -71,11 +72,10 @@ class Effect:
         """"agrees", "opposes" (CI excludes 0 on the expected / other side), "includes 0" or "no CI"."""
         if not self.has_ci:
             return "no CI"
-        if self.ci_low > 0:
-            return "agrees" if self.expected == "higher" else "opposes"
-        if self.ci_high < 0:
-            return "agrees" if self.expected == "lower" else "opposes"
-        return "includes 0"
+        side = ci_verdict(self.ci_low, self.ci_high, "higher", "lower")
+        if side == UNDECIDED:
+            return "includes 0"
+        return "agrees" if side == self.expected else "opposes"
 
     def short_of_claim(self) -> bool:
         """The whole CI lies on the expected side but short of the claimed size."""
