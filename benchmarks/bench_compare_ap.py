@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_evaluator import synthetic_predictions
+from core.atomic import atomic_write_text
 from core.data.wider_gt import SETTINGS, GTImage, WiderGT, load_wider_gt
 from eval.compare_ap import _Counts, _resampled_ap, compare_predictions
 from eval.predictions import write_predictions
@@ -136,7 +137,7 @@ def main() -> int:
     ok = same and zero and diff <= 1e-12 and statistics.median(times) <= 10
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+        atomic_write_text(args.out, "\n".join(lines) + "\n")
     return 0 if ok else 1
 
 

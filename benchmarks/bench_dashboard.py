@@ -27,6 +27,7 @@ from pathlib import Path
 
 from selenium.webdriver.common.by import By
 
+from core.atomic import atomic_write_text
 from tests.test_dashboard_browser import (
     _STATE_JS,
     CHROMIUM,
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
+        atomic_write_text(args.out, report)
     return 0
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.atomic import atomic_write_text
 from core.data.wider_gt import SETTINGS, WiderGT, load_wider_gt
 from eval.predictions import read_predictions, write_predictions
 from eval.widerface import evaluate
@@ -117,7 +118,7 @@ def main() -> int:
 
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+        atomic_write_text(args.out, "\n".join(lines) + "\n")
     return 0 if ok else 1
 
 

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from core.atomic import atomic_write_text
 from core.data.widerface import read_labels
 
 FACE20 = "78 221 7 8 79.0 223.0 0.0 83.0 223.0 0.0 81.0 225.0 0.0 79.0 227.0 0.0 83.0 227.0 0.0 0.5"
@@ -72,7 +73,7 @@ def main() -> int:
     say(f"load average {' / '.join(f'{v:.2f}' for v in os.getloadavg())} at end")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(report) + "\n", encoding="utf-8")
+        atomic_write_text(args.out, "\n".join(report) + "\n")
     return 0
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from core.anchors import generate_anchors
+from core.atomic import atomic_write_text
 from core.data.augment import TrainTransform
 from core.data.dataset import WiderFaceDetection, detection_collate
 from core.data.synth import generate_dataset
@@ -119,7 +120,7 @@ def main() -> None:
     print(text, end="")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        atomic_write_text(args.out, text)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from core.atomic import atomic_write_text
 from core.config import MODEL_CONFIGS
 from core.detector import FeatherFace
 from core.image_input import rgb_to_model_tensor
@@ -243,7 +244,7 @@ def main() -> int:
         "machine (figure from the issue, not re-measured here).")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+        atomic_write_text(args.out, "\n".join(lines) + "\n")
     return 0
 
 

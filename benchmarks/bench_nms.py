@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.atomic import atomic_write_text
 from core.postprocess import nms
 from tests.test_nms import oracle_nms
 
@@ -98,7 +99,7 @@ def main() -> int:
     print(report, end="")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
+        atomic_write_text(args.out, report)
     return 0
 
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from core.atomic import atomic_write_text
 from core.config import COMPARED_MODELS
 from core.data.augment import TrainTransform
 from core.data.dataset import WiderFaceDetection, detection_collate
@@ -163,7 +164,7 @@ def main() -> None:
     print(text, end="")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        atomic_write_text(args.out, text)
 
 
 if __name__ == "__main__":
