@@ -240,7 +240,8 @@ def main() -> int:
     level = fastest.rsplit(" ", 1)[-1] if use_ort else "all"
     say(f"## Goal: every FeatherFace variant on its fastest path vs {BASELINE}")
     say(f"fastest path in the steps above: {fastest}" + ("" if use_ort else
-        " (the goal table still times ONNX Runtime native DeformConv, opt all, for every variant)"))
+        " (the goal table times the project's ONNX Runtime backend, native DeformConv, opt all, for every "
+        "variant; see the 1-thread control for the other runtimes without thread contention)"))
     goal: dict[str, Run] = {
         f"{BASELINE} eager PyTorch": torch_run(baseline, x),
         f"{BASELINE} PyTorch, BN folded + channels-last": eager_default(baseline, x),
@@ -259,12 +260,6 @@ def main() -> int:
     eager_over_ort = float(np.median(eager_t / ort_t))
     quiet = QUIET_EAGER_MS / QUIET_ORT_MS
     loaded = eager_over_ort > 1.5 * quiet
-    say(f"load check: here the baseline's eager PyTorch takes {eager_over_ort:.1f}x its own ONNX Runtime time; "
-        f"issue 12 measured {QUIET_EAGER_MS} / {QUIET_ORT_MS} ms = {quiet:.1f}x on a quiet machine. "
-        + ("Load hits eager PyTorch's 2 synchronising threads far harder than ONNX Runtime, so the '/ eager' "
-           "column flatters every ONNX Runtime row and is not used for the verdict; the load-robust estimate is "
-           f"'/ its ORT' / {quiet:.1f} (runtime against the same runtime, scaled by the quiet-machine ratio)."
-           if loaded else "Consistent: the measured '/ eager' CI is used for the verdict."))
     verdicts = []
     for label, t in gtimes.items():
         r, lo, hi = ratio_ci(t, eager_t)
@@ -278,6 +273,12 @@ def main() -> int:
                 met = "goal " + ("met" if hi <= 1.0 else ("not met" if lo > 1.0 else "undecided (CI spans 1)"))
             verdicts.append(f"{label.split(' ', 1)[0]}: {r:.2f}x the baseline's eager median [{lo:.2f}, {hi:.2f}], "
                             f"{r_ort:.2f}x its ONNX Runtime median; {met}")
+    say(f"load check: here the baseline's eager PyTorch takes {eager_over_ort:.1f}x its own ONNX Runtime time; "
+        f"issue 12 measured {QUIET_EAGER_MS} / {QUIET_ORT_MS} ms = {quiet:.1f}x on a quiet machine. "
+        + ("Load hits eager PyTorch's 2 synchronising threads far harder than ONNX Runtime, so the '/ eager' "
+           "column flatters every ONNX Runtime row and is not used for the verdict; the load-robust estimate is "
+           f"'/ its ORT' / {quiet:.1f} (runtime against the same runtime, scaled by the quiet-machine ratio)."
+           if loaded else "Consistent: the measured '/ eager' CI is used for the verdict."))
     say("verdicts (goal: ratio to the baseline's eager PyTorch median <= 1):")
     for v in verdicts:
         say(f"  {v}")
