@@ -30,6 +30,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from core.atomic import atomic_write_text
 from core.config import MODEL_CONFIGS
 from core.inference import prepare_for_inference
 from core.layers.deform_conv import ModulatedDeformConv2d
@@ -321,8 +322,7 @@ def main() -> int:
             say(f"  of the Conv time, the 15 DCN offset/mask convs: {extra['offset_conv_median']:.2f} ms")
     say(f"(load average at the end {os.getloadavg()[0]:.2f})")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+        atomic_write_text(args.out, "\n".join(lines) + "\n")
     return 0
 
 

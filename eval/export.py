@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from core.atomic import atomic_write_bytes
 from core.checkpoint import CheckpointError, load_checkpoint
@@ -72,20 +73,30 @@ def export_model(
     dynamic: bool = False,
     dcn: str = "native",
     tolerance: float = TOLERANCE,
+    progress: bool = False,
 ) -> ExportReport:
-    """Export, check, verify against PyTorch on the sample, then write `out` atomically."""
+    """Export, check, verify against PyTorch on the sample, then write `out` atomically (tqdm with `progress`)."""
     import onnx
 
-    data = export_onnx_bytes(model, input_hw, dynamic=dynamic, dcn=dcn)
-    check_onnx(data)
-    runtime = OnnxRuntimeModel(data)
-    sizes = (tuple(input_hw), DYNAMIC_CHECK_HW) if dynamic else (tuple(input_hw),)
-    mean = model.cfg.bgr_mean
-    worst = max(max_output_diff(model, runtime, sample_input(hw, mean)) for hw in sizes)
-    if not worst <= tolerance:
-        raise OnnxExportError(f"ONNX Runtime outputs differ from PyTorch by {worst:.3g} (> {tolerance:g}) "
-                              f"on {SAMPLE_IMAGE.name}; nothing written")
-    atomic_write_bytes(out, data)
+    with tqdm(total=4, desc="export", unit="step", disable=not progress) as bar:
+        bar.set_postfix_str("tracing")
+        data = export_onnx_bytes(model, input_hw, dynamic=dynamic, dcn=dcn)
+        bar.update()
+        bar.set_postfix_str("onnx.checker")
+        check_onnx(data)
+        bar.update()
+        bar.set_postfix_str("ONNX Runtime vs PyTorch")
+        runtime = OnnxRuntimeModel(data)
+        sizes = (tuple(input_hw), DYNAMIC_CHECK_HW) if dynamic else (tuple(input_hw),)
+        mean = model.cfg.bgr_mean
+        worst = max(max_output_diff(model, runtime, sample_input(hw, mean)) for hw in sizes)
+        if not worst <= tolerance:
+            raise OnnxExportError(f"ONNX Runtime outputs differ from PyTorch by {worst:.3g} (> {tolerance:g}) "
+                                  f"on {SAMPLE_IMAGE.name}; nothing written")
+        bar.update()
+        bar.set_postfix_str("writing")
+        atomic_write_bytes(out, data)
+        bar.update()
     graph = onnx.load_from_string(data).graph
     return ExportReport(path=Path(out), bytes=len(data), nodes=len(graph.node),
                         deform_conv_nodes=sum(n.op_type == "DeformConv" for n in graph.node),
@@ -119,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         model = load_network(args.network, args.trained_model)
-        report = export_model(model, args.out, tuple(args.size), args.dynamic, args.dcn)
+        report = export_model(model, args.out, tuple(args.size), args.dynamic, args.dcn, progress=True)
     except (CheckpointError, OnnxExportError, KeyError) as exc:
         print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
