@@ -22,7 +22,6 @@ from eval.roots import iter_files
 
 PROGRESS_COLUMNS: tuple[str, ...] = ("run", "model", "seed", "state", "epochs", "max_epoch", "job_id", "log",
                                      "note")
-FINAL_WEIGHTS = Path("weights") / "Final.pth"
 
 
 @dataclass(frozen=True)
@@ -52,9 +51,13 @@ def _run_json(run_dir: Path) -> dict:
 
 
 def effective_state(manifest_state: str, run_dir: Path) -> str:
-    """The manifest's state, corrected by the run's files (Final.pth: done; run.json "failed": failed)."""
+    """The manifest's state, corrected by the run's files (run.json "finished": done; "failed": failed).
+
+    The trainer marks run.json finished right after writing Final.pth; the weights may have been moved
+    since (the shipped demo keeps them apart), which must not make a finished run train again.
+    """
     meta = _run_json(run_dir)
-    if (run_dir / FINAL_WEIGHTS).is_file() and meta.get("status") == "finished":
+    if meta.get("status") == "finished":
         return "done"
     if meta.get("status") == "failed":
         return "failed"

@@ -10,6 +10,7 @@ import pytest
 from core.artifacts import COMPARISON_COLUMNS, find_runs, read_results_csv
 from core.checkpoint import load_checkpoint
 from core.config import COMPARED_MODELS
+from eval.study_progress import study_progress
 from train import study
 from train.demo import main, parse_args, study_args
 
@@ -19,20 +20,30 @@ DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo"
 def test_shipped_demo_matches_its_manifest():
     manifest = json.loads((DEMO / "manifest.json").read_text())
     assert manifest["dataset"] == "synthetic" and "not WIDERFace" in manifest["note"]
+    models, seeds = manifest["models"], manifest["seeds"]
+    assert sorted(models) == sorted(COMPARED_MODELS) and len(seeds) >= 3  # every spread and verdict has data
+    expected = sorted((m, s) for m in models for s in seeds)
     table = read_results_csv(DEMO / "results" / "comparison_table.csv", COMPARISON_COLUMNS)
     assert set(table["dataset"]) == {"synthetic"}
-    by_model = table.set_index("model")
+    assert sorted(zip(table["model"], table["seed"], strict=True)) == expected  # one row per run
+    by_run = table.set_index(["model", "seed"])
+    assert sorted((r["model"], r["seed"]) for r in manifest["results"]) == expected
     for row in manifest["results"]:
-        assert by_model.loc[row["model"], "easy"] == pytest.approx(row["easy"])
-    for model in COMPARED_MODELS:
-        net, meta = load_checkpoint(DEMO / "weights" / f"{model}.pth", expected_name=model)
-        assert meta["epoch"] == manifest["epochs"]
-        assert (DEMO / "weights" / f"{model}.pth").stat().st_size < 3_000_000
+        assert by_run.loc[(row["model"], row["seed"]), "easy"] == pytest.approx(row["easy"])
+    for model, seed in expected:
+        path = DEMO / "weights" / f"{model}_s{seed}.pth"
+        net, meta = load_checkpoint(path, expected_name=model)
+        assert meta["epoch"] == manifest["epochs"] and meta["args"]["seed"] == seed
+        assert meta["args"]["img_size"] == manifest["img_size"] and path.stat().st_size < 3_000_000
     runs, warnings = find_runs(DEMO / "runs")
     assert not warnings
-    assert sorted(r.model for r in runs) == sorted(COMPARED_MODELS)
+    assert sorted((r.model, r.seed) for r in runs) == expected
     assert {r.dataset for r in runs} == {"synthetic"}
     assert all(list(r.path.glob("events.out.tfevents.*")) for r in runs)
+    progress = study_progress(DEMO / "runs")  # the study that built it: every run done, every epoch reached
+    assert progress.complete and set(progress.table["epochs"]) == {manifest["epochs"]}
+    sizes = {p.name: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in DEMO.iterdir() if p.is_dir()}
+    assert sizes == manifest["shipped_bytes"] and sum(sizes.values()) < 40_000_000
 
 
 def test_demo_is_a_study_preset_with_the_recorded_settings(tmp_path):

@@ -147,7 +147,7 @@ def test_missing_weights_and_missing_image_list(tiny, tmp_path, capsys):
     assert "wider_val.txt" in capsys.readouterr().err
 
 
-DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "demo" / "weights" / "eca_cbam.pth"
+DEMO_WEIGHTS = Path(__file__).resolve().parents[1] / "assets" / "demo" / "weights" / "eca_cbam_s0.pth"
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +203,7 @@ def test_batched_prediction_gives_batch_one_detections_and_the_same_wider_ap(sam
             np.testing.assert_allclose(_canonical(many[event][name], 0.1), _canonical(rows, 0.1), atol=1e-3, rtol=0)
     gt = load_wider_gt(same_sizes / "ground_truth")
     ap_one = evaluate(one, gt).ap
-    assert ap_one["easy"] > 0.5
+    assert ap_one["easy"] > 0.05  # the demo weights find faces here (0.11), so equal AP is not 0 == 0
     assert evaluate(many, gt).ap == ap_one
 
     summary = predict_to_dir(model, same_sizes, tmp_path / "pred", progress=False, batch_size=4)

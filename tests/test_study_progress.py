@@ -19,7 +19,7 @@ from core.study_manifest import (
     write_manifest,
 )
 from eval.event_files import EventCache
-from eval.study_progress import find_studies, format_progress, studies_progress, study_progress
+from eval.study_progress import effective_state, find_studies, format_progress, studies_progress, study_progress
 
 
 def fake_run(study: Path, name: str, epochs: int, status: str | None, max_epoch: int = 5,
@@ -108,3 +108,10 @@ def test_studies_found_under_the_roots_and_a_broken_one_is_a_warning(study: Path
     assert [p.study_dir for p in found] == [study]  # found once though two roots hold it
     assert len(warnings) == 1 and "bad/study.json: unreadable study manifest" in warnings[0]
     assert find_studies([tmp_path / "missing"]) == ([], [])
+
+
+def test_a_finished_run_whose_weights_were_moved_stays_done(tmp_path: Path) -> None:
+    fake_run(tmp_path, "cbam_s0", 3, "finished", max_epoch=3)  # no weights/ (the demo ships them apart)
+    assert effective_state("pending", tmp_path / "cbam_s0") == "done"
+    fake_run(tmp_path, "cbam_s1", 1, "running")
+    assert effective_state("done", tmp_path / "cbam_s1") == "pending"  # launcher said done, files say not

@@ -24,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +39,7 @@ from core.artifacts import (
 )
 from core.config import COMPARED_MODELS, MODEL_CONFIGS
 from core.data.synth import generate_dataset
-from core.study_manifest import run_name
+from core.study_manifest import read_manifest, run_name
 from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP
 from train import study
 
@@ -58,13 +57,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-size", type=int, default=384, help="longest side of the synthetic images")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds per model")
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--img-size", type=int, default=192)
+    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--img-size", type=int, default=160)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--eval-every", type=int, default=4)
+    p.add_argument("--eval-every", type=int, default=8)
     p.add_argument("--models", nargs="+", default=list(COMPARED_MODELS), choices=list(MODEL_CONFIGS))
     p.add_argument("--parallel", type=int, default=3, help="runs at a time, one thread each (default 3)")
+    p.add_argument("--attention-images", type=int, default=16,
+                   help="val images (first N with faces) for eval.attention_stats (default 16: it times 9 models)")
+    p.add_argument("--latency-rounds", type=int, default=DEFAULT_ROUNDS,
+                   help=f"interleaved latency rounds (default {DEFAULT_ROUNDS}; fewer on a loaded machine, recorded)")
     p.add_argument("--latency-threads", type=int, default=2,
                    help="CPU threads for the interleaved latency rounds (fixed and recorded; default 2)")
     p.add_argument("--eval-only", action="store_true",
@@ -91,9 +94,16 @@ def ensure_data(args: argparse.Namespace) -> None:
                          max_size=args.max_size, workers=2, progress=True)
 
 
+def training_minutes(study_dir: Path) -> float | None:
+    """Wall time of the study from study.json: first run started to last run ended (resumed builds included)."""
+    runs = read_manifest(study_dir).runs.values()
+    starts = [datetime.fromisoformat(r.started) for r in runs if r.started]
+    ends = [datetime.fromisoformat(r.ended) for r in runs if r.ended]
+    return round((max(ends) - min(starts)).total_seconds() / 60, 1) if starts and ends else None
+
+
 def train_and_collect(args: argparse.Namespace) -> dict:
     """Synthetic data, the study, final weights moved to <out>/weights; returns the manifest fields."""
-    started = time.time()
     ensure_data(args)
     code = study.main(study_args(args))
     if code != 0:
@@ -116,7 +126,7 @@ def train_and_collect(args: argparse.Namespace) -> dict:
         "study_command": "python -m train.study " + " ".join(study_args(args)),
         **{k: getattr(args, k) for k in SETTINGS}, "data": str(args.data),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "training_minutes": round((time.time() - started) / 60, 1),
+        "training_minutes": training_minutes(args.out / STUDY_NAME),
     }
 
 
@@ -140,23 +150,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         ensure_data(args)
     else:
         manifest = train_and_collect(args)
+        atomic_write_json(manifest_path, manifest)  # an interrupted evaluation can be finished with --eval-only
     results, weights = args.out / "results", args.out / "weights"
     for old in (LATENCY_CSV, LATENCY_RUNS_CSV):  # a demo build re-measures: one latency session, not appended
         (results / old).unlink(missing_ok=True)
     load_before = os.getloadavg()[0]
     subprocess.run([sys.executable, "-m", "eval.results", "--data", str(args.data), "--weights-dir", str(weights),
                     "--out", str(results), "--models", *args.models, "--all-seeds", "--figures-per-model",
-                    "--threads", str(args.latency_threads), "--image", "assets/samples/astronaut.png"], check=True)
+                    "--rounds", str(args.latency_rounds), "--threads", str(args.latency_threads),
+                    "--image", "assets/samples/astronaut.png"], check=True)
     # AP differences need the predictions (paired image bootstrap), so they run before those are deleted.
     subprocess.run([sys.executable, "-m", "eval.compare_ap", "--results", str(results)], check=True)
     subprocess.run([sys.executable, "-m", "eval.attention_stats", "--data", str(args.data),
                     "--weights-dir", str(weights), "--models", *args.models, "--all-seeds",
+                    "--limit", str(args.attention_images),
                     "--out", str(results / "attention_stats.json"), "--threads", str(args.latency_threads)],
                    check=True)
     shutil.rmtree(results / "predictions")  # megabytes of text, reproducible from the weights
     table = read_results_csv(results / COMPARISON_CSV, COMPARISON_COLUMNS)
     manifest["evaluated"] = datetime.now(UTC).isoformat(timespec="seconds")
-    manifest["latency"] = {"rounds": DEFAULT_ROUNDS, "warmup_rounds": DEFAULT_WARMUP,
+    manifest["attention_images"] = args.attention_images
+    manifest["latency"] = {"rounds": args.latency_rounds, "warmup_rounds": DEFAULT_WARMUP,
                            "threads": args.latency_threads, "input": "1x3x640x640",
                            "method": "interleaved rounds, paired per-round differences, 95% bootstrap CIs",
                            "load_average_1min": {"eval_start": round(load_before, 2),
