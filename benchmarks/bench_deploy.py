@@ -251,34 +251,43 @@ def main() -> int:
     sessions = {n: ort_session(models[n], args.threads, level) for n in FEATHERFACE}
     for n in FEATHERFACE:
         goal[f"{n} ONNX Runtime, native DeformConv, opt {level}"] = ort_run(sessions[n], xn)
+    if args.openvino:  # the other runtime, against its own baseline too
+        for n in (BASELINE, *FEATHERFACE):
+            goal[f"{n} OpenVINO"] = openvino_run(models[n], x, args.threads)[0]
     with torch.inference_mode():
         goal_diffs = {label: max_abs_diff(refs[label.split(" ", 1)[0]], outputs(run())) for label, run in goal.items()}
     gtimes = interleave(goal, args.rounds, args.warmup)
     eager_t = gtimes[f"{BASELINE} eager PyTorch"]
     ort_t = gtimes[f"{BASELINE} ONNX Runtime, opt all"]
+    ov_t = gtimes.get(f"{BASELINE} OpenVINO")
     say(f"{'configuration':<62}{'median ms [95% CI]':>26}{'':>19}{'/ eager':>8}{'[95% CI]':>16}"
-        f"{'/ its ORT':>10}{'max|diff|':>11}")
+        f"{'/ same rt':>10}{'max|diff|':>11}")
     eager_over_ort = float(np.median(eager_t / ort_t))
     quiet = QUIET_EAGER_MS / QUIET_ORT_MS
     loaded = eager_over_ort > 1.5 * quiet
     verdicts = []
     for label, t in gtimes.items():
         r, lo, hi = ratio_ci(t, eager_t)
-        r_ort = float(np.median(t / ort_t))
+        same = ov_t if "OpenVINO" in label else ort_t if "ONNX Runtime" in label else eager_t
+        r_ort = float(np.median(t / same))
         say(f"{label:<62}{median_ci(t)}{r:8.2f} [{lo:5.2f}, {hi:5.2f}]{r_ort:10.2f}{goal_diffs[label]:11.1e}")
-        if label.split(" ", 1)[0] in FEATHERFACE:
+        if label.split(" ", 1)[0] in FEATHERFACE and "OpenVINO" not in label:
             if loaded:
                 est = r_ort / quiet
                 met = f"quiet-machine estimate {est:.2f}x -> goal {'met' if est <= 1.0 else 'not met'}"
             else:
                 met = "goal " + ("met" if hi <= 1.0 else ("not met" if lo > 1.0 else "undecided (CI spans 1)"))
-            verdicts.append(f"{label.split(' ', 1)[0]}: {r:.2f}x the baseline's eager median [{lo:.2f}, {hi:.2f}], "
-                            f"{r_ort:.2f}x its ONNX Runtime median; {met}")
+            variant = label.split(" ", 1)[0]
+            ov_note = (f" (OpenVINO: {float(np.median(gtimes[f'{variant} OpenVINO'] / ov_t)):.2f}x its OpenVINO "
+                       "median)" if ov_t is not None else "")
+            verdicts.append(f"{variant}: {r:.2f}x the baseline's eager median [{lo:.2f}, {hi:.2f}], "
+                            f"{r_ort:.2f}x its ONNX Runtime median; {met}{ov_note}")
     say(f"load check: here the baseline's eager PyTorch takes {eager_over_ort:.1f}x its own ONNX Runtime time; "
         f"issue 12 measured {QUIET_EAGER_MS} / {QUIET_ORT_MS} ms = {quiet:.1f}x on a quiet machine. "
         + ("Load hits eager PyTorch's 2 synchronising threads far harder than ONNX Runtime, so the '/ eager' "
            "column flatters every ONNX Runtime row and is not used for the verdict; the load-robust estimate is "
-           f"'/ its ORT' / {quiet:.1f} (runtime against the same runtime, scaled by the quiet-machine ratio)."
+           f"'/ same rt' / {quiet:.1f} (a runtime against the baseline in the same runtime, scaled by the "
+           "quiet-machine ratio)."
            if loaded else "Consistent: the measured '/ eager' CI is used for the verdict."))
     say("verdicts (goal: ratio to the baseline's eager PyTorch median <= 1):")
     for v in verdicts:
