@@ -139,7 +139,7 @@ class FeatherFace(nn.Module):
 
         NMS uses RetinaFace's +1 pixel rule unless `nms_method="torchvision"`; `top_k` / `keep_top_k`
         cap the boxes before / after NMS (0 = no cap), see `core.postprocess.postprocess`.
-        `backend="onnxruntime"` runs the forward pass in an ONNX Runtime session exported from this
+        `backend="onnxruntime"` / `"openvino"` runs the forward pass in a runtime made from this
         model (cached until its weights change, see `core.onnx_runtime.runtime_for`); pre- and
         post-processing are the same code either way.
         """
@@ -175,7 +175,7 @@ class FeatherFace(nn.Module):
             check_backend(backend)
             if with_masks:
                 raise ValueError("attention masks come from the PyTorch forward pass; use backend='torch'")
-            forward = runtime_for(self)
+            forward = runtime_for(self, backend=backend)
         if with_masks and not self.has_attention:
             what = "the no-attention ablation" if self.cfg.neck == "bifpn" else "a baseline without attention"
             raise AttentionUnavailableError(

@@ -17,7 +17,8 @@ from torch import nn
 
 from core.onnx_export import INPUT_NAME, OUTPUT_NAMES, DcnExport, export_onnx_bytes
 
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+"""openvino: `core.openvino_runtime.OpenVinoModel`, same call; fastest at 2 threads (deploy_latency.txt)."""
 OPT_LEVELS: tuple[str, ...] = ("disable", "basic", "extended", "all")
 
 
@@ -85,13 +86,14 @@ class OnnxRuntimeModel:
         return self.session.end_profiling()
 
 
-_SESSIONS: weakref.WeakKeyDictionary[nn.Module, dict[int, tuple[tuple, OnnxRuntimeModel]]] = (
+_SESSIONS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, int], tuple[tuple, object]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def runtime_for(model: nn.Module, threads: int | None = None) -> OnnxRuntimeModel:
-    """A dynamic-shape session for `model`, cached per model and thread count until its weights change.
+def runtime_for(model: nn.Module, threads: int | None = None, backend: str = "onnxruntime"):
+    """A dynamic-shape session of `backend` ("onnxruntime" or "openvino") for `model`, cached per model,
+    backend and thread count until its weights change.
 
     The cache key includes every parameter's and buffer's storage and in-place version counter, so a
     training step or `load_state_dict` re-exports instead of silently running stale weights.
@@ -99,8 +101,16 @@ def runtime_for(model: nn.Module, threads: int | None = None) -> OnnxRuntimeMode
     threads = int(threads) if threads else torch.get_num_threads()
     fingerprint = tuple((t.data_ptr(), t._version) for t in (*model.parameters(), *model.buffers()))
     per_model = _SESSIONS.setdefault(model, {})
-    cached = per_model.get(threads)
+    key = (check_backend(backend), threads)
+    cached = per_model.get(key)
     if cached is None or cached[0] != fingerprint:
-        cached = (fingerprint, OnnxRuntimeModel.from_model(model, threads))
-        per_model[threads] = cached
+        if backend == "openvino":
+            from core.openvino_runtime import OpenVinoModel
+
+            cached = (fingerprint, OpenVinoModel(model, threads))
+        elif backend == "onnxruntime":
+            cached = (fingerprint, OnnxRuntimeModel.from_model(model, threads))
+        else:
+            raise ValueError("the torch backend is the model itself")
+        per_model[key] = cached
     return cached[1]

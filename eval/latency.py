@@ -244,12 +244,17 @@ def for_backend(
 ) -> dict[str, Forward]:
     """The models as `backend` forwards: unchanged for "torch"; for "onnxruntime", ONNX Runtime sessions
     (native DeformConv, all graph optimisations, `threads` intra-op threads, default torch's setting)
-    exported from them, fixed to `input_hw` at batch 1 so every shape is folded, else dynamic."""
+    exported from them, fixed to `input_hw` at batch 1 so every shape is folded, else dynamic; for
+    "openvino", compiled OpenVINO models made the same way."""
     if check_backend(backend) == "torch":
         return dict(models)
     fixed = input_hw if batch == 1 else None
-    return {name: OnnxRuntimeModel.from_model(m, threads or torch.get_num_threads(), input_hw=fixed)
-            for name, m in models.items()}
+    threads = threads or torch.get_num_threads()
+    if backend == "openvino":
+        from core.openvino_runtime import OpenVinoModel
+
+        return {name: OpenVinoModel(m, threads, input_hw=fixed) for name, m in models.items()}
+    return {name: OnnxRuntimeModel.from_model(m, threads, input_hw=fixed) for name, m in models.items()}
 
 
 def format_rows(rows: Sequence[dict[str, Any]]) -> str:
@@ -280,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads, fixed for the session and recorded (default: torch's choice)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="PyTorch eager (default) or ONNX Runtime with native DeformConv (CPU)")
+                        help="PyTorch eager (default), ONNX Runtime with native DeformConv, or OpenVINO (CPU)")
     parser.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="time the plain eval model instead of the BN-folded inference copy")
     parser.add_argument("--out", type=Path, default=DEFAULT_CSV,

@@ -357,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--overwrite", action="store_true", help="rewrite every file instead of resuming")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="forward pass in PyTorch (default) or ONNX Runtime (CPU, exported in memory)")
+                        help="forward pass in PyTorch (default), ONNX Runtime or OpenVINO (CPU, converted in memory)")
     parser.add_argument("--batch-size", type=int, default=1,
                         help="predict up to N images of equal size together (torch backend; worth it on a GPU; "
                              "outputs as batch 1; default 1)")

@@ -34,16 +34,17 @@ def trained() -> torch.nn.Module:
     return model.eval()
 
 
-def test_same_wider_ap_through_either_backend(synth_val, trained):
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_same_wider_ap_through_either_backend(synth_val, trained, backend):
     gt = load_wider_gt(synth_val / "ground_truth")
-    preds = {b: predict_split(trained, synth_val, backend=b) for b in ("torch", "onnxruntime")}
+    preds = {b: predict_split(trained, synth_val, backend=b) for b in ("torch", backend)}
     ap = {b: evaluate(p, gt).ap for b, p in preds.items()}
     assert ap["torch"]["hard"] > 0.05, ap  # a (barely) trained detector on this set (0.10), not 0 == 0
     for setting in ("easy", "medium", "hard"):
-        assert abs(ap["torch"][setting] - ap["onnxruntime"][setting]) <= 1e-4, (setting, ap)
+        assert abs(ap["torch"][setting] - ap[backend][setting]) <= 1e-4, (setting, ap)
     for event, images in preds["torch"].items():
         for name, rows in images.items():
-            other = preds["onnxruntime"][event][name]
+            other = preds[backend][event][name]
             assert rows.shape == other.shape
             np.testing.assert_allclose(other[:, 4], rows[:, 4], atol=1e-5)  # both sorted by score
             # near-equal scores may swap places, so match rows as sets: every box has its twin

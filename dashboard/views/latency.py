@@ -31,7 +31,8 @@ from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, for_backend, measure_se
 from eval.latency_stats import paired_difference, precision_note
 from eval.model_loading import random_option
 
-BACKEND_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime (CPU, native DeformConv)"}
+BACKEND_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime (CPU, native DeformConv)",
+                 "openvino": "OpenVINO (CPU)"}
 RESULT_KEY = "lat_result"
 SAVE_MSG_KEY = "lat_save_message"
 NAMES = {m: display_name(m) for m in MODEL_CONFIGS}
