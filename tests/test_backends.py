@@ -97,3 +97,14 @@ def test_for_backend_keeps_torch_models_and_exports_the_rest():
         ref = model(x)
     for a, b in zip(ref, session(x), strict=True):  # batch 2: a dynamic export
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+
+
+def test_for_backend_openvino_dynamic_shapes():
+    model = realistic_model("eca_cbam", seed=3)
+    compiled = for_backend({"eca_cbam": model}, "openvino", threads=1, input_hw=(64, 64), batch=2)["eca_cbam"]
+    assert compiled.threads == 1
+    x = torch.randn(2, 3, 72, 100) * 60
+    with torch.inference_mode():
+        ref = model(x)
+    for a, b in zip(ref, compiled(x), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
