@@ -47,7 +47,8 @@ def test_shipped_demo_matches_its_manifest():
 
 
 def test_demo_is_a_study_preset_with_the_recorded_settings(tmp_path):
-    args = parse_args(["--out", str(tmp_path), "--epochs", "3", "--img-size", "128", "--seeds", "4", "5"])
+    args = parse_args(["--out", str(tmp_path), "--epochs", "3", "--img-size", "128", "--seeds", "4", "5",
+                       "--lr-steps", "2"])
     argv = study_args(args)
     parsed, train_flags = study.build_parser().parse_known_args(argv)
     assert parsed.models == list(COMPARED_MODELS) and parsed.seeds == [4, 5] and parsed.executor == "local"
@@ -55,7 +56,7 @@ def test_demo_is_a_study_preset_with_the_recorded_settings(tmp_path):
     plan = study.make_plan(parsed, train_flags)
     command = " ".join(plan.command("eca_cbam_parallel", 5))
     assert "--network eca_cbam_parallel" in command and "--seed 5" in command and "--max-epoch 3" in command
-    assert "--img-size 128" in command and "--device cpu" in command
+    assert "--img-size 128" in command and "--device cpu" in command and "--lr-steps 2 " in command
     assert "--resume auto" in command  # a killed demo build continues where it stopped
 
 

@@ -45,7 +45,7 @@ from train import study
 
 STUDY_NAME = "runs"  # the study folder under --out: <out>/runs/<model>_s<seed>
 SETTINGS = ("num_train", "num_val", "max_size", "seed", "seeds", "epochs", "batch_size", "img_size", "lr",
-            "eval_every", "models")
+            "lr_steps", "eval_every", "models")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -57,11 +57,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--max-size", type=int, default=384, help="longest side of the synthetic images")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic set")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds per model")
-    p.add_argument("--epochs", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--img-size", type=int, default=160)
+    p.add_argument("--img-size", type=int, default=192)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--eval-every", type=int, default=8)
+    p.add_argument("--lr-steps", type=int, nargs="+", default=[15, 18], metavar="EPOCH",
+                   help="LR x0.1 after these epochs (default 15 18): the recipe's milestones scaled to a short run "
+                        "(190/350, 220/350) drop the LR before a small model has taken off")
+    p.add_argument("--eval-every", type=int, default=4)
     p.add_argument("--models", nargs="+", default=list(COMPARED_MODELS), choices=list(MODEL_CONFIGS))
     p.add_argument("--parallel", type=int, default=3, help="runs at a time, one thread each (default 3)")
     p.add_argument("--attention-images", type=int, default=16,
@@ -83,7 +86,8 @@ def study_args(args: argparse.Namespace) -> list[str]:
         "--out", str(args.out), "--name", STUDY_NAME, "--executor", "local", "--parallel", str(args.parallel),
         "--threads-per-run", "1", "--no-progress",
         "--max-epoch", str(args.epochs), "--batch-size", str(args.batch_size), "--img-size", str(args.img_size),
-        "--lr", str(args.lr), "--warmup-epochs", "1", "--eval-every", str(args.eval_every),
+        "--lr", str(args.lr), "--lr-steps", *map(str, args.lr_steps), "--warmup-epochs", "1",
+        "--eval-every", str(args.eval_every),
         "--eval-size", str(args.max_size), "--workers", "0", "--device", "cpu",
     ]
 
