@@ -18,7 +18,12 @@ import torch
 from torch import nn
 
 from core.inference import prepare_for_inference
-from core.layers.deform_conv import ModulatedDeformConv2d, deform_conv2d_grid_sample
+from core.layers.deform_conv import (
+    DeformConvStandIn,
+    ModulatedDeformConv2d,
+    deform_conv2d_grid_sample,
+    swap_deform_convs,
+)
 
 OPSET = 19
 INPUT_NAME = "input"
@@ -45,19 +50,12 @@ class _DeformConvOp(torch.autograd.Function):
                     strides_i=[1, 1], dilations_i=[1, 1], group_i=1, offset_group_i=1)
 
 
-class NativeDeformConv(nn.Module):
+class NativeDeformConv(DeformConvStandIn):
     """Export-only stand-in for a `ModulatedDeformConv2d`: same weights, same function, one ONNX node."""
 
-    def __init__(self, dcn: ModulatedDeformConv2d) -> None:
-        super().__init__()
-        self.offset_mask = dcn.offset_mask
-        self.weight = dcn.weight
-        bias = dcn.bias if dcn.bias is not None else torch.zeros(dcn.weight.shape[0], dtype=dcn.weight.dtype)
-        self.register_buffer("bias", bias.detach().clone(), persistent=False)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        om = self.offset_mask(x)
-        return _DeformConvOp.apply(x, self.weight, om[:, :18], self.bias, torch.sigmoid(om[:, 18:]))
+        offset, mask = self.offsets_and_mask(x)
+        return _DeformConvOp.apply(x, self.weight, offset, self.bias, mask)
 
 
 def export_ready(model: nn.Module, dcn: DcnExport = "native") -> nn.Module:
@@ -68,12 +66,7 @@ def export_ready(model: nn.Module, dcn: DcnExport = "native") -> nn.Module:
     for module in ready.modules():
         if isinstance(module, ModulatedDeformConv2d):
             module.kernel = "grid_sample"
-    if dcn == "native":
-        for parent in list(ready.modules()):
-            for name, child in parent.named_children():
-                if isinstance(child, ModulatedDeformConv2d):
-                    setattr(parent, name, NativeDeformConv(child))
-    return ready
+    return swap_deform_convs(ready, NativeDeformConv) if dcn == "native" else ready
 
 
 def export_onnx_bytes(

@@ -14,22 +14,15 @@ import torch
 from torch import nn
 
 from core.inference import prepare_for_inference
-from core.layers.deform_conv import ModulatedDeformConv2d
+from core.layers.deform_conv import DeformConvStandIn, swap_deform_convs
 
 
-class TorchvisionOpDeformConv(nn.Module):
+class TorchvisionOpDeformConv(DeformConvStandIn):
     """Trace-only stand-in for a `ModulatedDeformConv2d`: the same function as one torchvision op call."""
 
-    def __init__(self, dcn: ModulatedDeformConv2d) -> None:
-        super().__init__()
-        self.offset_mask = dcn.offset_mask
-        self.weight = dcn.weight
-        bias = dcn.bias if dcn.bias is not None else torch.zeros(dcn.weight.shape[0], dtype=dcn.weight.dtype)
-        self.register_buffer("bias", bias.detach().clone(), persistent=False)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        om = self.offset_mask(x)
-        return torch.ops.torchvision.deform_conv2d(x, self.weight, om[:, :18], torch.sigmoid(om[:, 18:]), self.bias,
+        offset, mask = self.offsets_and_mask(x)
+        return torch.ops.torchvision.deform_conv2d(x, self.weight, offset, mask, self.bias,
                                                    1, 1, 1, 1, 1, 1, 1, 1, True)
 
 
@@ -38,11 +31,7 @@ def trace_ready(model: nn.Module) -> nn.Module:
     import torchvision  # noqa: F401 - registers torch.ops.torchvision before tracing (importing while tracing fails)
 
     ready = prepare_for_inference(model, channels_last=False).cpu().to(memory_format=torch.contiguous_format)
-    for parent in list(ready.modules()):
-        for name, child in parent.named_children():
-            if isinstance(child, ModulatedDeformConv2d):
-                setattr(parent, name, TorchvisionOpDeformConv(child))
-    return ready
+    return swap_deform_convs(ready, TorchvisionOpDeformConv)
 
 
 class OpenVinoModel:

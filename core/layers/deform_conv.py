@@ -83,3 +83,29 @@ class ModulatedDeformConv2d(nn.Module):
             return deform_conv2d(x, offset.contiguous(), self.weight, self.bias, padding=1,
                                  mask=mask.contiguous())
         return deform_conv2d_grid_sample(x, offset, mask, self.weight, self.bias, padding=1)
+
+
+class DeformConvStandIn(nn.Module):
+    """Base of the export- and trace-time replacements of a `ModulatedDeformConv2d` (ONNX's native
+    DeformConv, OpenVINO's torchvision op): shares its weights and offset/mask conv, and always holds a
+    bias tensor, since those runtime ops take one."""
+
+    def __init__(self, dcn: ModulatedDeformConv2d) -> None:
+        super().__init__()
+        self.offset_mask = dcn.offset_mask
+        self.weight = dcn.weight
+        bias = dcn.bias if dcn.bias is not None else torch.zeros(dcn.weight.shape[0], dtype=dcn.weight.dtype)
+        self.register_buffer("bias", bias.detach().clone(), persistent=False)
+
+    def offsets_and_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        om = self.offset_mask(x)
+        return om[:, :18], torch.sigmoid(om[:, 18:])
+
+
+def swap_deform_convs(model: nn.Module, stand_in: type[DeformConvStandIn]) -> nn.Module:
+    """Replace every `ModulatedDeformConv2d` under `model` by `stand_in(dcn)`, in place; returns `model`."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, ModulatedDeformConv2d):
+                setattr(parent, name, stand_in(child))
+    return model
