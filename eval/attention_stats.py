@@ -38,7 +38,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -53,6 +52,7 @@ from core.detector import LEVELS, STAGES, FeatherFace
 from core.device import select_device
 from core.hashing import file_sha256
 from core.overlay import upsample_mask
+from eval.attention_view import fit_image
 from eval.ci import ci_verdict, percentile_interval
 from eval.predict import PredictError, list_val_images, read_rgb
 from eval.results import (
@@ -198,11 +198,10 @@ def summarise(per_image: Mapping[str, np.ndarray], resamples: int = 1000, seed: 
 
 def _fit(rgb: np.ndarray, boxes: np.ndarray, max_side: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Downscale (never upscale) an image whose long side exceeds max_side, boxes with it."""
-    if max_side is None or max(rgb.shape[:2]) <= max_side:
+    if max_side is None:
         return rgb, boxes
-    scale = max_side / max(rgb.shape[:2])
-    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
-    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), boxes * scale
+    fitted, scale = fit_image(rgb, max_side)
+    return fitted, boxes * scale if scale != 1.0 else boxes
 
 
 def attention_stats(
