@@ -202,6 +202,34 @@ def checkpoint_label(info: CheckpointInfo, roots: Roots) -> str:
     return f"{label} ({', '.join(extras)})" if extras else label
 
 
+def checkpoint_origin(data: Mapping[str, Any]) -> str:
+    """Where a checkpoint's weights come from, in words: a converted reference file names its source,
+    a training run of this project its run and dataset."""
+    source = data.get("source")
+    if isinstance(source, Mapping) and (source.get("origin") or source.get("file")):
+        return f"converted from {source.get('origin') or source.get('file')}"
+    run, dataset = _str_or_none(data.get("run_name")), _str_or_none(data.get("dataset"))
+    if run or dataset:
+        return "trained by this project" + (f" (run {run})" if run else "") + (f" on {dataset}" if dataset else "")
+    return "unknown origin (the checkpoint does not say)"
+
+
+def load_checkpoint_file(path: Path | str, device: str = "cpu", fold_bn: bool = True):
+    """Any checkpoint the app accepts, named by the user (CLI use: no root confinement), as the eval-mode
+    model (BN folded unless `fold_bn=False`) plus what the file says about itself: (model, info, origin).
+
+    `CheckpointError` with a clear message for a missing, corrupt, refused or unusable file.
+    """
+    from core.checkpoint import load_checkpoint  # torch import only when loading
+    from core.inference import prepare_for_inference
+
+    path = Path(path)
+    model, data = load_checkpoint(path, map_location=device)
+    info = CheckpointInfo(path=path, model=model.name, dataset=_str_or_none(data.get("dataset")),
+                          epochs=_epochs(data))
+    return prepare_for_inference(model.eval(), fold_bn=fold_bn), info, checkpoint_origin(data)
+
+
 def load_inference_model(option: WeightsOption, roots: Roots, seed: int = 0, fold_bn: bool = True):
     """The eval-mode model for `option` (BN folded unless `fold_bn=False`, e.g. to report the parameter
     count of the trained architecture); `CheckpointError`/`SourceError` with a clear message.
