@@ -1,0 +1,321 @@
+"""Checkpoints of the seed source (fokouarnaud/FeatherFace @ f023145) -> this project's state dicts.
+
+The source saves `torch.save(model.state_dict())` of `FeatherFaceCBAMExact`, `FeatherFaceECAcbaM` or
+`FeatherFaceECAcbaMParallel` (models/*.py over models/net.py), sometimes inside a training dict
+({"model_state_dict": ..., "epoch": ...}), with a DataParallel `module.` prefix, or with its tensors on
+CUDA (the published epoch files are). Module names map one to one onto this project's:
+
+    body.stageN...                                  -> body.stageN...
+    backbone_attention_i.{eca,sam}.conv.weight      -> backbone_attention.i.{channel_gate,spatial_gate}.conv.weight
+    bifpn_attention_i...                            -> bifpn_attention.i...           (ECA-CBAM, both designs)
+    backbone_cbam_i.ChannelGate.mlp.{1,3}.*         -> backbone_attention.i.channel_gate.mlp.{0,2}.*
+    backbone_cbam_i.SpatialGate.spatial.{conv,bn}.* -> backbone_attention.i.spatial_gate.{conv,bn}.*
+    bif_cbam_i...                                   -> bifpn_attention.i...           (CBAM)
+    bifpn.n.p{3,4,5}_down_channel[_2].{0.conv,1}.*  -> bifpn.cells.n.p{3,4,5}_in[_2].{0,1}.*
+    bifpn.n.{p4_w1,p3_w1,p4_w2,p5_w2}               -> bifpn.cells.n.fuse_{p4_td,p3_out,p4_out,p5_out}.weight
+    bifpn.n.{conv4_up,conv3_up,conv4_down,conv5_down}.{depthwise_conv.conv,pointwise_conv.conv,bn}.*
+                                       -> bifpn.cells.n.conv_{p4_td,p3_out,p4_out,p5_out}.{depthwise,pointwise,bn}.*
+    sshK.<branch>.0.regular_conv.weight             -> ssh.K-1.<branch>.conv.weight    (conv3X3 -> conv3x3, ...)
+    sshK.<branch>.0.{offset_conv,modulator_conv}.*  -> ssh.K-1.<branch>.conv.offset_mask.*  (18 offset rows, then 9)
+    sshK.<branch>.1.*                               -> ssh.K-1.<branch>.bn.*
+    {Class,Bbox,Landmark}Head.i.conv1x1.*           -> heads.{cls,bbox,landmark}.convs.i.*
+
+Sequential and parallel ECA-CBAM hold the same tensors (the parallel module adds no weights), so the keys
+alone say "ECA-CBAM"; the source's own training dict names the parallel design (`eca_cbam_parallel_config`),
+a plain state dict is taken as sequential, the only design the source published weights for.
+
+Files from the source's earlier history, a RetinaFace file, or anything else are refused with one line
+that names what was found.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.checkpoint import FORMAT, CheckpointError
+from core.detector import FeatherFace
+from core.factory import build_model
+from core.hashing import file_sha256
+
+SOURCE_REPO = "fokouarnaud/FeatherFace"
+PREFIX = "module."
+WRAPPER_KEYS = ("state_dict", "model_state_dict")
+NETWORKS = ("cbam", "eca_cbam", "eca_cbam_parallel")
+# The source's class for each variant it defines (models/*.py at f023145), named in messages.
+SOURCE_CLASSES = {"cbam": "FeatherFaceCBAMExact", "eca_cbam": "FeatherFaceECAcbaM",
+                  "eca_cbam_parallel": "FeatherFaceECAcbaMParallel"}
+PARALLEL_MARKER = "eca_cbam_parallel_config"  # key of train_eca_cbam_parallel.py's checkpoint dict
+BRANCHES = {"conv3X3": "conv3x3", "conv5X5_1": "conv5x5_1", "conv5X5_2": "conv5x5_2", "conv7X7_2": "conv7x7_2",
+            "conv7x7_3": "conv7x7_3"}
+HEADS = {"ClassHead": "cls", "BboxHead": "bbox", "LandmarkHead": "landmark"}
+FUSIONS = {"p4_w1": "fuse_p4_td", "p3_w1": "fuse_p3_out", "p4_w2": "fuse_p4_out", "p5_w2": "fuse_p5_out"}
+SEPARABLE = {"conv4_up": "conv_p4_td", "conv3_up": "conv_p3_out", "conv4_down": "conv_p4_out",
+             "conv5_down": "conv_p5_out"}
+SEPARABLE_PARTS = {"depthwise_conv.conv": "depthwise", "pointwise_conv.conv": "pointwise", "bn": "bn"}
+OPTIONAL_SUFFIX = "num_batches_tracked"
+_ZIP_MAGIC, _PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
+
+
+class SourceWeightsError(CheckpointError):
+    """The file is not a source checkpoint of one of the three designs, or does not fit; the message says what
+    was found."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A source checkpoint as read: its state dict (prefix stripped, on CPU), the keys of the dict it was
+    wrapped in (empty for a plain state dict), the epoch it records, and the file's sha256."""
+
+    path: Path
+    state: dict[str, torch.Tensor]
+    wrapper_keys: tuple[str, ...]
+    epoch: int | None
+    sha256: str
+
+
+def read_source_file(path: Path | str) -> SourceFile:
+    """Load a source checkpoint on CPU with `weights_only=True`; `SourceWeightsError` for a missing, empty,
+    text, truncated or non-tensor file, and for a file that is already this project's checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise SourceWeightsError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size == 0:
+        raise SourceWeightsError(f"{path} is empty (0 bytes): not a checkpoint")
+    with path.open("rb") as f:
+        head = f.read(64)
+    if not head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
+        kind = "a text file" if _is_text(head) else "not a PyTorch file"
+        raise SourceWeightsError(f"{path} is {kind} (starts with {head[:16]!r}), not a checkpoint written by "
+                                 "torch.save")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = found.group(1) if found else "an object that is not a tensor or plain data"
+        raise SourceWeightsError(f"{path} refused: it holds a Python object ({what}) that weights_only=True "
+                                 "does not load, so nothing in it ran") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, zipfile errors... for a cut file
+        raise SourceWeightsError(f"{path} is truncated or corrupt ({size:,} bytes): torch cannot read it "
+                                 f"({_first_line(exc)})") from None
+    if isinstance(data, Mapping) and data.get("format") == FORMAT:
+        raise SourceWeightsError(f"{path} is already a FeatherFace Lab checkpoint (model "
+                                 f"{data.get('model_name')!r}): use it as it is, no conversion needed")
+    wrapper: tuple[str, ...] = ()
+    state: Any = data
+    if isinstance(data, Mapping):
+        inner = next((k for k in WRAPPER_KEYS if isinstance(data.get(k), Mapping)), None)
+        if inner is not None:
+            wrapper, state = tuple(str(k) for k in data), data[inner]
+    if not isinstance(state, Mapping) or not state:
+        raise SourceWeightsError(f"{path} holds {type(state).__name__}, not a state dict of tensors")
+    bad = next((k for k, v in state.items() if not isinstance(v, torch.Tensor)), None)
+    if bad is not None:
+        raise SourceWeightsError(f"{path} is not a state dict of tensors: entry {bad!r} is a "
+                                 f"{type(state[bad]).__name__}")
+    clean = {(k[len(PREFIX):] if k.startswith(PREFIX) else k): v for k, v in state.items()}
+    epoch = data.get("epoch") if wrapper else None
+    if not isinstance(epoch, int) or isinstance(epoch, bool):
+        match = re.search(r"epoch_?(\d+)", path.stem)
+        epoch = int(match.group(1)) if match else None
+    return SourceFile(path=path, state=clean, wrapper_keys=wrapper, epoch=epoch, sha256=file_sha256(path))
+
+
+def _is_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split("\n", 1)[0].split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _channels(state: Mapping[str, torch.Tensor]) -> int | None:
+    """BiFPN width, from the first head's input channels."""
+    weight = state.get("ClassHead.0.conv1x1.weight")
+    return int(weight.shape[1]) if weight is not None and weight.dim() == 4 else None
+
+
+def _cells(state: Iterable[str]) -> int:
+    return len({m[1] for k in state if (m := re.match(r"bifpn\.(\d+)\.", k))})
+
+
+def _params(state: Mapping[str, torch.Tensor]) -> int:
+    return sum(v.numel() for k, v in state.items()
+               if not k.endswith(("running_mean", "running_var", OPTIONAL_SUFFIX, "total_ops", "total_params")))
+
+
+def detect_source_variant(state: Mapping[str, torch.Tensor], wrapper_keys: Iterable[str] = ()) -> str:
+    """The variant ("cbam", "eca_cbam", "eca_cbam_parallel") whose source class wrote `state` (keys without
+    `module.`); `SourceWeightsError` naming what the keys show otherwise."""
+    keys = list(state)
+    width, cells, params = _channels(state), _cells(keys), _params(state)
+    shape = f"{width}-channel {cells}-cell BiFPN, {params:,} parameters"
+    if any(k.startswith("ca_p") for k in keys):
+        raise SourceWeightsError(f"an earlier FeatherFace architecture from the source's history: featherface_v2 "
+                                 f"(coordinate attention ca_p3/ca_p4/ca_p5, {shape}), not one of the paper's "
+                                 "three designs")
+    if any(k.startswith("bacbkbone_") or re.match(r"ssh\d_cs\.", k) for k in keys):
+        raise SourceWeightsError(f"an earlier FeatherFace architecture from the source's history: CBAM with "
+                                 f"bacbkbone_*_cbam / ssh*_cs modules ({shape}), not the paper's "
+                                 f"{SOURCE_CLASSES['cbam']}")
+    if any(k.startswith(("fpn.output", "fpn.merge")) for k in keys):
+        raise SourceWeightsError("a RetinaFace state dict (fpn.output*/fpn.merge*, plain SSH convs), not "
+                                 "FeatherFace: convert it with `python -m eval.import_retinaface --weights FILE "
+                                 "--out weights/retinaface_mnet.pth`")
+    eca = any(k.startswith("backbone_attention_") for k in keys)
+    cbam = any(k.startswith("backbone_cbam_") for k in keys)
+    if eca and not cbam:
+        return "eca_cbam_parallel" if PARALLEL_MARKER in set(wrapper_keys) else "eca_cbam"
+    if cbam and not eca:
+        return "cbam"
+    if keys and all(k.startswith(("stage1.", "stage2.", "stage3.", "fc.")) for k in keys):
+        raise SourceWeightsError("an ImageNet MobileNetV1-0.25 classifier (stage1-3 + fc), not a detector: it is "
+                                 "the backbone both references train from (`python -m train --backbone-weights`)")
+    if cells:
+        raise SourceWeightsError(f"an earlier FeatherFace architecture from the source's history ({shape}, no "
+                                 "attention modules), not one of the paper's three designs")
+    first = ", ".join(keys[:3])
+    raise SourceWeightsError(f"not a FeatherFace state dict: none of backbone_attention_*, backbone_cbam_* or "
+                             f"bifpn.* among its {len(keys)} keys (first: {first})")
+
+
+def _project_key(key: str, network: str) -> str | None:
+    """This project's name for a source key (without `module.`), or None if it has none. The DCN's
+    offset_conv / modulator_conv pair both map to `offset_mask` and are joined by `map_source_state_dict`."""
+    if key.startswith("body."):
+        return key
+    attention = (r"(backbone|bifpn)_attention_(\d)\.(eca|sam)\.conv\.weight" if network != "cbam"
+                 else r"(backbone_cbam|bif_cbam)_(\d)\.(.+)")
+    if m := re.fullmatch(attention, key):
+        where = "backbone" if m[1].startswith("backbone") else "bifpn"
+        if network != "cbam":
+            return f"{where}_attention.{m[2]}.{'channel_gate' if m[3] == 'eca' else 'spatial_gate'}.conv.weight"
+        if mm := re.fullmatch(r"ChannelGate\.mlp\.([13])\.(weight|bias)", m[3]):
+            return f"{where}_attention.{m[2]}.channel_gate.mlp.{int(mm[1]) - 1}.{mm[2]}"
+        if mm := re.fullmatch(r"SpatialGate\.spatial\.(conv|bn)\.(\w+)", m[3]):
+            return f"{where}_attention.{m[2]}.spatial_gate.{mm[1]}.{mm[2]}"
+        return None
+    if m := re.fullmatch(r"bifpn\.(\d+)\.(p\d_w\d)", key):
+        return f"bifpn.cells.{m[1]}.{FUSIONS[m[2]]}.weight" if m[2] in FUSIONS else None
+    if m := re.fullmatch(r"bifpn\.(\d+)\.(p[345])_down_channel(_2)?\.(0\.conv|1)\.(\w+)", key):
+        return f"bifpn.cells.{m[1]}.{m[2]}_in{m[3] or ''}.{m[4][0]}.{m[5]}"
+    if (m := re.fullmatch(r"bifpn\.(\d+)\.(conv\d_(?:up|down))\.(depthwise_conv\.conv|pointwise_conv\.conv|bn)\."
+                          r"(\w+)", key)) and m[2] in SEPARABLE:
+        return f"bifpn.cells.{m[1]}.{SEPARABLE[m[2]]}.{SEPARABLE_PARTS[m[3]]}.{m[4]}"
+    if (m := re.fullmatch(r"ssh([123])\.(\w+)\.([01])\.(.+)", key)) and m[2] in BRANCHES:
+        base = f"ssh.{int(m[1]) - 1}.{BRANCHES[m[2]]}"
+        if m[3] == "1":
+            return f"{base}.bn.{m[4]}"
+        if m[4] == "regular_conv.weight":
+            return f"{base}.conv.weight"
+        if mm := re.fullmatch(r"(offset_conv|modulator_conv)\.(weight|bias)", m[4]):
+            return f"{base}.conv.offset_mask.{mm[2]}"
+        return None
+    if (m := re.fullmatch(r"(\w+Head)\.([012])\.conv1x1\.(weight|bias)", key)) and m[1] in HEADS:
+        return f"heads.{HEADS[m[1]]}.convs.{m[2]}.{m[3]}"
+    return None
+
+
+def map_source_state_dict(state: Mapping[str, torch.Tensor], network: str) -> dict[str, torch.Tensor]:
+    """Rename a source state dict (keys without `module.`) for `build_model(network)`; each DCN's
+    offset_conv (18 rows) and modulator_conv (9 rows) are stacked into one offset_mask conv, in that order.
+    `SourceWeightsError` names the first key with no counterpart, or a DCN half without its pair."""
+    if network not in NETWORKS:
+        raise SourceWeightsError(f"unknown network {network!r}; choose one of {NETWORKS}")
+    mapped: dict[str, torch.Tensor] = {}
+    pairs: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in state.items():
+        name = _project_key(key, network)
+        if name is None:
+            raise SourceWeightsError(f"key {key!r} has no counterpart in {network} ({SOURCE_CLASSES[network]} "
+                                     "layout)")
+        if ".offset_mask." in name:
+            pairs.setdefault(name, {})["offset" if ".offset_conv." in key else "modulator"] = value
+        elif name in mapped:
+            raise SourceWeightsError(f"key {key!r} maps onto {name}, which another key already filled")
+        else:
+            mapped[name] = value
+    for name, halves in pairs.items():
+        if set(halves) != {"offset", "modulator"}:
+            lacking = "modulator_conv" if "offset" in halves else "offset_conv"
+            raise SourceWeightsError(f"deformable conv {name.rsplit('.', 2)[0]}: {lacking} missing (the source "
+                                     "saves offset_conv and modulator_conv together)")
+        mapped[name] = torch.cat([halves["offset"], halves["modulator"]], dim=0)
+    return mapped
+
+
+def source_names(state: Iterable[str], network: str) -> dict[str, str]:
+    """This project's key -> the source key(s) it comes from, for messages that name the file's own key."""
+    names: dict[str, str] = {}
+    for key in state:
+        name = _project_key(key, network)
+        if name is not None:
+            names[name] = f"{names[name]} + {key}" if name in names else key
+    return names
+
+
+def fit_state_dict(mapped: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], network: str,
+                   names: Mapping[str, str] | None = None) -> dict[str, torch.Tensor]:
+    """`mapped` completed and checked against the model's own state dict: every key present (a missing BN
+    `num_batches_tracked` is taken from the model, as for pre-0.4.1 files), none extra, every shape equal.
+    `SourceWeightsError` names the first offending key (the file's own name too when `names` has it)."""
+    names = names or {}
+    missing = [k for k in own if k not in mapped and not k.endswith(OPTIONAL_SUFFIX)]
+    extra = [k for k in mapped if k not in own]
+    shapes = [k for k in own if k in mapped and tuple(mapped[k].shape) != tuple(own[k].shape)]
+    counts = f"({len(missing)} missing, {len(extra)} unexpected, {len(shapes)} wrongly shaped)"
+    if shapes:
+        k = shapes[0]
+        raise SourceWeightsError(f"does not fit {network}: {names.get(k, k)} has shape {tuple(mapped[k].shape)}, "
+                                 f"{network} needs {tuple(own[k].shape)} for {k} {counts}")
+    if missing:
+        raise SourceWeightsError(f"does not fit {network}: no tensor for {missing[0]} {counts}")
+    if extra:
+        raise SourceWeightsError(f"does not fit {network}: unexpected {names.get(extra[0], extra[0])} {counts}")
+    return {k: (mapped[k] if k in mapped else own[k]).to(own[k].dtype) for k in own}
+
+
+def choose_network(found: str, network: str, wrapper_keys: Iterable[str] = ()) -> str:
+    """The variant to build: `found` for "auto"; an explicit `network` only where the tensors fit it (the two
+    ECA-CBAM designs share theirs, unless the source's training dict names the parallel one)."""
+    if network == "auto":
+        return found
+    if network not in NETWORKS:
+        raise SourceWeightsError(f"unknown network {network!r}; choose auto or one of {NETWORKS}")
+    family = {"cbam": "cbam", "eca_cbam": "eca", "eca_cbam_parallel": "eca"}
+    if family[network] != family[found]:
+        raise SourceWeightsError(f"--network {network}, but the file holds {SOURCE_CLASSES[found]} tensors "
+                                 f"({'backbone_cbam_*' if found == 'cbam' else 'backbone_attention_*.eca/sam'})")
+    if found == "eca_cbam_parallel" and network == "eca_cbam" and PARALLEL_MARKER in set(wrapper_keys):
+        raise SourceWeightsError(f"--network eca_cbam, but the file's training dict names the parallel design "
+                                 f"({PARALLEL_MARKER})")
+    return network
+
+
+def convert_source_file(path: Path | str, network: str = "auto") -> tuple[FeatherFace, SourceFile, str]:
+    """Read, identify, rename and strictly load a source checkpoint; returns (model in eval mode, SourceFile,
+    network). Every refusal is one `SourceWeightsError` line that starts with the file's path."""
+    src = read_source_file(path)
+    try:
+        found = detect_source_variant(src.state, src.wrapper_keys)
+        chosen = choose_network(found, network, src.wrapper_keys)
+        model = build_model(chosen)
+        own = model.state_dict()
+        state = fit_state_dict(map_source_state_dict(src.state, chosen), own, chosen,
+                               source_names(src.state, chosen))
+    except SourceWeightsError as exc:
+        raise SourceWeightsError(f"{src.path}: {exc}") from None
+    model.load_state_dict(state)
+    return model.eval(), src, chosen
