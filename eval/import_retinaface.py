@@ -21,13 +21,20 @@ from core.config import BASELINE_MODEL
 from core.factory import build_model
 from core.retinaface_weights import RetinaFaceWeightsError, load_retinaface_weights
 
+DATASET = "widerface"  # the reference's train.py reads WIDER FACE only
 
-def import_retinaface(weights: Path | str, out: Path | str) -> str:
-    """Write a `retinaface_mnet` checkpoint from the reference file; returns the source's sha256."""
+
+def import_retinaface(weights: Path | str, out: Path | str, origin: str | None = None,
+                      trained_by: str | None = None) -> str:
+    """Write a `retinaface_mnet` checkpoint from the reference file; returns the source's sha256. `trained_by`
+    (e.g. biubug6/Pytorch_Retinaface for the published file) labels it in the dashboard."""
     model = build_model(BASELINE_MODEL)
     sha = load_retinaface_weights(model, weights)
-    save_checkpoint(out, model, source={"file": Path(weights).name, "sha256": sha,
-                                        "origin": "biubug6/Pytorch_Retinaface mobilenet0.25_Final.pth"})
+    source = {"file": Path(weights).name, "sha256": sha,
+              "origin": origin or "biubug6/Pytorch_Retinaface mobilenet0.25_Final.pth"}
+    if trained_by:
+        source["trained_by"] = trained_by
+    save_checkpoint(out, model, source=source, dataset=DATASET)
     return sha
 
 
@@ -36,9 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", required=True, type=Path, help="reference mobilenet0.25_Final.pth")
     parser.add_argument("--out", type=Path, default=Path("weights/retinaface_mnet.pth"))
+    parser.add_argument("--origin", default=None, help="where the file comes from, recorded in the checkpoint")
+    parser.add_argument("--trained-by", default=None, help="who trained it (biubug6/Pytorch_Retinaface for the "
+                        "published file); the dashboard labels the weights 'trained on WIDER FACE by <this>'")
     args = parser.parse_args(argv)
     try:
-        sha = import_retinaface(args.weights, args.out)
+        sha = import_retinaface(args.weights, args.out, args.origin, args.trained_by)
     except RetinaFaceWeightsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
