@@ -51,12 +51,17 @@ def spelled_out(gt: WiderGT, pred: dict, weights: np.ndarray) -> tuple[WiderGT, 
     return WiderGT(tuple(images)), out
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gt", type=Path, default=find_real_wider_gt())
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3, help="whole-process CLI runs")
     parser.add_argument("--out", type=Path, help="also write the report here")
+    return parser
+
+
+def main() -> int:
+    parser = build_parser()
     args = parser.parse_args()
     lines: list[str] = []
 

@@ -163,10 +163,15 @@ def environment() -> list[str]:
             f"{os.cpu_count()} CPU cores (shared), load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_dashboard", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds of page switches (default 3)")
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     missing = browser_missing()
     if missing:

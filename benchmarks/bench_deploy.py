@@ -169,7 +169,7 @@ def profile_ops(session_bytes: bytes, x: np.ndarray, threads: int, runs: int) ->
                              "offset_conv_median": offset_med, "nodes": len(per_node)}
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=30, help="interleaved timed rounds per section")
     parser.add_argument("--warmup", type=int, default=3)
@@ -178,6 +178,11 @@ def main() -> int:
     parser.add_argument("--openvino", action="store_true", help="also time OpenVINO (needs `pip install openvino`)")
     parser.add_argument("--profile-runs", type=int, default=15)
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    return parser
+
+
+def main() -> int:
+    parser = build_parser()
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(".cache/torchinductor").resolve()))

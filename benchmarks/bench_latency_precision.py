@@ -37,13 +37,18 @@ def unpaired_ci(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed: 
     return float(low), float(high)
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--size", type=int, default=640)
     parser.add_argument("--out", type=Path, default=None)
+    return parser
+
+
+def main() -> int:
+    parser = build_parser()
     args = parser.parse_args()
 
     from core.factory import build_model

@@ -104,7 +104,7 @@ def report(root: Path, data_label: str, rounds: int, warmup: int, threads: int) 
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="dataset root (default: a temp synthetic set)")
     parser.add_argument("--num-images", type=int, default=64, help="synthetic train images (default 64)")
@@ -112,6 +112,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data or generate_dataset(Path(tmp) / "synth", num_train=args.num_images, num_val=0, seed=0)

@@ -137,13 +137,18 @@ def dcn_share(model: FeatherFace, x: torch.Tensor, kernel: str, iters: int = 10)
             "core_share": events.get(core_op, 0.0) / total}
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (about 70 s to compile)")
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    return parser
+
+
+def main() -> int:
+    parser = build_parser()
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

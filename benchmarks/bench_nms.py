@@ -56,11 +56,16 @@ def numpy_greedy(boxes: np.ndarray, scores: np.ndarray, thresh: float) -> list[i
     return keep
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument("--boxes", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--out", type=Path, default=None)
+    return parser
+
+
+def main() -> int:
+    parser = build_parser()
     args = parser.parse_args()
     torch.set_num_threads(1)
     boxes, scores = decoded_like_boxes(args.boxes, seed=0)

@@ -145,7 +145,7 @@ def report(root: Path, data_label: str, threads: list[int], rounds: int, warmup:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=None, help="dataset root (default: a temp synthetic set)")
     parser.add_argument("--num-images", type=int, default=64, help="synthetic train images (default 64)")
@@ -155,6 +155,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=None,
                         help="torch intra-op thread counts to time the models with (default: torch's default)")
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     threads = args.threads or [torch.get_num_threads()]
     with tempfile.TemporaryDirectory() as tmp:

@@ -52,6 +52,12 @@ REFERENCE_COLUMNS: tuple[str, ...] = (
     "kind", "model", "display_name", "params", "easy", "medium", "hard", "mAP", "latency_ms", "source",
 )
 DATASETS: tuple[str, ...] = ("widerface", "synthetic")
+# Default folders, relative to where a command runs (the repository root): each command's default input
+# is where the command before it writes, so the README's workflow needs no paths.
+DEFAULT_DATA = Path("data/synth")  # core.data.synth writes here; train, eval.* read it
+DEFAULT_RUNS = Path("runs")  # train writes <runs>/<run-name>/weights/Final.pth; eval.results finds them here
+DEFAULT_RESULTS = Path("results")  # eval.results, eval.compare_ap, eval.conclusion and the dashboard
+COMPARE_DIR = "compare_ap"  # <results>/compare_ap/<A>__<B>__<dataset>.json, read by eval.conclusion
 RUN_FIELDS: tuple[str, ...] = ("model", "dataset", "seed", "max_epoch", "batch_size", "lr", "optimizer", "created")
 
 # TensorBoard scalar tags written by training and read by the dashboard. AP values are in percent.

@@ -44,7 +44,7 @@ import plotly.graph_objects as go
 import torch
 from tqdm import tqdm
 
-from core.artifacts import ResultsFileError, atomic_write_json, detect_dataset
+from core.artifacts import DEFAULT_RESULTS, ResultsFileError, atomic_write_json, detect_dataset
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import COMPARED_MODELS, MODEL_CONFIGS, display_name, model_color
 from core.data.wider_gt import WiderGTError, load_wider_gt
@@ -352,11 +352,12 @@ def stats_figure(report: Mapping[str, Any], level: str, mask: str,
 # ------------------------------------------------------------------------------------------ CLI
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.attention_stats",
                                      description="Heatmap quality per model and level over the val images.")
     add_data_and_weights_args(parser)
-    parser.add_argument("--out", required=True, type=Path, help=f"output JSON (e.g. results/{DEFAULT_OUT})")
+    parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS / DEFAULT_OUT,
+                        help=f"output JSON (default {DEFAULT_RESULTS / DEFAULT_OUT}, where the Heatmaps page reads it)")
     parser.add_argument("--models", nargs="+", default=list(COMPARED_MODELS), choices=sorted(MODEL_CONFIGS))
     parser.add_argument("--gt", type=Path, default=None, help="ground-truth .mat folder (default <data>/ground_truth)")
     parser.add_argument("--limit", type=int, default=None, help="first N val images with faces only")
@@ -369,6 +370,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--all-seeds", action="store_true",
                         help="every checkpoint per model under --weights-dir (a study: one per seed), seeds averaged "
                              "per image; default: the newest per model")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

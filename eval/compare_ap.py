@@ -41,9 +41,10 @@ visible on its own.
 
 CLI
 ---
-``python -m eval.compare_ap --pred-a DIR [DIR ...] --pred-b DIR [DIR ...] --gt DIR --resamples N
-[--seed S] --json FILE``; model names come from ``--model-a/--model-b`` or the network eval.predict
-recorded in the folders. ``python -m eval.compare_ap --results DIR`` compares every pair of models
+``python -m eval.compare_ap --pred-a DIR [DIR ...] --pred-b DIR [DIR ...] [--gt DIR] --resamples N
+[--seed S] [--json FILE]``; model names come from ``--model-a/--model-b`` or the network eval.predict
+recorded in the folders; the JSON goes by default to ``results/compare_ap/<A>__<B>__<dataset>.json``,
+where the conclusion reads it. ``python -m eval.compare_ap --results DIR`` compares every pair of models
 that ``eval.results`` evaluated on the same data (seeds pooled) into ``DIR/compare_ap/``, the files
 the conclusion reads.
 """
@@ -64,7 +65,17 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike
 from tqdm import tqdm
 
-from core.artifacts import DATASETS, EVAL_DIR, MANIFEST_JSON, ResultsFileError, atomic_write_json, detect_dataset
+from core.artifacts import (
+    COMPARE_DIR,
+    DATASETS,
+    DEFAULT_DATA,
+    DEFAULT_RESULTS,
+    EVAL_DIR,
+    MANIFEST_JSON,
+    ResultsFileError,
+    atomic_write_json,
+    detect_dataset,
+)
 from core.config import display_name, model_rank
 from core.data.wider_gt import SETTINGS, WiderGT, WiderGTError, load_wider_gt
 from eval.ci import ci_verdict, percentile_interval
@@ -76,8 +87,6 @@ PredictionSet = Mapping[str, Mapping[str, ArrayLike]]
 SeedMode = Literal["two-level", "fixed"]
 SEED_MODES: tuple[str, ...] = ("two-level", "fixed")
 VERDICTS: tuple[str, ...] = ("better", "worse", "indistinguishable")
-COMPARE_DIR = "compare_ap"
-"""Folder under a results root holding one JSON per compared pair (read by the conclusion)."""
 _CHUNK = 200  # resamples per sparse product: bounds memory at ~(sets x 7 x 1001 x 200) floats
 
 
@@ -380,15 +389,18 @@ def _print(result: Mapping[str, Any]) -> None:
               f"{r['ci_high']:>+9.4f}  {r['verdict']}")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eval.compare_ap",
         description="Paired bootstrap over val images of the WIDER FACE AP difference B - A, with a verdict.",
     )
     parser.add_argument("--pred-a", nargs="+", type=Path, help="prediction dir(s) of A (one per seed)")
     parser.add_argument("--pred-b", nargs="+", type=Path, help="prediction dir(s) of B (one per seed)")
-    parser.add_argument("--gt", type=Path, help="folder with the four wider_*_val.mat files")
-    parser.add_argument("--json", type=Path, help="output JSON file (written atomically)")
+    parser.add_argument("--gt", type=Path, default=None,
+                        help=f"folder with the four wider_*_val.mat files (default {DEFAULT_DATA}/ground_truth)")
+    parser.add_argument("--json", type=Path, default=None,
+                        help=f"output JSON file, written atomically (default {DEFAULT_RESULTS}/{COMPARE_DIR}/"
+                             "<A>__<B>__<dataset>.json, where eval.conclusion reads it)")
     parser.add_argument("--results", type=Path,
                         help=f"instead of --pred-a/--pred-b/--gt/--json: every model pair of <results>/eval/*.json "
                              f"whose predictions are present -> <results>/{COMPARE_DIR}/<A>__<B>__<dataset>.json")
@@ -402,6 +414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="default: manifest.json in --gt or its parent, else widerface")
     parser.add_argument("--model-a", help="name of A (default: the network recorded in its prediction folder)")
     parser.add_argument("--model-b", help="name of B (default: the network recorded in its prediction folder)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.results is not None:
         if args.pred_a or args.pred_b or args.gt or args.json:
@@ -418,9 +435,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         return 0
-    missing = [f"--{n.replace('_', '-')}" for n in ("pred_a", "pred_b", "gt", "json") if not getattr(args, n)]
+    missing = [f"--{n.replace('_', '-')}" for n in ("pred_a", "pred_b") if not getattr(args, n)]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)} (or --results DIR)")
+    args.gt = args.gt if args.gt is not None else DEFAULT_DATA / "ground_truth"
+    model_a, model_b = args.model_a or _network(args.pred_a), args.model_b or _network(args.pred_b)
+    if args.json is None and not (model_a and model_b):
+        parser.error("name the models (--model-a/--model-b; the prediction folders do not record one network each) "
+                     "or the output (--json FILE)")
     try:
         dataset = gt_dataset(args.gt, args.dataset)
         gt = load_wider_gt(args.gt)
@@ -432,10 +454,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (WiderGTError, PredictionFormatError, ResultsFileError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    result |= {"model_a": args.model_a or _network(args.pred_a), "model_b": args.model_b or _network(args.pred_b),
+    result |= {"model_a": model_a, "model_b": model_b,
                "pred_a": [d.as_posix() for d in args.pred_a], "pred_b": [d.as_posix() for d in args.pred_b]}
-    atomic_write_json(args.json, result)
+    out = args.json if args.json is not None else DEFAULT_RESULTS / COMPARE_DIR / _pair_name(model_a, model_b, dataset)
+    atomic_write_json(out, result)
     _print(result)
+    print(f"-> {out}")
     return 0
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from core.artifacts import TARGETS, atomic_write_text
+from core.artifacts import DEFAULT_RESULTS, DEFAULT_RUNS, TARGETS, atomic_write_text
 from core.config import COMPARED_MODELS, MODEL_ORDER, TARGET_MODEL
 from eval.compare import (
     METRICS,
@@ -393,17 +393,28 @@ def _missing(comp: Any, lat: Any, agg: pd.DataFrame, records: list, runs: pd.Dat
     return out or ["Nothing: every kind of result is present."]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.conclusion",
                                      description="Write the Markdown conclusion (with the hypotheses table).")
-    parser.add_argument("--results", required=True, type=Path, help="results folder (comparison_table.csv, ...)")
-    parser.add_argument("--runs", nargs="*", type=Path, default=[],
-                        help="training run folders (TensorBoard logs) for the convergence hypothesis")
-    parser.add_argument("--out", required=True, type=Path, help="Markdown file to write (atomically)")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+                        help=f"results folder (comparison_table.csv, compare_ap/, ...; default {DEFAULT_RESULTS})")
+    parser.add_argument("--runs", nargs="*", type=Path, default=None,
+                        help=f"training run folders (TensorBoard logs) for the convergence hypothesis (default "
+                             f"{DEFAULT_RUNS} when it exists; give --runs alone for none)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="Markdown file to write, atomically (default <results>/conclusion.md)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.results.is_dir():
         print(f"error: {args.results}: results folder not found", file=sys.stderr)
         return 2
+    if args.runs is None:
+        args.runs = [DEFAULT_RUNS] if DEFAULT_RUNS.is_dir() else []
+    args.out = args.out if args.out is not None else args.results / "conclusion.md"
     runs = scalars = None
     if args.runs:
         from eval.convergence import load_convergence

@@ -113,7 +113,7 @@ def load_network(network: str, trained_model: Path | str | None) -> nn.Module:
     return model.eval()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.export", description=__doc__.splitlines()[0])
     parser.add_argument("--network", required=True, help=" | ".join(MODEL_CONFIGS))
     parser.add_argument("--trained-model", type=Path, default=None,
@@ -124,6 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dynamic", action="store_true", help="leave batch, height and width free")
     parser.add_argument("--dcn", choices=DCN_EXPORTS, default="native",
                         help="deformable convs as ONNX DeformConv (default) or the grid_sample formulation")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if min(args.size) < 32:
         print(f"error: --size must be at least 32 x 32, got {args.size}", file=sys.stderr)

@@ -141,13 +141,18 @@ def write_heatmap_figure(
     return png
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.figures", description="Attention heatmap figure (2x4 grid).")
     parser.add_argument("--network", required=True, help="cbam | eca_cbam | eca_cbam_parallel")
     parser.add_argument("--trained-model", type=Path, default=None, help="checkpoint; omitted: random init")
     parser.add_argument("--image", type=Path, default=Path("assets/samples/astronaut.png"))
     parser.add_argument("--out", type=Path, default=Path("figures/attention_heatmaps.png"))
     parser.add_argument("--conf", type=float, default=0.5, help="score threshold for the drawn detections")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.trained_model is None:

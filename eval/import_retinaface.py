@@ -38,7 +38,7 @@ def import_retinaface(weights: Path | str, out: Path | str, origin: str | None =
     return sha
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.import_retinaface", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", required=True, type=Path, help="reference mobilenet0.25_Final.pth")
@@ -46,6 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--origin", default=None, help="where the file comes from, recorded in the checkpoint")
     parser.add_argument("--trained-by", default=None, help="who trained it (biubug6/Pytorch_Retinaface for the "
                         "published file); the dashboard labels the weights 'trained on WIDER FACE by <this>'")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         sha = import_retinaface(args.weights, args.out, args.origin, args.trained_by)

@@ -273,7 +273,7 @@ def format_rows(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.latency", description="Forward-pass latency per variant.")
     parser.add_argument("--models", nargs="+", default=list(MODEL_CONFIGS))
     parser.add_argument("--size", nargs=2, type=int, default=[640, 640], metavar=("H", "W"))
@@ -290,6 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="time the plain eval model instead of the BN-folded inference copy")
     parser.add_argument("--out", type=Path, default=DEFAULT_CSV,
                         help=f"CSV to append to (default {DEFAULT_CSV}); runs go to {LATENCY_RUNS_CSV} beside it")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     with tqdm(total=args.warmup + args.rounds, desc="rounds", unit="round") as bar:
         def advance(done: int, total: int) -> None:

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from core.artifacts import atomic_write_json
+from core.artifacts import DEFAULT_DATA, atomic_write_json
 from core.checkpoint import CheckpointError, load_checkpoint
+from core.config import MODEL_CONFIGS
 from core.data.widerface import LabelFormatError, read_image_list
 from core.detector import FeatherFace
 from core.device import select_device
@@ -302,8 +303,9 @@ def predict_to_dir(
     return PredictSummary(written=written, skipped=skipped, total=len(entries), out_dir=out_dir)
 
 
-def load_for_eval(network: str, weights: Path | str, device: str | torch.device | None = "auto") -> FeatherFace:
-    """Load a checkpoint of `network` onto the chosen device; another variant raises CheckpointError."""
+def load_for_eval(network: str | None, weights: Path | str, device: str | torch.device | None = "auto") -> FeatherFace:
+    """Load a checkpoint of `network` (None: whichever it holds) onto the chosen device; another variant raises
+    CheckpointError."""
     dev = select_device(device) if not isinstance(device, torch.device) else device
     model, _ = load_checkpoint(weights, expected_name=network, map_location=dev)
     return model.eval()
@@ -344,12 +346,15 @@ def postprocess_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"top_k": args.top_k, "keep_top_k": args.keep_top_k, "nms_method": args.nms}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.predict",
                                      description="Write WIDERFace submission files for the val list.")
-    parser.add_argument("--network", required=True, help="cbam | eca_cbam | eca_cbam_parallel | none | retinaface_mnet")
-    parser.add_argument("--trained-model", required=True, type=Path, help="checkpoint (.pth) of that network")
-    parser.add_argument("--data", required=True, type=Path, help="dataset root holding val/wider_val.txt")
+    parser.add_argument("--network", default=None, choices=list(MODEL_CONFIGS),
+                        help="the variant the checkpoint must hold (default: the one it names)")
+    parser.add_argument("--trained-model", required=True, type=Path, help="checkpoint (.pth), e.g. "
+                        "runs/<run-name>/weights/Final.pth")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help=f"dataset root holding val/wider_val.txt (default {DEFAULT_DATA})")
     parser.add_argument("--out", required=True, type=Path, help="output folder: <out>/<event>/<image>.txt")
     parser.add_argument("--resize-long", type=int, default=None, metavar="N",
                         help="downscale images whose long side exceeds N px (default: original size)")
@@ -363,6 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "outputs as batch 1; default 1)")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for torch and ONNX Runtime, fixed for the run (default: torch's choice)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         device = select_device(args.device)
@@ -379,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         model = load_for_eval(args.network, args.trained_model, device)
-        meta = {"network": args.network, "weights_sha256": file_sha256(args.trained_model)}
+        meta = {"network": model.name, "weights_sha256": file_sha256(args.trained_model)}
         summary = predict_to_dir(model, args.data, args.out, args.resize_long, args.conf, args.nms_thresh, meta=meta,
                                  overwrite=args.overwrite, backend=args.backend, batch_size=args.batch_size,
                                  **postprocess_kwargs(args))

@@ -68,10 +68,15 @@ def load_reference(path: Path | str = DEFAULT_PATH) -> pd.DataFrame:
     return frame
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.reference",
                                      description="Write the published/target reference rows CSV.")
     parser.add_argument("--out", type=Path, default=DEFAULT_PATH)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     print(f"wrote {len(REFERENCE_ROWS)} rows to {write_reference(args.out)}")
     return 0

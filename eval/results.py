@@ -30,6 +30,9 @@ from core.artifacts import (
     COMPARISON_COLUMNS,
     COMPARISON_CSV,
     DATASETS,
+    DEFAULT_DATA,
+    DEFAULT_RESULTS,
+    DEFAULT_RUNS,
     LATENCY_CSV,
     REFERENCE_CSV,
     RUN_JSON,
@@ -218,9 +221,11 @@ def resolve_all_weights(source: Path | str, models: Sequence[str], checkpoint: s
 
 def add_data_and_weights_args(parser: argparse.ArgumentParser) -> None:
     """--data and --weights-dir, as every CLI that runs the compared models over val images reads them."""
-    parser.add_argument("--data", required=True, type=Path, help="dataset root (val/wider_val.txt, ground_truth/)")
-    parser.add_argument("--weights-dir", required=True, type=Path,
-                        help="folder searched for Final.pth / <model>.pth, or a JSON manifest model -> checkpoint")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help=f"dataset root (val/wider_val.txt, ground_truth/; default {DEFAULT_DATA})")
+    parser.add_argument("--weights-dir", type=Path, default=DEFAULT_RUNS,
+                        help="folder searched for Final.pth / <model>.pth (default runs/, where training writes "
+                             "runs/<run-name>/weights/Final.pth), or a JSON manifest model -> checkpoint")
 
 
 def _training_info(path: Path, ckpt: dict[str, Any]) -> tuple[int | None, int | None]:
@@ -371,11 +376,11 @@ def run_results(
     return table
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.results",
                                      description="Predict + evaluate + latency + figures for the compared models.")
     add_data_and_weights_args(parser)
-    parser.add_argument("--out", type=Path, default=Path("results"))
+    parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help=f"results folder (default {DEFAULT_RESULTS})")
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="default: from <data>/manifest.json")
     parser.add_argument("--gt", type=Path, default=None, help="ground-truth .mat folder (default <data>/ground_truth)")
     parser.add_argument("--models", nargs="+", default=list(COMPARED_MODELS), choices=sorted(MODEL_CONFIGS))
@@ -398,6 +403,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="which checkpoint of a run folder to evaluate (default Final)")
     parser.add_argument("--figures-per-model", action="store_true",
                         help="with --all-seeds: one heatmap figure per model (its first checkpoint), not per row")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from core.artifacts import DEFAULT_DATA
 from core.data.wider_gt import SETTINGS, WiderGT, WiderGTError, load_wider_gt
 from eval.predictions import PredictionFormatError, read_predictions
 
@@ -381,14 +382,14 @@ def evaluate(
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """CLI: read a submission directory and the official .mat ground truth, print the table."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eval.widerface",
         description="WIDER FACE val AP (RetinaFace widerface_evaluate protocol) with an attribute breakdown.",
     )
     parser.add_argument("--pred", required=True, type=Path, help="<pred>/<event>/<image>.txt directory")
-    parser.add_argument("--gt", required=True, type=Path, help="directory with the four wider_*_val.mat files")
+    parser.add_argument("--gt", type=Path, default=DEFAULT_DATA / "ground_truth",
+                        help=f"directory with the four wider_*_val.mat files (default {DEFAULT_DATA}/ground_truth)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--strict", dest="strict", action="store_true", default=True,
                       help="fail on any problem, naming file:line (default; includes a score outside [0, 1])")
@@ -397,6 +398,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write results (with PR curves) to this JSON file")
     parser.add_argument("--iou", type=float, default=0.5, help="IoU needed for a match (default 0.5)")
     parser.add_argument("--thresh-num", type=int, default=1000, help="score thresholds on the PR curve")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: read a submission directory and the official .mat ground truth, print the table."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         gt = load_wider_gt(args.gt)

@@ -62,7 +62,7 @@ def test_demo_is_a_study_preset_with_the_recorded_settings(tmp_path):
 
 def test_eval_only_needs_an_existing_demo(tmp_path):
     with pytest.raises(SystemExit, match="needs an existing demo"):
-        main(["--out", str(tmp_path / "nothing"), "--eval-only"])
+        main(["--out", str(tmp_path / "nothing"), "--eval-only", "--from", str(tmp_path / "none")])
 
 
 def test_shipped_latency_rows_come_from_their_kept_runs():

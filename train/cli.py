@@ -7,17 +7,21 @@ NaN/inf loss (the last good checkpoint is kept).
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from core.artifacts import DEFAULT_DATA, DEFAULT_RUNS, RUN_JSON
 from core.checkpoint import CheckpointError
 from core.config import DEFAULT_RECIPE, MODEL_CONFIGS, RECIPES
 from core.data.dataset import UnreadableImageError
 from core.data.widerface import LabelFormatError
 from train.distributed import DeviceChoiceError, resolve_device
 from train.state import ResumeError
-from train.trainer import RECIPE_SETTINGS, NonFiniteLossError, TrainConfig, TrainSetupError, train
+from train.trainer import RECIPE_SETTINGS, RESTORED_ON_RESUME, NonFiniteLossError, TrainConfig, TrainSetupError, train
 
 EPILOG = """\
 recipes (--recipe, default featherface; any flag given explicitly overrides the recipe's value):
@@ -27,11 +31,14 @@ recipes (--recipe, default featherface; any flag given explicitly overrides the 
 With another --max-epoch the recipe's milestones scale with it (e.g. round(190*E/350)) unless --lr-steps
 is given.
 
+--resume auto on an existing run takes the run's recorded settings (its run.json) for every flag not
+given, and refuses a given flag that contradicts them, naming it.
+
 examples:
-  python -m train --network eca_cbam --data data/widerface --run-name eca_s0
-  python -m train --network retinaface_mnet --recipe retinaface --data data/widerface --run-name rf_s0
-  python -m train --network eca_cbam --data data/widerface --run-name eca_s0 --resume auto
-  torchrun --nproc_per_node 4 -m train --network cbam --data data/widerface --batch-size 32
+  .venv/bin/python -m train --network eca_cbam --data data/widerface --run-name eca_s0
+  .venv/bin/python -m train --network retinaface_mnet --recipe retinaface --data data/widerface --run-name rf_s0
+  .venv/bin/python -m train --run-name eca_s0 --resume auto
+  .venv/bin/torchrun --nproc_per_node 4 -m train --network cbam --data data/widerface --batch-size 32
 """
 
 
@@ -60,9 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train", description="Train a FeatherFace variant on WIDERFace "
                                 "(or a synthetic set in the same layout).", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--network", required=True, choices=list(MODEL_CONFIGS), help="model variant")
-    p.add_argument("--data", required=True, type=Path,
-                   help="dataset root: train/label.txt + train/images; val/ and ground_truth/ optional")
+    p.add_argument("--network", default=None, choices=list(MODEL_CONFIGS),
+                   help="model variant (required, except with --resume auto on an existing run)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                   help=f"dataset root: train/label.txt + train/images; val/ and ground_truth/ optional (default "
+                        f"{DEFAULT_DATA}, where python -m core.data.synth writes)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
                    help="training recipe the settings below start from (default featherface)")
     p.add_argument("--max-epoch", type=positive_int, default=None, help="epochs (recipe: 350 / 250)")
@@ -81,13 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=positive_int, default=None, help="square training input size (recipe: 640)")
     p.add_argument("--workers", type=non_negative_int, default=4, help="DataLoader workers per process (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seeds init, data order and augmentation (default 0)")
-    p.add_argument("--out", type=Path, default=Path("runs"), help="root of run directories (default runs/)")
+    p.add_argument("--out", type=Path, default=DEFAULT_RUNS, help=f"root of run directories (default {DEFAULT_RUNS}/)")
     p.add_argument("--run-name", default=None,
                    help="run directory name under --out (default <network>_s<seed>_<date-time>)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present) | cpu | cuda | cuda:N")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH|auto",
                    help="continue from a checkpoint; 'auto' (or no value) = <out>/<run-name>/weights/last.pth "
-                        "when it exists, else start the run")
+                        "when it exists, with the settings recorded in the run's run.json, else start the run")
     p.add_argument("--eval-every", type=non_negative_int, default=10,
                    help="compute val AP every N epochs and at the last one (default 10; 0 = never)")
     p.add_argument("--eval-size", type=non_negative_int, default=640,
@@ -115,9 +124,81 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+RECIPE_SETTINGS_AND_STEPS: tuple[str, ...] = (*RECIPE_SETTINGS, "lr_steps")
+CHANGEABLE_ON_RESUME: tuple[str, ...] = ("max_epoch",)  # a resumed run may be extended (or ended sooner)
+
+
+def given_flags(argv: Sequence[str]) -> set[str]:
+    """The destinations of the flags actually typed in `argv` (not filled in by a default)."""
+    probe = build_parser()
+    for action in probe._actions:
+        action.default, action.required = argparse.SUPPRESS, False
+    return set(vars(probe.parse_known_args(list(argv))[0]))
+
+
+def _same(key: str, given: Any, recorded: Any) -> bool:
+    if given is None or recorded is None:
+        return given is None and recorded is None
+    if key in ("data", "backbone_weights"):
+        return Path(given).resolve() == Path(recorded).resolve()
+    if isinstance(given, float) or isinstance(recorded, float):
+        return math.isclose(float(given), float(recorded), rel_tol=1e-9)
+    if isinstance(given, (list, tuple)) or isinstance(recorded, (list, tuple)):
+        return list(given) == list(recorded)
+    return given == recorded
+
+
+def restore_recorded(args: argparse.Namespace, given: set[str]) -> list[str]:
+    """`--resume auto` on a run that exists: every setting in RESTORED_ON_RESUME not given on the command line
+    takes the run's recorded value (run.json "args"); a given one that contradicts it raises `ResumeError`
+    naming the flag, except `--max-epoch` (a run may be extended). Returns the restored flags as `--flag value`
+    strings, for the log."""
+    if args.resume != "auto" or not args.run_name:
+        return []
+    run_json = args.out / args.run_name / RUN_JSON
+    if not run_json.is_file():
+        return []
+    try:
+        meta = json.loads(run_json.read_text(encoding="utf-8"))
+        recorded = meta["args"]
+        # Runs recorded before recipes kept no override list: take every recorded value as given.
+        overrides = set(recorded.get("recipe_overrides", RECIPE_SETTINGS_AND_STEPS))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ResumeError(f"--resume auto: {run_json} is unreadable ({exc}); repair it or start a new --run-name") \
+            from None
+    conflicts, restored = [], []
+    for key in RESTORED_ON_RESUME:
+        if key not in recorded:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key in given:
+            if key in CHANGEABLE_ON_RESUME:
+                continue
+            if not _same(key, getattr(args, key), recorded[key]):
+                conflicts.append(f"{flag} {_show(getattr(args, key))} (recorded: {_show(recorded[key])})")
+            continue
+        from_recipe = key in RECIPE_SETTINGS_AND_STEPS and key not in overrides
+        value = None if from_recipe else recorded[key]  # a recipe value comes back with the recorded recipe
+        if key == "data" and value is not None:
+            value = Path(value)
+        if value is not None and not _same(key, getattr(args, key), value):
+            restored.append(f"{flag} {_show(value)}")
+        setattr(args, key, value)
+    if conflicts:
+        raise ResumeError(f"--resume auto continues {run_json.parent} with the settings in {run_json}; "
+                          f"{'; '.join(conflicts)}: drop the flag or start a new --run-name")
+    return restored
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The chosen recipe, with every flag given on the command line on top."""
-    overrides = {key: getattr(args, key) for key in (*RECIPE_SETTINGS, "lr_steps")}
+    overrides = {key: getattr(args, key) for key in RECIPE_SETTINGS_AND_STEPS}
     return TrainConfig.from_recipe(
         args.recipe, args.network, args.data, **overrides,
         workers=args.workers, seed=args.seed, out=args.out, run_name=args.run_name, device=args.device,
@@ -128,7 +209,19 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    try:
+        restored = restore_recorded(args, given_flags(argv))
+    except ResumeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.network is None:
+        parser.error("--network is required (or --run-name of an existing run with --resume auto)")
+    if restored:
+        print(f"--resume auto: settings restored from {args.out / args.run_name / RUN_JSON}: {' '.join(restored)}",
+              file=sys.stderr)
     try:
         resolve_device(args.device)
     except DeviceChoiceError as exc:

@@ -1,7 +1,11 @@
 """Build the shipped demo: a preset of ``train.study`` on a small synthetic set, then ``eval.results``.
 
-    python -m train.demo --out assets/demo               # data + 3 models x 3 seeds + evaluation
-    python -m train.demo --out assets/demo --eval-only   # re-evaluate the shipped weights only
+    .venv/bin/python -m train.demo                              # data + 3 models x 3 seeds + evaluation -> build/demo
+    .venv/bin/python -m train.demo --eval-only                  # re-evaluate the shipped weights -> build/demo
+    .venv/bin/python -m train.demo --eval-only --update-shipped # ... and rewrite the shipped assets/demo
+
+The shipped demo (`assets/demo`, tracked files the dashboard opens on) is only written with
+`--update-shipped`; every other build goes to `--out` (default `build/demo`).
 
 Writes, in the layout the dashboard reads:
   <out>/runs/study.json, <out>/runs/logs/*.log                      the study manifest and run logs
@@ -48,9 +52,19 @@ SETTINGS = ("num_train", "num_val", "max_size", "seed", "seeds", "epochs", "batc
             "lr_steps", "eval_every", "models")
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+SHIPPED = Path("assets/demo")  # the demo the repository ships (tracked files)
+DEFAULT_OUT = Path("build/demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path("assets/demo"), help="demo folder (default assets/demo)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"demo folder to write (default {DEFAULT_OUT}; {SHIPPED} only with --update-shipped)")
+    p.add_argument("--update-shipped", action="store_true",
+                   help=f"write the shipped demo in {SHIPPED} (tracked files: new dates, timings and numbers)")
+    p.add_argument("--from", dest="source", type=Path, default=SHIPPED,
+                   help=f"--eval-only: the demo whose weights are evaluated (default {SHIPPED}); copied into --out "
+                        "first when --out is another folder")
     p.add_argument("--data", type=Path, default=Path("data/synth_demo"), help="synthetic set (made if absent)")
     p.add_argument("--num-train", type=int, default=192)
     p.add_argument("--num-val", type=int, default=80)
@@ -76,7 +90,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-only", action="store_true",
                    help="re-run the evaluation of the existing demo weights (no training; the synthetic set "
                         "is regenerated from the manifest's settings if absent)")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The parsed flags with `--out` settled: the shipped folder only when asked for by --update-shipped."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.update_shipped and args.out is not None and not _is_shipped(args.out):
+        parser.error(f"--update-shipped writes {SHIPPED}; drop --out {args.out}")
+    if args.out is None:
+        args.out = SHIPPED if args.update_shipped else DEFAULT_OUT
+    if _is_shipped(args.out) and not args.update_shipped:
+        parser.error(f"--out {args.out} is the shipped demo (tracked files); add --update-shipped to rewrite it, or "
+                     f"write elsewhere (default {DEFAULT_OUT})")
+    return args
+
+
+def _is_shipped(path: Path) -> bool:
+    return path.resolve() == SHIPPED.resolve()
+
+
+def copy_demo(source: Path, out: Path) -> None:
+    """The demo's manifest, weights and runs from `source` into `out` (an --eval-only build elsewhere)."""
+    if not (source / MANIFEST_JSON).is_file():
+        raise SystemExit(f"--eval-only needs an existing demo at {source} (no manifest.json)")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source / MANIFEST_JSON, out / MANIFEST_JSON)
+    for part in ("weights", STUDY_NAME):
+        if (source / part).is_dir():
+            shutil.copytree(source / part, out / part, dirs_exist_ok=True)
 
 
 def study_args(args: argparse.Namespace) -> list[str]:
@@ -144,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     manifest_path = args.out / MANIFEST_JSON
     if args.eval_only:
+        if not manifest_path.is_file() and args.source.resolve() != args.out.resolve():
+            copy_demo(args.source, args.out)
         if not manifest_path.is_file():
             raise SystemExit(f"--eval-only needs an existing demo at {args.out} (no manifest.json)")
         manifest = json.loads(manifest_path.read_text())

@@ -80,6 +80,11 @@ FULL_RECIPE_EPOCHS = 100  # from here on, a run is meant to reproduce published 
 # TrainConfig fields a recipe sets (TrainRecipe holds the same names).
 RECIPE_SETTINGS: tuple[str, ...] = ("optimizer", "lr", "momentum", "weight_decay", "max_epoch", "gamma",
                                     "warmup_epochs", "batch_size", "img_size", "neg_pos", "match_iou")
+# TrainConfig fields that decide what a run computes: `--resume auto` takes them from the run's run.json, and
+# under torchrun every rank must hold rank 0's values. Device, workers, logging and progress may change.
+RESTORED_ON_RESUME: tuple[str, ...] = ("network", "data", "recipe", *RECIPE_SETTINGS, "lr_steps", "seed",
+                                       "eval_every", "eval_size", "amp", "on_label_error", "max_train_images",
+                                       "sync_bn", "backbone_weights")
 
 
 class TrainSetupError(ValueError):
@@ -239,6 +244,14 @@ class Trainer:
         run_dir, resume_from, data, error = distributed.broadcast_object(self.ctx, decision)
         if error is not None:
             raise error
+        # `--resume auto` restores flags from run.json, which a rank on a node without the shared filesystem
+        # cannot read: such a rank would train another configuration. torchrun stops every rank when one fails.
+        mine = {k: str(getattr(self.cfg, k)) for k in RESTORED_ON_RESUME}
+        theirs = distributed.broadcast_object(self.ctx, mine if self.is_main else None)
+        differ = [k for k in RESTORED_ON_RESUME if mine[k] != theirs[k]]
+        if differ:
+            raise TrainSetupError(f"rank {self.ctx.rank}: settings differ from rank 0's ({', '.join(differ)}): give "
+                                  "them on the command line or put the run folder on a filesystem every node sees")
         return run_dir, resume_from, data
 
     def _resolve_run_dir(self) -> tuple[Path, Path | None]:

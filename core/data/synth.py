@@ -54,7 +54,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from core.artifacts import MANIFEST_JSON
+from core.artifacts import DEFAULT_DATA, MANIFEST_JSON
 from core.data.synth_faces import (
     DrawnFace,
     add_clutter,
@@ -385,12 +385,13 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m core.data.synth",
         description="Generate a synthetic face dataset in the exact WIDERFace/RetinaFace layout.",
     )
-    parser.add_argument("--out", type=Path, required=True, help="dataset directory to create")
+    parser.add_argument("--out", type=Path, default=DEFAULT_DATA,
+                        help=f"dataset directory to create (default {DEFAULT_DATA}, where every command looks)")
     parser.add_argument("--num-train", type=int, default=200, help="training images (default 200)")
     parser.add_argument("--num-val", type=int, default=100, help="validation images (default 100)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed -> identical files)")
@@ -404,6 +405,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         out = generate_dataset(
