@@ -57,7 +57,7 @@ def import_featherface(checkpoint: Path | str, out: Path | str, network: str = "
     return ImportReport(network=chosen, sha256=src.sha256, epoch=epoch, tensors=len(src.state))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.import_featherface", description=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, type=Path, help="the source's .pth (state dict or training "
@@ -74,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "data the source's training scripts read)")
     parser.add_argument("--epoch", type=int, default=None, help="epochs trained, when neither the file nor its "
                         "name (…epoch_50.pth) says")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         report = import_featherface(args.checkpoint, args.out, args.network, args.origin, args.trained_by,

@@ -224,13 +224,18 @@ def _compare(ours: Path, theirs: Path) -> list[str]:
     return [f"{ours}: {len(bad)} tensors differ from a fresh conversion, first {bad[0]}"] if bad else []
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.reference_assets", description=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared/reference"),
                         help="folder holding SOURCES.md's files (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("assets/reference"), help="default: %(default)s")
     parser.add_argument("--check", action="store_true", help="compare --out with a fresh conversion; write nothing")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         if args.check:
