@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.config import COMPARED_MODELS, display_name
+from core.config import COMPARED_MODELS, MODEL_ORDER, display_name
 from eval.model_loading import (
     CHECKPOINT_SUFFIX,
     CheckpointScan,
@@ -23,12 +23,14 @@ from eval.model_loading import (
     discover_weights,
     load_inference_model,
     read_manifest,
+    run_steps,
     scan_checkpoints,
 )
 from eval.roots import RESULTS_ENV, RUNS_ENV, Roots, SourceError, iter_files, resolve_roots
 
 __all__ = ["Roots", "Selection", "WeightsOption", "get_roots", "render_sidebar", "current_selection", "get_model",
-           "load_models", "get_scan", "display_name", "weights_fingerprint"]
+           "load_models", "get_scan", "display_name", "weights_fingerprint", "weights_options", "all_weights_options",
+           "training_steps"]
 
 Selection = dict[str, WeightsOption]
 _CHOICE_PREFIX = "_ff_weights_choice_"  # plain session-state keys: survive page switches, unlike widget keys
@@ -72,12 +74,24 @@ def _scan(stamp: tuple, weights_key: tuple[str, ...], _roots: Roots) -> Checkpoi
     return scan_checkpoints(_roots)
 
 
-def weights_options(roots: Roots | None = None) -> dict[str, list[WeightsOption]]:
-    """Weights choices per compared model (demo, matching checkpoints, random init)."""
+def weights_options(roots: Roots | None = None, models: tuple[str, ...] = COMPARED_MODELS
+                    ) -> dict[str, list[WeightsOption]]:
+    """Weights choices per model (real-face weights first, demo, matching checkpoints, random init); the
+    compared models by default, `MODEL_ORDER` for pickers that offer every variant."""
     roots = roots or get_roots()
     scan = get_scan(roots)
     manifest = read_manifest(roots)
-    return {name: discover_weights(name, roots, scan=scan, manifest=manifest) for name in COMPARED_MODELS}
+    return {name: discover_weights(name, roots, scan=scan, manifest=manifest) for name in models}
+
+
+def all_weights_options(roots: Roots | None = None) -> dict[str, list[WeightsOption]]:
+    return weights_options(roots, MODEL_ORDER)
+
+
+def training_steps(option: WeightsOption, roots: Roots | None = None) -> list[WeightsOption]:
+    """The checkpoints of `option`'s training run, one per epoch (`eval.model_loading.run_steps`)."""
+    roots = roots or get_roots()
+    return run_steps(option, roots, scan=get_scan(roots), manifest=read_manifest(roots))
 
 
 def render_sidebar() -> Selection:

@@ -9,15 +9,18 @@ re-runs a model.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pandas as pd
 
-from core.config import MODEL_CONFIGS, MODEL_ORDER, display_name
+from core.config import COMPARED_MODELS, MODEL_CONFIGS, MODEL_ORDER, display_name
 from core.detector import LEVELS, STAGES, Heatmaps
 from core.overlay import upsample_mask
 from core.postprocess import Detections
+from eval.model_loading import WeightsOption
 
 LEVEL_CHOICES: tuple[str, ...] = (*STAGES, *LEVELS, "all")
 MAX_DRAWN = 50
@@ -36,8 +39,65 @@ def skipped_models_note(models: tuple[str, ...] = MODEL_ORDER) -> str:
     names = [f"{display_name(m)} (`{m}`)" for m in models_without_masks(models)]
     if not names:
         return ""
-    return (f"Not shown: {', '.join(names)}: no attention blocks, so there is no channel, spatial or hybrid mask "
-            "to draw. Their detections and latency are on the Results and Latency pages.")
+    return (f"Not shown by default: {', '.join(names)}: no attention blocks, so there is no channel, spatial or "
+            "hybrid mask to draw. Pick their weights in a column to see their detections; their latency is on the "
+            "Latency page.")
+
+
+def has_masks(model: str) -> bool:
+    """Whether a variant has attention blocks, hence masks to draw."""
+    return MODEL_CONFIGS[model].attention != "none"
+
+
+def column_models(selection: Mapping[str, WeightsOption], models: Iterable[str] = COMPARED_MODELS) -> list[str]:
+    """The Heatmaps columns' default variants: those whose chosen weights learned real faces first (so the page
+    opens on a detector trained on WIDER FACE when there is one), otherwise in registry order."""
+    return sorted((m for m in models if m in selection), key=lambda m: not selection[m].real)
+
+
+def column_choices(options: Mapping[str, list[WeightsOption]]) -> list[WeightsOption]:
+    """What one Heatmaps column may show: every weights option of every variant, those that learned real faces
+    first, then each variant's own list (demo, checkpoints, random init) in registry order."""
+    ordered = [options[m] for m in MODEL_ORDER if m in options]
+    real = [o for opts in ordered for o in opts if o.real]
+    return real + [o for opts in ordered for o in opts if not o.real]
+
+
+def column_choice_label(option: WeightsOption) -> str:
+    return f"{display_name(option.model)}: {option.label}"
+
+
+def sync_column(stored: str | None, synced: str | None, default: str, valid: Iterable[str]) -> tuple[str, str]:
+    """(value, sidebar key it follows) for a column picker: the sidebar's choice for the column's variant when
+    that choice changed since the column last followed it or the stored pick is gone; else the user's own pick."""
+    if stored is None or stored not in set(valid) or synced != default:
+        return default, default
+    return stored, default
+
+
+@dataclass(frozen=True)
+class EpochSteps:
+    """The checkpoints of one run a column can step through, by epoch, and the epoch the column opens on."""
+
+    epochs: tuple[int, ...]
+    options: dict[int, WeightsOption]
+    start: int
+
+    def option(self, epoch: int) -> WeightsOption:
+        """The checkpoint of `epoch`, or of the nearest epoch below it (the first step if none)."""
+        below = [e for e in self.epochs if e <= epoch]
+        return self.options[below[-1] if below else self.epochs[0]]
+
+
+def epoch_steps(option: WeightsOption, steps: list[WeightsOption]) -> EpochSteps | None:
+    """The stepper for `option` given its run's checkpoints (`eval.model_loading.run_steps`); None when there is
+    nothing to step through. It opens on the chosen checkpoint's epoch (the run's last when it has none)."""
+    by_epoch = {s.epochs: s for s in steps if s.epochs is not None}
+    if len(by_epoch) < 2:
+        return None
+    epochs = tuple(sorted(by_epoch))
+    start = option.epochs if option.epochs in by_epoch else epochs[-1]
+    return EpochSteps(epochs=epochs, options=by_epoch, start=start)
 
 
 def image_digest(rgb: np.ndarray) -> str:

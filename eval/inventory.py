@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from core.artifacts import COMPARISON_CSV, EVAL_DIR, LATENCY_CSV, REFERENCE_CSV, dataset_label
-from core.config import COMPARED_MODELS
+from core.config import BASELINE_MODEL, COMPARED_MODELS
 from eval.model_loading import (
     CheckpointScan,
     WeightsOption,
     discover_weights,
+    is_real_dataset,
     manifest_dataset,
     read_manifest,
     scan_checkpoints,
@@ -77,11 +78,17 @@ def build_inventory(roots: Roots, scan: CheckpointScan | None = None) -> Invento
     inv = Inventory(manifest=read_manifest(roots))
     index = index_runs(roots.runs)
     inv.run_warnings += index.notes
+    shipped = {(roots.demo / "runs").resolve(): "demo"}
+    if roots.reference is not None:
+        shipped[(roots.reference / "runs").resolve()] = "reference"
     for root, run in index.runs:
-        demo = root.resolve() == (roots.demo / "runs").resolve()
-        inv.runs.append({"run": run.name, "model": run.model, "dataset": dataset_label(run.dataset),
-                         "seed": run.seed, "source": "demo" if demo else display_path(run.path, roots),
-                         "epochs": run.meta.get("max_epoch")})
+        source = shipped.get(root.resolve())
+        if source == "reference" and run.meta.get("trained_by"):
+            source = f"reference, trained by {run.meta['trained_by']}"
+        dataset = "WIDER FACE (train)" if is_real_dataset(run.dataset) else dataset_label(run.dataset)
+        inv.runs.append({"run": run.name, "model": run.model, "dataset": dataset, "seed": run.seed,
+                         "source": source or display_path(run.path, roots), "epochs": run.meta.get("max_epoch"),
+                         "shipped": source is not None})
     for name in RESULT_FILES:
         path = roots.results / name
         if not (path.is_file() or path.is_symlink()):
@@ -98,7 +105,8 @@ def build_inventory(roots: Roots, scan: CheckpointScan | None = None) -> Invento
     inv.skipped_files += skipped
     scan = scan if scan is not None else scan_checkpoints(roots)
     inv.skipped_checkpoints = list(scan.skipped)
-    inv.weights = {m: discover_weights(m, roots, scan=scan, manifest=inv.manifest) for m in COMPARED_MODELS}
+    inv.weights = {m: discover_weights(m, roots, scan=scan, manifest=inv.manifest)
+                   for m in (*COMPARED_MODELS, BASELINE_MODEL)}
     inv.missing = _missing(roots, inv)
     return inv
 
@@ -106,8 +114,8 @@ def build_inventory(roots: Roots, scan: CheckpointScan | None = None) -> Invento
 def _missing(roots: Roots, inv: Inventory) -> list[Missing]:
     out: list[Missing] = []
     have = {r["file"] for r in inv.results}
-    untrained = [m for m, opts in inv.weights.items() if not any(o.trained for o in opts)]
-    if not any(r["source"] != "demo" for r in inv.runs):
+    untrained = [m for m, opts in inv.weights.items() if m in COMPARED_MODELS and not any(o.trained for o in opts)]
+    if not any(not r["shipped"] for r in inv.runs):
         out.append(Missing("training runs of your own (runs/)",
                            "python -m core.data.synth --out data/synthetic  # or a WIDERFace copy\n"
                            "python -m train --network eca_cbam --data data/synthetic --max-epoch 30 --out runs"))

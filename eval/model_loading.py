@@ -1,5 +1,10 @@
-"""Where the dashboard loads a model: the weights picker's options (shipped demo weights, checkpoints
-found under the weights roots, random init) and `load_inference_model`, which builds the chosen one.
+"""Where the dashboard loads a model: the weights picker's options (shipped reference detectors trained on
+WIDER FACE, shipped demo weights, checkpoints found under the weights roots, random init) and
+`load_inference_model`, which builds the chosen one.
+
+Weights that learned real faces (their checkpoint says `dataset: widerface`) are listed before synthetic ones.
+`epoch_<N>.pth` files in a run's `weights/` folder are snapshots of that run: they are not offered on their
+own but as the steps of `run_steps`, so a page can step through training.
 
 Every checkpoint is read with `weights_only=True` (core.checkpoint) and re-checked to resolve inside an
 allowed root before it is loaded; an unreadable file becomes a listed reason, never an exception.
@@ -8,18 +13,31 @@ allowed root before it is loaded; an unreadable file becomes a listed reason, ne
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from core.artifacts import RUN_JSON
 from core.config import MODEL_CONFIGS
 from core.study_manifest import parse_run_name
-from eval.roots import Roots, confine, display_path, ensure_within, iter_files
+from eval.roots import Roots, confine, display_path, ensure_within, is_within, iter_files
 
 CHECKPOINT_SUFFIX = ".pth"
 
-WeightsKind = Literal["demo", "checkpoint", "random"]
+WeightsKind = Literal["reference", "demo", "checkpoint", "random"]
+REAL_DATASETS = ("widerface", "wider face", "wider_face")
+SNAPSHOT = re.compile(r"epoch_?\d+")  # stem of a run's per-epoch snapshot (weights/epoch_050.pth)
+
+
+def is_real_dataset(dataset: str | None) -> bool:
+    """True for WIDER FACE (real photographs); synthetic or unknown training data is never called real."""
+    return dataset is not None and dataset.strip().lower() in REAL_DATASETS
+
+
+def dataset_words(dataset: str | None) -> str:
+    return "WIDER FACE" if is_real_dataset(dataset) else (dataset or "unknown data")
 
 
 @dataclass(frozen=True)
@@ -35,6 +53,7 @@ class WeightsOption:
     path: Path | None = None
     dataset: str | None = None
     epochs: int | None = None
+    run: Path | None = None  # the run folder when the file is <run>/weights/*.pth beside a run.json
 
     @property
     def key(self) -> str:
@@ -43,6 +62,23 @@ class WeightsOption:
     @property
     def trained(self) -> bool:
         return self.kind != "random"
+
+    @property
+    def real(self) -> bool:
+        """Learned real faces (trained on WIDER FACE), as opposed to synthetic ones, unknown data or nothing."""
+        return self.trained and is_real_dataset(self.dataset)
+
+
+def faces_learned(option: WeightsOption) -> str:
+    """One line on what the model behind `option` learned: real faces, synthetic faces, unknown data, nothing."""
+    if not option.trained:
+        return "untrained (random init): it learned nothing, its masks show only the architecture"
+    if option.real:
+        return "learned real faces: trained on WIDER FACE photographs"
+    if option.dataset and option.dataset.lower().startswith("synth"):
+        return "learned synthetic faces (generated images, not WIDER FACE)"
+    return f"trained on {option.dataset}: not WIDER FACE" if option.dataset else \
+        "training data unknown (the checkpoint does not say)"
 
 
 def random_option(model: str) -> WeightsOption:
@@ -57,6 +93,7 @@ class CheckpointInfo:
     model: str
     dataset: str | None
     epochs: int | None
+    trained_by: str | None = None  # who trained a converted reference file (its `source.trained_by`)
 
 
 @dataclass
@@ -92,12 +129,17 @@ def scan_checkpoints(roots: Roots) -> CheckpointScan:
                 scan.skipped.append(f"{path}: checkpoint has no model name")
                 continue
             scan.found.append(CheckpointInfo(path=path, model=name, dataset=_str_or_none(data.get("dataset")),
-                                             epochs=_epochs(data)))
+                                             epochs=_epochs(data), trained_by=_trained_by(data)))
     return scan
 
 
 def _str_or_none(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
+
+
+def _trained_by(data: Mapping[str, Any]) -> str | None:
+    source = data.get("source")
+    return _str_or_none(source.get("trained_by")) if isinstance(source, Mapping) else None
 
 
 def _epochs(data: Mapping[str, Any]) -> int | None:
@@ -164,35 +206,86 @@ def demo_seed(path: Path, model_name: str, roots: Roots) -> tuple[bool, int | No
 def discover_weights(
     model_name: str, roots: Roots, scan: CheckpointScan | None = None, manifest: Mapping[str, Any] | None = None
 ) -> list[WeightsOption]:
-    """Options for `model_name`: shipped demo weights first, then matching checkpoints, then random init.
+    """Options for `model_name`: weights that learned real faces first (the shipped reference detectors, then
+    any other checkpoint trained on WIDER FACE), then the shipped demo weights, other checkpoints, random init.
 
     Checkpoints are matched on their embedded model name (a file named cbam.pth that holds another
     variant is not offered for cbam). The demo ships one file per seed (`cbam_s0.pth`, ...), offered
-    in seed order. Pass `scan` to reuse one scan for several models; unreadable files are counted in
-    `scan.skipped`.
+    in seed order. A run's `epoch_<N>.pth` snapshots are left to `run_steps`. Pass `scan` to reuse one
+    scan for several models; unreadable files are counted in `scan.skipped`.
     """
     if model_name not in MODEL_CONFIGS:
         raise KeyError(f"unknown model {model_name!r}; choose one of {sorted(MODEL_CONFIGS)}")
     scan = scan if scan is not None else scan_checkpoints(roots)
     manifest = manifest if manifest is not None else read_manifest(roots)
-    options: list[tuple[int, WeightsOption]] = []
-    others: list[WeightsOption] = []
-    for info in scan.found:
-        if info.model != model_name:
+    ranked: list[tuple[tuple[int, int, int], WeightsOption]] = []
+    for i, info in enumerate(scan.found):
+        if info.model != model_name or is_snapshot(info.path):
             continue
-        is_demo, seed = demo_seed(info.path, model_name, roots)
-        if is_demo:
-            dataset = info.dataset or manifest_dataset(manifest)
-            epochs = manifest_epochs(manifest, model_name) or info.epochs
-            options.append((-1 if seed is None else seed, WeightsOption(
-                model=model_name, kind="demo", label=demo_label(dataset, epochs, seed), path=info.path,
-                dataset=dataset, epochs=epochs)))
-        else:
-            others.append(WeightsOption(model=model_name, kind="checkpoint", path=info.path,
-                                        label=checkpoint_label(info, roots), dataset=info.dataset,
-                                        epochs=info.epochs))
-    demo = [o for _, o in sorted(options, key=lambda pair: pair[0])]
-    return demo + others + [random_option(model_name)]
+        option, seed = _option(info, roots, manifest)
+        group = {"reference": 0, "checkpoint": 1, "demo": 2}[option.kind] if option.real else \
+            {"demo": 2, "reference": 3, "checkpoint": 3}[option.kind]
+        ranked.append(((group, -1 if seed is None else seed, i), option))
+    return [o for _, o in sorted(ranked, key=lambda pair: pair[0])] + [random_option(model_name)]
+
+
+def _option(info: CheckpointInfo, roots: Roots, manifest: Mapping[str, Any] | None) -> tuple[WeightsOption, int | None]:
+    """The picker option for one checkpoint, and its demo seed (None when not a per-seed demo file)."""
+    run = run_of(info.path)
+    is_demo, seed = demo_seed(info.path, info.model, roots)
+    if is_demo:
+        dataset = info.dataset or manifest_dataset(manifest)
+        epochs = manifest_epochs(manifest, info.model) or info.epochs
+        return WeightsOption(model=info.model, kind="demo", label=demo_label(dataset, epochs, seed), path=info.path,
+                             dataset=dataset, epochs=epochs, run=run), seed
+    reference = roots.reference is not None and is_within(info.path, [roots.reference])
+    label = real_label(info, roots) if is_real_dataset(info.dataset) else checkpoint_label(info, roots)
+    return WeightsOption(model=info.model, kind="reference" if reference else "checkpoint", label=label,
+                         path=info.path, dataset=info.dataset, epochs=info.epochs, run=run), None
+
+
+def run_of(path: Path) -> Path | None:
+    """`<run>/weights/x.pth` -> `<run>` when `<run>/run.json` exists (the layout train/ writes), else None."""
+    folder = Path(path).parent
+    return folder.parent if folder.name == "weights" and (folder.parent / RUN_JSON).is_file() else None
+
+
+def is_snapshot(path: Path) -> bool:
+    """A run's per-epoch snapshot (`<run>/weights/epoch_050.pth`): stepped through, not offered on its own."""
+    return SNAPSHOT.fullmatch(Path(path).stem) is not None and run_of(path) is not None
+
+
+def run_steps(option: WeightsOption, roots: Roots, scan: CheckpointScan | None = None,
+              manifest: Mapping[str, Any] | None = None) -> list[WeightsOption]:
+    """Every checkpoint of `option`'s run for the same model that records its epoch, one per epoch in epoch
+    order (a run's own Final/last/best file wins over a snapshot of the same epoch): the steps of training.
+    Empty when the option is not in a run or the run has fewer than two such checkpoints."""
+    if option.run is None or option.path is None:
+        return []
+    scan = scan if scan is not None else scan_checkpoints(roots)
+    manifest = manifest if manifest is not None else read_manifest(roots)
+    run = option.run.resolve()
+    steps: dict[int, WeightsOption] = {}
+    for info in scan.found:
+        owner = run_of(info.path)
+        if info.model != option.model or info.epochs is None or owner is None or owner.resolve() != run:
+            continue
+        step, _ = _option(info, roots, manifest)
+        previous = steps.get(info.epochs)
+        if previous is None or (is_snapshot(previous.path) and not is_snapshot(info.path)):
+            steps[info.epochs] = step
+    return [steps[e] for e in sorted(steps)] if len(steps) > 1 else []
+
+
+def real_label(info: CheckpointInfo, roots: Roots) -> str:
+    """"trained on WIDER FACE by <who> (<N> epochs)" for a converted reference file; a file that does not say
+    who trained it is named by its path. A run's snapshot says "epoch N" instead of "N epochs"."""
+    when = None
+    if info.epochs is not None:
+        when = f"epoch {info.epochs} snapshot" if is_snapshot(info.path) else f"{info.epochs} epochs"
+    if info.trained_by:
+        return f"trained on WIDER FACE by {info.trained_by}" + (f" ({when})" if when else "")
+    return f"{display_path(info.path, roots)} (trained on WIDER FACE{', ' + when if when else ''})"
 
 
 def checkpoint_label(info: CheckpointInfo, roots: Roots) -> str:

@@ -27,12 +27,14 @@ class SourceError(ValueError):
 
 @dataclass(frozen=True)
 class Roots:
-    """The only folders the dashboard reads: results CSVs, training runs, checkpoint roots, shipped demo."""
+    """The only folders the dashboard reads: results CSVs, training runs, checkpoint roots, shipped demo, and
+    the shipped reference detectors trained on WIDER FACE (`assets/reference`, None when not set)."""
 
     results: Path
     runs: tuple[Path, ...]
     weights: tuple[Path, ...]
     demo: Path
+    reference: Path | None = None
 
     @property
     def all(self) -> tuple[Path, ...]:
@@ -55,7 +57,8 @@ def resolve_roots(
 
     Default results root: `<repo>/results` if it already holds a results CSV, otherwise the shipped
     `<repo>/assets/demo/results`. A runs dir given by the user replaces `<repo>/runs`; the shipped demo
-    runs stay listed (and labelled as demo). Relative paths are taken from the repository root.
+    runs stay listed (and labelled as demo), and so do the shipped reference runs and weights
+    (`<repo>/assets/reference`, trained on WIDER FACE). Relative paths are taken from the repository root.
     Unknown arguments are ignored (streamlit and pytest put their own in sys.argv).
     """
     repo = Path(repo_root).resolve()
@@ -64,6 +67,7 @@ def resolve_roots(
     parser.add_argument("--runs-dir", default=None)
     args, _ = parser.parse_known_args(list(argv))
     demo = repo / "assets" / "demo"
+    reference = repo / "assets" / "reference"
 
     results_arg = args.results_dir or env.get(RESULTS_ENV) or None
     if results_arg:
@@ -74,9 +78,9 @@ def resolve_roots(
 
     runs_arg = args.runs_dir or env.get(RUNS_ENV) or None
     user_runs = _absolute(runs_arg, repo) if runs_arg else repo / "runs"
-    runs = _unique((user_runs, demo / "runs"))
-    weights = _unique((repo / "weights", user_runs, demo))
-    return Roots(results=results, runs=runs, weights=weights, demo=demo)
+    runs = _unique((user_runs, demo / "runs", reference / "runs"))
+    weights = _unique((repo / "weights", user_runs, demo, reference))
+    return Roots(results=results, runs=runs, weights=weights, demo=demo, reference=reference)
 
 
 def _absolute(value: str, repo: Path) -> Path:

@@ -18,10 +18,11 @@ from eval.roots import RESULTS_ENV, RUNS_ENV, SourceError, ensure_within, is_wit
 def test_defaults_without_local_results(tmp_path: Path) -> None:
     roots = resolve_roots([], {}, tmp_path)
     demo = tmp_path.resolve() / "assets" / "demo"
+    reference = tmp_path.resolve() / "assets" / "reference"
     assert roots.results == demo / "results"
-    assert roots.runs == (tmp_path.resolve() / "runs", demo / "runs")
-    assert roots.weights == (tmp_path.resolve() / "weights", tmp_path.resolve() / "runs", demo)
-    assert roots.demo == demo
+    assert roots.runs == (tmp_path.resolve() / "runs", demo / "runs", reference / "runs")
+    assert roots.weights == (tmp_path.resolve() / "weights", tmp_path.resolve() / "runs", demo, reference)
+    assert roots.demo == demo and roots.reference == reference
 
 
 @pytest.mark.parametrize("marker", ["comparison_table.csv", "latency_benchmark.csv"])

@@ -1,7 +1,11 @@
-"""Heatmaps: detections and the channel / spatial / hybrid masks of the three variants on one image, then
-heatmap quality measured over the val set (eval.attention_stats report: a table and a chart per level).
+"""Heatmaps: detections and the channel / spatial / hybrid masks of three columns of weights on one image,
+then heatmap quality measured over the val set (eval.attention_stats report: a table and a chart per level).
 
-One forward pass per model and image (`FeatherFace.inspect`), cached by image hash + weights; every
+The columns open on the sidebar's choices, real-face weights first (the source's ECA-CBAM trained on WIDER
+FACE); each can show any weights, and each says what its model learned. A column whose weights belong to a
+run with several checkpoints gets an epoch slider: the masks as training formed them.
+
+One forward pass per column and image (`FeatherFace.inspect`), cached by image hash + weights; every
 slider below only re-draws from that cache.
 """
 
@@ -14,17 +18,20 @@ import plotly.express as px
 import streamlit as st
 
 from core.artifacts import dataset_label
-from core.config import COMPARED_MODELS, PARALLEL, SEQUENTIAL
+from core.checkpoint import CheckpointError
+from core.config import PARALLEL, SEQUENTIAL
 from core.image_input import ImageInputError
 from core.image_io import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UPLOAD_EXTENSIONS, decode_upload
 from core.overlay import COLORMAPS, overlay_mask
 from dashboard.common import (
+    WeightsOption,
+    all_weights_options,
     current_selection,
     display_name,
     get_model,
     get_roots,
     interactive_torch_threads,
-    load_models,
+    training_steps,
     weights_fingerprint,
 )
 from eval.attention_stats import (
@@ -39,18 +46,26 @@ from eval.attention_stats import (
 )
 from eval.attention_view import (
     LEVEL_CHOICES,
+    column_choice_label,
+    column_choices,
+    column_models,
     diverging_overlay,
     draw_detections,
+    epoch_steps,
     filter_detections,
     fit_image,
+    has_masks,
     hybrid_difference,
     image_digest,
     level_masks,
     scale_detections,
     skipped_models_note,
+    sync_column,
     top_channels,
 )
 from eval.figures import heatmap_png
+from eval.model_loading import faces_learned
+from eval.roots import SourceError
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
 FORWARD_CONF = 0.2  # one low-threshold pass; the confidence slider filters afterwards
@@ -65,9 +80,12 @@ def decode(data: bytes, name: str) -> np.ndarray:
 
 
 @st.cache_data(max_entries=48, show_spinner=False)
-def inspect(model_name: str, fingerprint: str, digest: str, _model, _rgb: np.ndarray):
-    """Detections + masks of one model on one image; keyed on weights fingerprint and image hash."""
+def inspect(model_name: str, fingerprint: str, digest: str, _model, _rgb: np.ndarray, with_masks: bool = True):
+    """Detections + masks (None for a variant without attention) of one model on one image; keyed on weights
+    fingerprint and image hash."""
     with interactive_torch_threads(1):
+        if not with_masks:
+            return _model.detect(_rgb, conf_thresh=FORWARD_CONF, nms_thresh=0.4), None
         return _model.inspect(_rgb, conf_thresh=FORWARD_CONF, nms_thresh=0.4, with_masks=True)
 
 
@@ -125,32 +143,64 @@ top_k = c5.slider("Strongest channels", 4, 32, 12, 1, key="hm_topk")
 normalize = st.checkbox("Stretch each mask to its own min–max range", value=True, key="hm_norm",
                         help="Masks often sit in a narrow band around 0.5; stretching makes their structure visible.")
 
-# ---- one forward pass per model --------------------------------------------------------------------
-models = load_models(selection, COMPARED_MODELS)
+# ---- the columns: any weights each, stepping through a run's checkpoints ---------------------------------
+choices = column_choices(all_weights_options())
+by_key = {o.key: o for o in choices}
+slots = column_models(selection)
+st.caption("Each column shows any weights: weights that learned real faces (trained on WIDER FACE) are listed "
+           "first; a column follows the sidebar's choice for its variant until you pick other weights here.")
+pickers = st.columns(len(slots))
+chosen: list[WeightsOption] = []
+for i, (col, slot) in enumerate(zip(pickers, slots, strict=True)):
+    widget, follows = f"hm_weights_{i}", f"_hm_follows_{i}"
+    value, synced = sync_column(st.session_state.get(widget), st.session_state.get(follows), selection[slot].key,
+                                by_key)
+    st.session_state[widget], st.session_state[follows] = value, synced
+    option = by_key[col.selectbox(f"Column {i + 1} weights", list(by_key), key=widget,
+                                  format_func=lambda k: column_choice_label(by_key[k]))]
+    steps = epoch_steps(option, training_steps(option))
+    if steps is not None:
+        epoch = col.select_slider("Training epoch", options=list(steps.epochs), value=steps.start,
+                                  key=f"hm_epoch_{i}_{option.key}",
+                                  help="the checkpoints saved during this run: how the masks formed while it trained")
+        option = steps.option(epoch)
+    chosen.append(option)
+
+# ---- one forward pass per column ------------------------------------------------------------------------
 digest = image_digest(rgb)
-results = {}
-for name, model in models.items():
+results: dict[int, tuple] = {}
+for i, option in enumerate(chosen):
     try:
-        results[name] = inspect(name, weights_fingerprint(selection[name]), digest, model, rgb)
+        model = get_model(option.model, option)
+    except (CheckpointError, SourceError, ValueError, OSError) as exc:
+        st.error(f"**{display_name(option.model)}** could not be loaded from `{option.label}`: {exc}")
+        continue
+    try:
+        results[i] = inspect(option.model, weights_fingerprint(option), digest, model, rgb, has_masks(option.model))
     except Exception as exc:  # noqa: BLE001 - one model failing must not take the others down
-        st.error(f"**{display_name(name)}** failed on {image_name}: {exc}")
+        st.error(f"**{display_name(option.model)}** failed on {image_name}: {exc}")
 
 view, view_scale = fit_image(rgb, MAX_VIEW_SIDE)
 st.caption(f"{image_name}: {rgb.shape[1]}×{rgb.shape[0]} px · level **{level}** · "
            "ECA-CBAM sequential: spatial mask computed from the channel-refined map; parallel: from the input.")
 st.caption(skipped_models_note())
-columns = st.columns(len(COMPARED_MODELS))
-for col, name in zip(columns, COMPARED_MODELS, strict=True):
+columns = st.columns(len(chosen))
+for i, (col, option) in enumerate(zip(columns, chosen, strict=True)):
     with col:
-        st.markdown(f"#### {display_name(name)}")
-        st.caption(f"weights: {selection[name].label}")
-        if name not in results:
+        st.markdown(f"#### {display_name(option.model)}")
+        st.caption(f"weights: {option.label}")
+        (st.success if option.real else st.warning)(faces_learned(option))
+        if i not in results:
             st.warning("Not available (see the error above).")
             continue
-        dets, maps = results[name]
+        dets, maps = results[i]
         shown = filter_detections(dets, conf)
         st.image(draw_detections(view, scale_detections(shown, view_scale)), output_format="JPEG",
                  caption=f"{len(shown)} detection(s) ≥ {conf:.2f}" + (" (top 50 drawn)" if len(shown) > 50 else ""))
+        if maps is None:
+            st.info(f"{display_name(option.model)} has no attention blocks: no channel, spatial or hybrid mask "
+                    "to draw, only its detections.")
+            continue
         masks = level_masks(maps, level)
         chans = top_channels(maps, level, top_k)
         chans["label"] = chans["label"] if level == "all" else chans["channel"].map(lambda c: f"#{c}")
@@ -158,18 +208,19 @@ for col, name in zip(columns, COMPARED_MODELS, strict=True):
                      labels={"label": "channel", "weight": "M_c"}, range_y=[0, 1])
         fig.update_layout(height=230, margin=dict(l=10, r=10, t=30, b=10), showlegend=level == "all",
                           title=f"strongest channels ({level})")
-        st.plotly_chart(fig, key=f"hm_chan_{name}", config={"displayModeBar": False})
+        st.plotly_chart(fig, key=f"hm_chan_{i}", config={"displayModeBar": False})
         st.image(overlay_mask(view, masks["spatial"], alpha, colormap, normalize), output_format="JPEG",
                  caption=f"spatial mask M_s [{masks['spatial'].min():.2f}, {masks['spatial'].max():.2f}]")
         st.image(overlay_mask(view, masks["hybrid"], alpha, colormap, normalize), output_format="JPEG",
                  caption=f"hybrid mask mean_c(M_c·M_s) [{masks['hybrid'].min():.2f}, {masks['hybrid'].max():.2f}]")
-        if not selection[name].trained:
-            st.caption("⚠️ untrained weights: these masks show the architecture, not learned attention.")
 
 # ---- parallel minus sequential ----------------------------------------------------------------------
 st.subheader("Parallel minus sequential (hybrid mask)")
-if SEQ in results and PAR in results:
-    diff = hybrid_difference(results[PAR][1], results[SEQ][1], level)
+par = next((i for i, o in enumerate(chosen) if o.model == PAR and i in results), None)
+seq = next((i for i, o in enumerate(chosen) if o.model == SEQ and i in results), None)
+if par is not None and seq is not None:
+    st.caption(f"parallel: {chosen[par].label} · sequential: {chosen[seq].label}")
+    diff = hybrid_difference(results[par][1], results[seq][1], level)
     limit = float(np.abs(diff).max())
     d1, d2 = st.columns([3, 2])
     d1.image(diverging_overlay(view, diff, alpha=max(alpha, 0.3)), output_format="JPEG",
@@ -180,24 +231,24 @@ if SEQ in results and PAR in results:
     d2.plotly_chart(fig, key="hm_diff")
     d2.metric("mean |Δ|", f"{float(np.abs(diff).mean()):.2e}")
 else:
-    st.info("Needs both ECA-CBAM sequential and parallel models.")
+    st.info("Needs an ECA-CBAM sequential and an ECA-CBAM parallel column.")
 
 # ---- download ---------------------------------------------------------------------------------------
 st.subheader("Download the 2×4 figure")
-dl_cols = st.columns(len(COMPARED_MODELS))
-for col, name in zip(dl_cols, COMPARED_MODELS, strict=True):
-    if name not in models:
+dl_cols = st.columns(len(chosen))
+for i, (col, option) in enumerate(zip(dl_cols, chosen, strict=True)):
+    if i not in results or results[i][1] is None:
         continue
-    option = selection[name]
     label = option.label.replace("—", "-").encode("ascii", "replace").decode()  # cv2 text is ASCII only
 
-    def make_png(name=name, option=option, label=label) -> bytes:
-        model = get_model(name, option, fold_bn=False)  # unfolded: the figure prints the parameter count
+    def make_png(option=option, label=label) -> bytes:
+        model = get_model(option.model, option, fold_bn=False)  # unfolded: the figure prints the parameter count
         with interactive_torch_threads(1):
             return heatmap_png(model, rgb, conf_thresh=conf, weights_label=label, colormap=colormap, alpha=alpha)
 
-    col.download_button(f"{display_name(name)} (PNG)", data=make_png, mime="image/png", on_click="ignore",
-                        file_name=f"attention_heatmaps__{name}__{Path(image_name).stem}.png", key=f"hm_dl_{name}")
+    col.download_button(f"{display_name(option.model)} (PNG)", data=make_png, mime="image/png", on_click="ignore",
+                        file_name=f"attention_heatmaps__{option.model}__{Path(image_name).stem}.png",
+                        key=f"hm_dl_{i}")
 st.caption("Row 1: image with detections, stage1–3 hybrid masks; row 2: legend, P3–P5 hybrid masks. "
            "Made by eval/figures.py on click (same single-pass masks).")
 

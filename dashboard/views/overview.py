@@ -49,7 +49,7 @@ cols[2].metric("trained weights", sum(o.trained for opts in inv.weights.values()
 
 if inv.runs:
     st.markdown("**Training runs**")
-    st.dataframe(pd.DataFrame(inv.runs), hide_index=True)
+    st.dataframe(pd.DataFrame(inv.runs).drop(columns=["shipped"]), hide_index=True)
 for warning in inv.run_warnings:
     st.warning(warning)
 
@@ -83,7 +83,8 @@ if not studies:
 for warning in study_warnings:
     st.warning(warning)
 
-st.markdown("**Weights available per model** (pick them in the sidebar)")
+st.markdown("**Weights available per model**, those that learned real faces (WIDER FACE) first (pick them in the "
+            "sidebar; each Heatmaps column takes any of them)")
 st.dataframe(pd.DataFrame([{"model": m, "options": " · ".join(o.label for o in opts)}
                            for m, opts in inv.weights.items()]), hide_index=True)
 if inv.skipped_files:
