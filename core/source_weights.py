@@ -48,9 +48,12 @@ SOURCE_REPO = "fokouarnaud/FeatherFace"
 PREFIX = "module."
 WRAPPER_KEYS = ("state_dict", "model_state_dict")
 NETWORKS = ("cbam", "eca_cbam", "eca_cbam_parallel")
-# The source's class for each variant it defines (models/*.py at f023145), named in messages.
+# The source's class for each variant it defines (models/*.py at f023145), named in messages. "none" (the same
+# parts without attention) has no source class; its layout is the source's with no attention tensors.
 SOURCE_CLASSES = {"cbam": "FeatherFaceCBAMExact", "eca_cbam": "FeatherFaceECAcbaM",
-                  "eca_cbam_parallel": "FeatherFaceECAcbaMParallel"}
+                  "eca_cbam_parallel": "FeatherFaceECAcbaMParallel", "none": "attention-free"}
+PROFILER_SUFFIXES = ("total_ops", "total_params")  # thop's buffers, left in some of the source's files
+SOURCE_CELLS, SOURCE_WIDTH = 3, 52  # the f023145 BiFPN: three cells of 52 channels
 PARALLEL_MARKER = "eca_cbam_parallel_config"  # key of train_eca_cbam_parallel.py's checkpoint dict
 BRANCHES = {"conv3X3": "conv3x3", "conv5X5_1": "conv5x5_1", "conv5X5_2": "conv5x5_2", "conv7X7_2": "conv7x7_2",
             "conv7x7_3": "conv7x7_3"}
@@ -156,9 +159,19 @@ def _params(state: Mapping[str, torch.Tensor]) -> int:
                if not k.endswith(("running_mean", "running_var", OPTIONAL_SUFFIX, "total_ops", "total_params")))
 
 
+def strip_source_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` without DataParallel's `module.` prefix and thop's profiler buffers."""
+    return {(k[len(PREFIX):] if k.startswith(PREFIX) else k): v for k, v in state.items()
+            if not k.endswith(PROFILER_SUFFIXES)}
+
+
 def detect_source_variant(state: Mapping[str, torch.Tensor], wrapper_keys: Iterable[str] = ()) -> str:
-    """The variant ("cbam", "eca_cbam", "eca_cbam_parallel") whose source class wrote `state` (keys without
-    `module.`); `SourceWeightsError` naming what the keys show otherwise."""
+    """The variant ("cbam", "eca_cbam", "eca_cbam_parallel") whose source class wrote `state`, or "none" for
+    the f023145 layout without attention tensors; `SourceWeightsError` naming what the keys show otherwise.
+
+    Sequential and parallel ECA-CBAM have the same tensors: "eca_cbam" unless `wrapper_keys` (the keys of
+    the source's training dict around the state dict) name the parallel design."""
+    state = strip_source_keys(state)
     keys = list(state)
     width, cells, params = _channels(state), _cells(keys), _params(state)
     shape = f"{width}-channel {cells}-cell BiFPN, {params:,} parameters"
@@ -183,6 +196,8 @@ def detect_source_variant(state: Mapping[str, torch.Tensor], wrapper_keys: Itera
     if keys and all(k.startswith(("stage1.", "stage2.", "stage3.", "fc.")) for k in keys):
         raise SourceWeightsError("an ImageNet MobileNetV1-0.25 classifier (stage1-3 + fc), not a detector: it is "
                                  "the backbone both references train from (`python -m train --backbone-weights`)")
+    if cells == SOURCE_CELLS and width == SOURCE_WIDTH and any(k.startswith("bifpn.0.p3_down_channel.") for k in keys):
+        return "none"
     if cells:
         raise SourceWeightsError(f"an earlier FeatherFace architecture from the source's history ({shape}, no "
                                  "attention modules), not one of the paper's three designs")
@@ -191,17 +206,15 @@ def detect_source_variant(state: Mapping[str, torch.Tensor], wrapper_keys: Itera
                              f"bifpn.* among its {len(keys)} keys (first: {first})")
 
 
-def _project_key(key: str, network: str) -> str | None:
+def project_key(key: str) -> str | None:
     """This project's name for a source key (without `module.`), or None if it has none. The DCN's
     offset_conv / modulator_conv pair both map to `offset_mask` and are joined by `map_source_state_dict`."""
     if key.startswith("body."):
         return key
-    attention = (r"(backbone|bifpn)_attention_(\d)\.(eca|sam)\.conv\.weight" if network != "cbam"
-                 else r"(backbone_cbam|bif_cbam)_(\d)\.(.+)")
-    if m := re.fullmatch(attention, key):
-        where = "backbone" if m[1].startswith("backbone") else "bifpn"
-        if network != "cbam":
-            return f"{where}_attention.{m[2]}.{'channel_gate' if m[3] == 'eca' else 'spatial_gate'}.conv.weight"
+    if m := re.fullmatch(r"(backbone|bifpn)_attention_(\d)\.(eca|sam)\.conv\.weight", key):
+        return f"{m[1]}_attention.{m[2]}.{'channel_gate' if m[3] == 'eca' else 'spatial_gate'}.conv.weight"
+    if m := re.fullmatch(r"(backbone_cbam|bif_cbam)_(\d)\.(.+)", key):
+        where = "backbone" if m[1] == "backbone_cbam" else "bifpn"
         if mm := re.fullmatch(r"ChannelGate\.mlp\.([13])\.(weight|bias)", m[3]):
             return f"{where}_attention.{m[2]}.channel_gate.mlp.{int(mm[1]) - 1}.{mm[2]}"
         if mm := re.fullmatch(r"SpatialGate\.spatial\.(conv|bn)\.(\w+)", m[3]):
@@ -228,39 +241,43 @@ def _project_key(key: str, network: str) -> str | None:
     return None
 
 
-def map_source_state_dict(state: Mapping[str, torch.Tensor], network: str) -> dict[str, torch.Tensor]:
-    """Rename a source state dict (keys without `module.`) for `build_model(network)`; each DCN's
-    offset_conv (18 rows) and modulator_conv (9 rows) are stacked into one offset_mask conv, in that order.
-    `SourceWeightsError` names the first key with no counterpart, or a DCN half without its pair."""
-    if network not in NETWORKS:
-        raise SourceWeightsError(f"unknown network {network!r}; choose one of {NETWORKS}")
+def map_source_state_dict(state: Mapping[str, torch.Tensor], network: str | None = None) -> dict[str, torch.Tensor]:
+    """Rename a source state dict (`module.` prefixes and thop buffers allowed) for this project's FeatherFace;
+    each DCN's offset_conv (18 rows) and modulator_conv (9 rows) are stacked into one offset_mask conv, in that
+    order. `network` only names the variant in messages. `SourceWeightsError` names the first key with no
+    counterpart, or a DCN half without its pair."""
+    what = f"{network} ({SOURCE_CLASSES.get(network, network)} layout)" if network else "this project's FeatherFace"
     mapped: dict[str, torch.Tensor] = {}
     pairs: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in state.items():
-        name = _project_key(key, network)
+    for key, value in strip_source_keys(state).items():
+        name = project_key(key)
         if name is None:
-            raise SourceWeightsError(f"key {key!r} has no counterpart in {network} ({SOURCE_CLASSES[network]} "
-                                     "layout)")
+            raise SourceWeightsError(f"source key {key!r} has no counterpart in {what}")
         if ".offset_mask." in name:
-            pairs.setdefault(name, {})["offset" if ".offset_conv." in key else "modulator"] = value
+            pairs.setdefault(name, {})["offset_conv" if ".offset_conv." in key else "modulator_conv"] = value
         elif name in mapped:
-            raise SourceWeightsError(f"key {key!r} maps onto {name}, which another key already filled")
+            raise SourceWeightsError(f"source key {key!r} maps onto {name}, which another key already filled")
         else:
             mapped[name] = value
     for name, halves in pairs.items():
-        if set(halves) != {"offset", "modulator"}:
-            lacking = "modulator_conv" if "offset" in halves else "offset_conv"
-            raise SourceWeightsError(f"deformable conv {name.rsplit('.', 2)[0]}: {lacking} missing (the source "
-                                     "saves offset_conv and modulator_conv together)")
-        mapped[name] = torch.cat([halves["offset"], halves["modulator"]], dim=0)
+        conv = name.rsplit(".offset_mask", 1)[0]
+        missing = [p for p in ("offset_conv", "modulator_conv") if p not in halves]
+        if missing:
+            raise SourceWeightsError(f"deformable conv {conv} has no {missing[0]} tensor (the source saves "
+                                     "offset_conv and modulator_conv together)")
+        offset, modulator = halves["offset_conv"], halves["modulator_conv"]
+        if offset.shape[0] != 18 or modulator.shape[0] != 9 or offset.shape[1:] != modulator.shape[1:]:
+            raise SourceWeightsError(f"deformable conv {conv}: offset_conv {tuple(offset.shape)} and modulator_conv "
+                                     f"{tuple(modulator.shape)} are not the 18 + 9 channels of one 3x3 conv")
+        mapped[name] = torch.cat([offset, modulator], dim=0)
     return mapped
 
 
-def source_names(state: Iterable[str], network: str) -> dict[str, str]:
+def source_names(state: Iterable[str]) -> dict[str, str]:
     """This project's key -> the source key(s) it comes from, for messages that name the file's own key."""
     names: dict[str, str] = {}
     for key in state:
-        name = _project_key(key, network)
+        name = project_key(key[len(PREFIX):] if key.startswith(PREFIX) else key)
         if name is not None:
             names[name] = f"{names[name]} + {key}" if name in names else key
     return names
@@ -294,10 +311,10 @@ def choose_network(found: str, network: str, wrapper_keys: Iterable[str] = ()) -
         return found
     if network not in NETWORKS:
         raise SourceWeightsError(f"unknown network {network!r}; choose auto or one of {NETWORKS}")
-    family = {"cbam": "cbam", "eca_cbam": "eca", "eca_cbam_parallel": "eca"}
+    family = {"cbam": "cbam", "eca_cbam": "eca", "eca_cbam_parallel": "eca", "none": "none"}
     if family[network] != family[found]:
-        raise SourceWeightsError(f"--network {network}, but the file holds {SOURCE_CLASSES[found]} tensors "
-                                 f"({'backbone_cbam_*' if found == 'cbam' else 'backbone_attention_*.eca/sam'})")
+        held = {"cbam": "backbone_cbam_*", "none": "no attention tensors"}.get(found, "backbone_attention_*.eca/sam")
+        raise SourceWeightsError(f"--network {network}, but the file holds {SOURCE_CLASSES[found]} tensors ({held})")
     if found == "eca_cbam_parallel" and network == "eca_cbam" and PARALLEL_MARKER in set(wrapper_keys):
         raise SourceWeightsError(f"--network eca_cbam, but the file's training dict names the parallel design "
                                  f"({PARALLEL_MARKER})")
@@ -313,8 +330,7 @@ def convert_source_file(path: Path | str, network: str = "auto") -> tuple[Feathe
         chosen = choose_network(found, network, src.wrapper_keys)
         model = build_model(chosen)
         own = model.state_dict()
-        state = fit_state_dict(map_source_state_dict(src.state, chosen), own, chosen,
-                               source_names(src.state, chosen))
+        state = fit_state_dict(map_source_state_dict(src.state, chosen), own, chosen, source_names(src.state))
     except SourceWeightsError as exc:
         raise SourceWeightsError(f"{src.path}: {exc}") from None
     model.load_state_dict(state)

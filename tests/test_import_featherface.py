@@ -25,7 +25,7 @@ import torch
 
 from core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from core.factory import build_model
-from core.source_weights import SourceWeightsError, convert_source_file
+from core.source_weights import SourceWeightsError, convert_source_file, detect_source_variant, map_source_state_dict
 from eval.import_featherface import main
 from tests.test_backbone_weights import reference_keys
 from tests.test_retinaface_weights import reference_state
@@ -247,7 +247,7 @@ def test_mismatches_name_the_key(tmp_path, capsys):
     state = source_state()
     del state["ssh1.conv3X3.0.modulator_conv.weight"]
     torch.save(state, tmp_path / "half.pth")
-    refused(tmp_path, capsys, tmp_path / "half.pth", "modulator_conv missing")
+    refused(tmp_path, capsys, tmp_path / "half.pth", "has no modulator_conv tensor")
     state = source_state()
     state["bifpn.0.p6_w1"] = torch.ones(2)
     torch.save(state, tmp_path / "extra.pth")
@@ -307,3 +307,21 @@ def test_real_files_from_the_source_history_refused(tmp_path, commit, path, need
     with pytest.raises(SourceWeightsError, match="earlier FeatherFace architecture") as exc:
         convert_source_file(tmp_path / "old.pth")
     assert needle in str(exc.value)
+
+
+def test_attention_free_layout_and_profiler_buffers(tmp_path, capsys):
+    """The f023145 layout without attention tensors is `none` (no source class, but the same parts); thop's
+    total_ops / total_params buffers, left in some of the source's files, are dropped."""
+    state = {k: v for k, v in source_state().items() if "attention_" not in k}
+    assert detect_source_variant(state) == "none"
+    torch.save({"module." + k: v for k, v in state.items()} | {"module.body.total_ops": torch.zeros(1)},
+               tmp_path / "plain.pth")
+    assert run_cli("--checkpoint", tmp_path / "plain.pth", "--out", tmp_path / "none.pth") == 0
+    assert read_checkpoint(tmp_path / "none.pth")["model_name"] == "none"
+    refused(tmp_path, capsys, tmp_path / "plain.pth", "holds attention-free tensors", network="eca_cbam")
+    eca = source_state()
+    assert map_source_state_dict(eca).keys() == map_source_state_dict({"module." + k: v for k, v in eca.items()}
+                                                                      | {"bifpn.0.total_params": torch.zeros(1)}).keys()
+    eca["ssh1.conv3X3.0.modulator_conv.weight"] = torch.zeros(10, 52, 3, 3)
+    with pytest.raises(SourceWeightsError, match="not the 18 \\+ 9 channels"):
+        map_source_state_dict(eca)
