@@ -217,6 +217,9 @@ def _compare(ours: Path, theirs: Path) -> list[str]:
         return [str(exc)]
     if a["model_name"] != b["model_name"] or a.get("source") != b.get("source"):
         return [f"{ours}: model or source differs ({a['model_name']}, {a.get('source')})"]
+    if a.get("config") != b.get("config"):
+        changed = sorted(k for k in set(a["config"]) | set(b["config"]) if a["config"].get(k) != b["config"].get(k))
+        return [f"{ours}: built with another model config ({', '.join(changed)}): regenerate"]
     sa, sb = a["state_dict"], b["state_dict"]
     if sa.keys() != sb.keys():
         return [f"{ours}: keys differ from a fresh conversion (the model's layout changed: regenerate)"]

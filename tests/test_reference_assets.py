@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from core.artifacts import find_runs
-from core.checkpoint import load_checkpoint
+from core.checkpoint import atomic_torch_save, load_checkpoint, read_checkpoint
 from eval.reference_assets import main
 from tests.conftest import ROOT
 
@@ -75,9 +75,13 @@ def test_check_reports_a_changed_file(tmp_path, capsys):
     assert main(["--shared", str(SHARED), "--out", str(out)]) == 0
     (out / "retinaface_mnet.pth").write_bytes((RUN / "weights" / "epoch_050.pth").read_bytes())
     (out / "runs" / "featherface_eca_cbam" / "weights" / "epoch_100.pth").unlink()
+    stale = out / "runs" / "featherface_eca_cbam" / "weights" / "epoch_150.pth"  # written by an older model build
+    data = read_checkpoint(stale)
+    atomic_torch_save({**data, "config": {k: v for k, v in data["config"].items() if k != "bgr_mean"}}, stale)
     assert main(["--shared", str(SHARED), "--out", str(out), "--check"]) == 1
     err = capsys.readouterr().err
     assert "retinaface_mnet.pth: model or source differs" in err and "epoch_100.pth: missing" in err
+    assert "epoch_150.pth: built with another model config (bgr_mean): regenerate" in err
 
 
 def test_missing_reference_folder_is_one_line(tmp_path, capsys):
