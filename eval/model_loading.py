@@ -300,7 +300,11 @@ def checkpoint_origin(data: Mapping[str, Any]) -> str:
     a training run of this project its run and dataset."""
     source = data.get("source")
     if isinstance(source, Mapping) and (source.get("origin") or source.get("file")):
-        return f"converted from {source.get('origin') or source.get('file')}"
+        converted = f"converted from {source.get('origin') or source.get('file')}"
+        trained_by = _trained_by(data)
+        if trained_by:
+            return f"trained on {dataset_words(_str_or_none(data.get('dataset')))} by {trained_by}, {converted}"
+        return converted
     run, dataset = _str_or_none(data.get("run_name")), _str_or_none(data.get("dataset"))
     if run or dataset:
         return "trained by this project" + (f" (run {run})" if run else "") + (f" on {dataset}" if dataset else "")

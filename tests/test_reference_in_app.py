@@ -20,7 +20,14 @@ from eval.attention_view import (
     sync_column,
 )
 from eval.inventory import build_inventory
-from eval.model_loading import WeightsOption, discover_weights, faces_learned, run_steps, scan_checkpoints
+from eval.model_loading import (
+    WeightsOption,
+    checkpoint_origin,
+    discover_weights,
+    faces_learned,
+    run_steps,
+    scan_checkpoints,
+)
 from eval.roots import resolve_roots
 from tests.conftest import ROOT
 
@@ -81,6 +88,13 @@ def test_faces_learned_says_real_synthetic_unknown_or_nothing(repo: Path) -> Non
     assert "unknown" in faces_learned(WeightsOption("cbam", "checkpoint", "x", path=Path("x.pth")))
     assert faces_learned(WeightsOption("cbam", "checkpoint", "x", path=Path("x.pth"), dataset="coco")) == \
         "trained on coco: not WIDER FACE"
+
+
+def test_checkpoint_origin_names_who_trained_it() -> None:
+    source = {"file": "f.pth", "sha256": "0" * 64, "origin": "them/Repo@abc:f.pth"}
+    assert checkpoint_origin({"dataset": "widerface", "source": {**source, "trained_by": "them/Repo"}}) == \
+        "trained on WIDER FACE by them/Repo, converted from them/Repo@abc:f.pth"
+    assert checkpoint_origin({"source": source}) == "converted from them/Repo@abc:f.pth"
 
 
 def test_run_steps_one_checkpoint_per_epoch(repo: Path) -> None:
