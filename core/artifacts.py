@@ -36,8 +36,10 @@ LATENCY_REQUIRED: tuple[str, ...] = (
 """Columns every latency_benchmark.csv has, including files written before the uncertainty columns."""
 LATENCY_COLUMNS: tuple[str, ...] = (
     *LATENCY_REQUIRED, "median_ci_low_ms", "median_ci_high_ms", "overhead_ci_low_ms", "overhead_ci_high_ms",
-    "overhead_verdict", "session", "backend",
+    "overhead_verdict", "session", "backend", "load_avg_1m", "cpu_count",
 )
+"""load_avg_1m and cpu_count: the machine's 1-minute load average at the session's start and the CPUs it is
+shared by (eval.timing_lock); blank in sessions timed before they were recorded."""
 LATENCY_RUN_COLUMNS: tuple[str, ...] = ("session", "round", "position", "model", "ms")
 """One timed forward pass: `round` of the interleaved session, `position` of the model within that round."""
 # File names of the layout above: the only place they are typed.

@@ -1,7 +1,8 @@
 """Shared dashboard plumbing: data roots, the weights sidebar, cached models. Every page imports this.
 
 app.py renders the sidebar (`render_sidebar`) once per run; pages read the choice with
-`current_selection()` and the folders with `get_roots()`. Nothing here takes a free-text path from the UI.
+`current_selection()` and the folders with `get_roots()`. Nothing here takes a free-text path from the UI,
+and text that names files goes through `rel_paths` (paths relative to their folder) before a page shows it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from core.config import COMPARED_MODELS, MODEL_ORDER, display_name
@@ -26,11 +28,11 @@ from eval.model_loading import (
     run_steps,
     scan_checkpoints,
 )
-from eval.roots import RESULTS_ENV, RUNS_ENV, Roots, SourceError, iter_files, resolve_roots
+from eval.roots import RESULTS_ENV, RUNS_ENV, Roots, SourceError, iter_files, relative_text, resolve_roots
 
 __all__ = ["Roots", "Selection", "WeightsOption", "get_roots", "render_sidebar", "current_selection", "get_model",
            "load_models", "get_scan", "display_name", "weights_fingerprint", "weights_options", "all_weights_options",
-           "training_steps"]
+           "training_steps", "rel_paths", "rel_paths_frame"]
 
 Selection = dict[str, WeightsOption]
 _CHOICE_PREFIX = "_ff_weights_choice_"  # plain session-state keys: survive page switches, unlike widget keys
@@ -47,6 +49,21 @@ def _roots(argv: tuple[str, ...], env_results: str, env_runs: str) -> Roots:
     env = {k: v for k, v in ((RESULTS_ENV, env_results), (RUNS_ENV, env_runs)) if v}
     return resolve_roots(argv, env)
 
+
+
+def rel_paths(text: object) -> str:
+    """`text` as a page may show it: every absolute path made relative to its data folder (eval.roots.relative_text),
+    so that a visitor learns neither where the folders lie nor what lies outside them."""
+    return relative_text(str(text), get_roots())
+
+
+def rel_paths_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a table with `rel_paths` applied to every text cell (a results CSV may name files by absolute path)."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(lambda v: rel_paths(v) if isinstance(v, str) else v)
+    return out
 
 
 def _weights_stamp(roots: Roots) -> tuple[tuple[str, int, int], ...]:
@@ -124,7 +141,7 @@ def render_sidebar() -> Selection:
     if skipped:
         with sb.expander(f"⚠️ {len(skipped)} checkpoint file(s) skipped"):
             for msg in skipped:
-                st.caption(msg)
+                st.caption(rel_paths(msg))
     with sb.expander("Data folders"):
         st.caption(f"results: `{_fmt(roots.results)}`")
         for p in roots.runs:
@@ -147,7 +164,7 @@ def current_selection() -> Selection:
 
 
 def _fmt(path: Path) -> str:
-    return f"{path}" + ("" if path.exists() else "  (not found)")
+    return rel_paths(path) + ("" if path.exists() else "  (not found)")
 
 
 def weights_fingerprint(option: WeightsOption) -> str:
@@ -188,7 +205,7 @@ def load_models(selection: Selection, names: tuple[str, ...] | None = None) -> d
             models[name] = get_model(name, selection[name])
         except (CheckpointError, SourceError, ValueError, OSError) as exc:
             st.error(f"**{display_name(name)}** could not be loaded from "
-                     f"`{selection[name].label}`: {exc}")
+                     f"`{selection[name].label}`: {rel_paths(exc)}")
     return models
 
 

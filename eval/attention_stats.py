@@ -62,6 +62,7 @@ from eval.results import (
     resolve_all_weights,
     resolve_weights,
 )
+from eval.roots import SourceError, confine
 
 ALL_LEVELS: tuple[str, ...] = (*STAGES, *LEVELS)
 MASK_KINDS: tuple[str, ...] = ("spatial", "hybrid")
@@ -277,9 +278,15 @@ def attention_stats(
 # ----------------------------------------------------------------------------- page helpers
 
 
-def load_report(path: Path | str) -> dict[str, Any]:
-    """A report written by this CLI, checked enough for the page; errors name the file."""
+def load_report(path: Path | str, root: Path | str | None = None) -> dict[str, Any]:
+    """A report written by this CLI, checked enough for the page; errors name the file. With `root`, a
+    path resolving outside it (a symlink to a file elsewhere) is refused before anything is read."""
     path = Path(path)
+    if root is not None:
+        try:
+            confine(path, root)
+        except SourceError as exc:
+            raise AttentionStatsError(str(exc)) from None
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

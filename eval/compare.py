@@ -169,7 +169,8 @@ def load_latency(results_root: Path | str) -> Loaded:
         notes.append(f"{path}: written before confidence intervals were recorded; its differences carry no verdict")
     frame = frame.reindex(columns=list(dict.fromkeys([*LATENCY_COLUMNS, *frame.columns])))
     frame = _numeric(frame, ["mean_ms", "median_ms", "p90_ms", "std_ms", "fps", "overhead_vs_none_ms",
-                             "median_ci_low_ms", "median_ci_high_ms", "overhead_ci_low_ms", "overhead_ci_high_ms"],
+                             "median_ci_low_ms", "median_ci_high_ms", "overhead_ci_low_ms", "overhead_ci_high_ms",
+                             "load_avg_1m", "cpu_count"],
                      path, notes)
     frame["overhead_verdict"] = frame["overhead_verdict"].fillna("").astype(str)
     return Loaded(frame, notes=notes)
@@ -456,7 +457,7 @@ def latency_display(rows: pd.DataFrame) -> pd.DataFrame:
     """The columns a reader needs, CIs beside the values they qualify."""
     cols = ["model", "device_name", "backend", "threads", "input_h", "input_w", "batch", "runs", "warmup", "median_ms",
             "median_ci_low_ms", "median_ci_high_ms", "fps", "overhead_vs_none_ms", "overhead_ci_low_ms",
-            "overhead_ci_high_ms", "overhead_verdict", "mean_ms", "p90_ms", "std_ms"]
+            "overhead_ci_high_ms", "overhead_verdict", "mean_ms", "p90_ms", "std_ms", "load_avg_1m", "cpu_count"]
     out = rows.reindex(columns=cols).copy()
     out.insert(1, "display_name", out["model"].map(display_name))
     return out

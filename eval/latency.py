@@ -7,6 +7,7 @@ hits all of them alike and per-round differences are paired (statistics in eval.
 Every timed run is kept (latency_runs.csv beside latency_benchmark.csv). The thread count is fixed
 for the whole session and recorded. Weights do not change the work done, so `run_latency` times
 freshly built models; `measure` is UI-free: the dashboard passes a progress callback.
+Timings run one at a time on the machine (eval.timing_lock) and record the load average at their start.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from core.inference import prepare_for_inference
 from core.onnx_export import OnnxExportError
 from core.onnx_runtime import BACKENDS, OnnxRuntimeModel, check_backend
 from eval.latency_stats import RESAMPLES, precision_note, summarize_runs
+from eval.timing_lock import DEFAULT_MAX_WAIT_S, MachineLoad, WaitCallback, load_warning, timing_slot
 
 Forward = Callable[[torch.Tensor], Any]
 """A detector forward: a PyTorch module or an `OnnxRuntimeModel` (same call, same outputs)."""
@@ -147,32 +149,42 @@ def measure_session(
     optimized: bool = True,
     progress_callback: ProgressCallback | None = None,
     backend: str = "torch",
+    max_wait_s: float = DEFAULT_MAX_WAIT_S,
+    on_wait: WaitCallback | None = None,
 ) -> tuple[list[dict[str, Any]], pd.DataFrame]:
     """`measure` on `threads` CPU threads (default: the current setting, restored afterwards), then
-    the session's summary rows and long-format runs (`session_rows`). `optimized` is recorded as given."""
+    the session's summary rows and long-format runs (`session_rows`). `optimized` is recorded as given.
+
+    Runs inside the machine-wide timing slot (queued up to `max_wait_s` behind another timing, `on_wait`
+    told while queued; TimingBusy after that), or inside the caller's slot when it already holds one.
+    The rows record the load average at the slot's start."""
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     dev = _resolve(device) if device is not None else _device_of(next(iter(models.values())))
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads or before)
-    try:
-        runs = measure(models, input_hw, batch, rounds, warmup, dev, progress_callback)
-        return session_rows(runs, device=dev, input_hw=input_hw, batch=batch, warmup=warmup, optimized=optimized,
-                            order=list(models), backend=backend)
-    finally:
-        torch.set_num_threads(before)
+    with timing_slot(max_wait_s=max_wait_s, on_wait=on_wait) as slot:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
+        try:
+            runs = measure(models, input_hw, batch, rounds, warmup, dev, progress_callback)
+            return session_rows(runs, device=dev, input_hw=input_hw, batch=batch, warmup=warmup,
+                                optimized=optimized, order=list(models), backend=backend, load=slot.load)
+        finally:
+            torch.set_num_threads(before)
 
 
 def session_rows(runs: pd.DataFrame, *, device: torch.device, input_hw: tuple[int, int], batch: int, warmup: int,
                  optimized: bool, order: Sequence[str] | None = None, session: str | None = None,
-                 date: str | None = None, resamples: int = RESAMPLES,
-                 backend: str = "torch") -> tuple[list[dict[str, Any]], pd.DataFrame]:
-    """latency_benchmark.csv rows (LATENCY_COLUMNS, models in `order`) and latency_runs.csv rows for one session."""
+                 date: str | None = None, resamples: int = RESAMPLES, backend: str = "torch",
+                 load: MachineLoad | None = None) -> tuple[list[dict[str, Any]], pd.DataFrame]:
+    """latency_benchmark.csv rows (LATENCY_COLUMNS, models in `order`) and latency_runs.csv rows for one session;
+    `load` is the machine's load at the session's start (blank when not given)."""
     session = session or uuid.uuid4().hex[:12]
     date = date or datetime.now().isoformat(timespec="seconds")
     meta = {"date": date, "device": str(device), "device_name": device_name(device), "threads": torch.get_num_threads(),
             "torch_version": torch.__version__, "input_h": input_hw[0], "input_w": input_hw[1], "batch": batch,
-            "warmup": warmup, "optimized": optimized, "session": session, "backend": backend}
+            "warmup": warmup, "optimized": optimized, "session": session, "backend": backend,
+            "load_avg_1m": round(load.load_1m, 2) if load is not None else None,
+            "cpu_count": load.cpus if load is not None else None}
     rows = [meta | stats for stats in summarize_runs(runs, batch=batch, resamples=resamples,
                                                     order=list(order or []))]
     long = runs.assign(session=session).reindex(columns=list(LATENCY_RUN_COLUMNS))
@@ -208,6 +220,7 @@ def run_latency(
     threads: int | None = None,
     progress_callback: ProgressCallback | None = None,
     backend: str = "torch",
+    on_wait: WaitCallback | None = None,
 ) -> list[dict[str, Any]]:
     """Time the named variants interleaved; rows follow LATENCY_COLUMNS, appended to `out_csv` if given
     (with every timed run appended to latency_runs.csv beside it).
@@ -217,6 +230,7 @@ def run_latency(
     row records it. Overhead columns are paired differences to "none", blank when it is not timed.
     `backend="onnxruntime"` times ONNX Runtime sessions (native DeformConv, fixed input size, all
     graph optimisations, intra-op threads = the session's thread count) exported from the same models.
+    Export and timing run in one machine-wide timing slot (`on_wait` is told while it queues for it).
     """
     unknown = [m for m in models if m not in MODEL_CONFIGS]
     if unknown:
@@ -230,9 +244,10 @@ def run_latency(
     for name in dict.fromkeys(models):
         model = build_model(name).eval()
         built[name] = prepare_for_inference(model) if optimize or backend != "torch" else model
-    built = for_backend(built, backend, threads, input_hw, batch)
-    rows, long = measure_session(built, input_hw, batch, rounds, warmup, device, threads, optimize,
-                                 progress_callback, backend)
+    with timing_slot(on_wait=on_wait):  # an export is heavy CPU work too: not while another run times
+        built = for_backend(built, backend, threads, input_hw, batch)
+        rows, long = measure_session(built, input_hw, batch, rounds, warmup, device, threads, optimize,
+                                     progress_callback, backend)
     if out_csv is not None:
         save_session(out_csv, rows, long)
     return rows
@@ -297,19 +312,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     with tqdm(total=args.warmup + args.rounds, desc="rounds", unit="round") as bar:
+        told: list[str] = []
+
         def advance(done: int, total: int) -> None:
             bar.update(done - bar.n)
 
+        def queued(waited: float, who: str) -> None:
+            if not told:  # said once, not at every poll
+                told.append(who)
+                tqdm.write(f"waiting for another timing run ({who}); timings run one at a time on this machine")
+
         try:
             rows = run_latency(args.models, tuple(args.size), args.batch, args.rounds, args.warmup, args.device,
-                               args.optimize, args.out, args.threads, advance, args.backend)
+                               args.optimize, args.out, args.threads, advance, args.backend, queued)
         except (ResultsFileError, KeyError, ValueError, RuntimeError, OnnxExportError) as exc:
             bar.close()
             print(f"error: {exc}", file=sys.stderr)
             return 2
     print(f"{rows[0]['device_name']}, torch {torch.__version__}, input {args.batch}x3x{args.size[0]}x{args.size[1]}, "
-          f"{args.rounds} interleaved rounds, {rows[0]['threads']} threads, backend {args.backend}")
+          f"{args.rounds} interleaved rounds, {rows[0]['threads']} threads, backend {args.backend}, "
+          f"load average {rows[0]['load_avg_1m']} on {rows[0]['cpu_count']} CPUs at start")
     print(format_rows(rows))
+    if warning := load_warning(rows):
+        print(f"warning: {warning}")
     print(f"appended {len(rows)} rows to {args.out} and {len(rows) * args.rounds} runs to {runs_csv_for(args.out)}")
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,3 +213,50 @@ def display_path(path: Path, roots: Roots) -> str:
             continue
         return rel.as_posix() if base == repo else f"{base.name}/{rel.as_posix()}"
     return path.name
+
+
+# An absolute path in free text: "/" at the start or after a space, quote, bracket, "=", ":" or ",", not "//"
+# (URLs); it runs to the next space, quote or bracket, without trailing punctuation.
+_ABSOLUTE = re.compile(r"(?<![^\s`'\"(\[{=:,])/(?!/)[^\s`'\"(){}\[\]<>|;,]*[^\s`'\"(){}\[\]<>|;,.:]")
+
+
+def relative_text(text: str, roots: Roots) -> str:
+    """`text` with every absolute path made relative to the folder it lies in, for a page a visitor reads.
+
+    A path inside the repository becomes repo-relative (`assets/demo/results/x.csv`), one inside a root
+    outside it becomes `<root name>/...` (`results/x.csv`), and any other absolute path (a symlink's target
+    elsewhere, a system file named in an exception) shows as `…/<file name>`: a page never tells a
+    visitor where the folders it serves lie on the disk, or what lies outside them.
+    """
+    repo = roots.demo.parent.parent
+    bases: dict[str, str] = {}
+    for root in (*roots.all, repo):
+        inside_repo = root == repo or repo in root.parents
+        name = repo_relative(root, repo) if inside_repo else root.name
+        for form in {str(root), str(_resolved(root))}:
+            if form != "/":  # a root at / would make every path "inside"; such text keeps the file names only
+                bases.setdefault(form, name)
+    for base in sorted(bases, key=len, reverse=True):  # the deepest folder names the path
+        name = bases[base]
+        text = re.sub(re.escape(base) + r"(/[^\s`'\"(){}\[\]<>|;,]*)?(?![\w-]|\.\w)",
+                      lambda m, name=name: _join(name, m.group(1)), text)
+    return _ABSOLUTE.sub(lambda m: "…/" + Path(m.group(0)).name, text)
+
+
+def repo_relative(path: Path, repo: Path) -> str:
+    rel = path.relative_to(repo).as_posix()
+    return rel if rel != "." else "."
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path
+
+
+def _join(name: str, rest: str | None) -> str:
+    rest = (rest or "").strip("/")
+    if not rest:
+        return name
+    return rest if name == "." else f"{name}/{rest}"

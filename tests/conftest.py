@@ -13,6 +13,7 @@ import torch
 from core.detector import FeatherFace
 from core.factory import build_model
 from core.layers.deform_conv import ModulatedDeformConv2d
+from eval.timing_lock import LOCK_ENV
 
 
 def find_real_wider_gt() -> Path:
@@ -33,6 +34,13 @@ REAL_GT = find_real_wider_gt()
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _session_timing_lock(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timings in tests queue on this test session's own lock file, not the machine's (eval.timing_lock):
+    a dashboard, or another checkout's tests, timing at the same moment would otherwise hold them up."""
+    monkeypatch.setenv(LOCK_ENV, str(tmp_path_factory.getbasetemp() / "timing.lock"))
 
 
 def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.common import get_roots
+from dashboard.common import get_roots, rel_paths
 from eval.compare import load_comparison, load_latency
 from eval.conclusion import build_conclusion, runs_overview
 from eval.convergence import default_cache, load_convergence
 
 st.title("Conclusion")
 roots = get_roots()
-st.caption(f"Generated from `{roots.results}` and the runs under "
-           + ", ".join(f"`{p}`" for p in roots.runs) + "; it changes when the data does.")
+st.caption(f"Generated from `{rel_paths(roots.results)}` and the runs under "
+           + ", ".join(f"`{rel_paths(p)}`" for p in roots.runs) + "; it changes when the data does.")
 
 for loaded, name in ((load_comparison(roots.results), "Accuracy"), (load_latency(roots.results), "Latency")):
     for msg in loaded.errors:
-        st.error(f"{name} file unusable (reported below as missing data): {msg}")
+        st.error(f"{name} file unusable (reported below as missing data): {rel_paths(msg)}")
 
 scalars = load_convergence(roots.runs, default_cache()).scalars  # incremental: cheap after the first read
-markdown = build_conclusion(roots.results, runs_overview(roots.runs), scalars=scalars)
+markdown = rel_paths(build_conclusion(roots.results, runs_overview(roots.runs), scalars=scalars))
 st.download_button("Download conclusion (.md)", markdown, file_name="featherface_conclusion.md",
                    mime="text/markdown", key="concl_download")
 with st.container(border=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.common import get_roots
+from dashboard.common import get_roots, rel_paths
 from eval.convergence import (
     ConvergenceData,
     available_metrics,
@@ -30,7 +30,7 @@ def _load(stamp: tuple, roots: tuple[str, ...]) -> ConvergenceData:
 st.title("Convergence")
 roots = get_roots()
 st.caption("Curves from the TensorBoard event files of every run (a folder with run.json) under: "
-           + ", ".join(f"`{p}`" for p in roots.runs) + ". Runs still training are re-read as they grow.")
+           + ", ".join(f"`{rel_paths(p)}`" for p in roots.runs) + ". Runs still training are re-read as they grow.")
 
 st.button("Reload runs", help="Pick up new epochs now (any interaction also re-checks the files)")
 data = _load(fingerprint(roots.runs), tuple(map(str, roots.runs)))
@@ -39,7 +39,7 @@ if data.warnings:
     st.warning(f"{len(data.warnings)} warning(s) while reading runs; the readable part is shown.")
     with st.expander("Warnings"):
         for msg in data.warnings:
-            st.text(msg)
+            st.text(rel_paths(msg))
 if data.runs.empty:
     st.info("No training runs found. Train one with `python -m train --model cbam ...`; it writes run.json and "
             "TensorBoard events under `runs/<run>/`.")

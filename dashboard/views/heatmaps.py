@@ -31,6 +31,7 @@ from dashboard.common import (
     get_model,
     get_roots,
     interactive_torch_threads,
+    rel_paths,
     training_steps,
     weights_fingerprint,
 )
@@ -120,8 +121,9 @@ if images:
     else:
         image_name, rgb_full = images[0]
 elif samples:
-    image_name = sample_name or samples[0].name
-    rgb_full = decode((SAMPLES_DIR / image_name).read_bytes(), image_name)
+    sample = next((p for p in samples if p.name == sample_name), samples[0])  # a listed file, whatever the widget says
+    image_name = sample.name
+    rgb_full = decode(sample.read_bytes(), image_name)
     if uploads:
         st.info(f"No usable upload: showing the bundled sample {image_name}.")
 else:
@@ -173,12 +175,12 @@ for i, option in enumerate(chosen):
     try:
         model = get_model(option.model, option)
     except (CheckpointError, SourceError, ValueError, OSError) as exc:
-        st.error(f"**{display_name(option.model)}** could not be loaded from `{option.label}`: {exc}")
+        st.error(f"**{display_name(option.model)}** could not be loaded from `{option.label}`: {rel_paths(exc)}")
         continue
     try:
         results[i] = inspect(option.model, weights_fingerprint(option), digest, model, rgb, has_masks(option.model))
     except Exception as exc:  # noqa: BLE001 - one model failing must not take the others down
-        st.error(f"**{display_name(option.model)}** failed on {image_name}: {exc}")
+        st.error(f"**{display_name(option.model)}** failed on {image_name}: {rel_paths(exc)}")
 
 view, view_scale = fit_image(rgb, MAX_VIEW_SIDE)
 st.caption(f"{image_name}: {rgb.shape[1]}×{rgb.shape[0]} px · level **{level}** · "
@@ -256,13 +258,14 @@ st.caption("Row 1: image with detections, stage1–3 hybrid masks; row 2: legend
 st.subheader("Heatmap quality over the val images")
 report_path = get_roots().results / DEFAULT_OUT
 if not report_path.is_file():
-    st.info(f"No heatmap-quality report at `{report_path}`. `python -m eval.attention_stats --data <dataset root> "
-            f"--weights-dir <weights> --out {report_path}` writes it (needs the val images with their ground truth).")
+    st.info(f"No heatmap-quality report at `{rel_paths(report_path)}`. `python -m eval.attention_stats --data <dataset "
+            f"root> --weights-dir <weights> --out {rel_paths(report_path)}` writes it (needs the val images with their "
+            "ground truth).")
 else:
     try:
-        report = load_report(report_path)
+        report = load_report(report_path, root=get_roots().results)
     except AttentionStatsError as exc:
-        st.error(str(exc))
+        st.error(rel_paths(exc))
     else:
         st.caption(f"{dataset_label(report['dataset'])} · {report.get('num_images', '?')} val images with faces · "
                    f"models: {', '.join(display_name(m) for m in report.get('models', []))} · masks from the real "

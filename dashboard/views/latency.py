@@ -16,7 +16,8 @@ from core.config import ABLATION, BASELINE_MODEL, MODEL_CONFIGS
 from core.device import select_device
 from core.onnx_export import OnnxExportError
 from core.onnx_runtime import BACKENDS
-from dashboard.common import current_selection, get_model, get_roots, load_models
+from dashboard.common import current_selection, get_model, get_roots, load_models, rel_paths
+from eval import timing_lock
 from eval.compare import (
     LATENCY_CSV,
     LATENCY_RUNS_CSV,
@@ -30,6 +31,7 @@ from eval.compare import (
 from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, for_backend, measure_session, save_session
 from eval.latency_stats import paired_difference, precision_note
 from eval.model_loading import random_option
+from eval.timing_lock import TimingBusy, load_caption, load_warning, timing_slot
 
 BACKEND_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime (CPU, native DeformConv)",
                  "openvino": "OpenVINO (CPU)"}
@@ -43,11 +45,11 @@ def _save(target: Path, result: dict) -> None:
     try:
         save_session(target, result["rows"], result["runs"])
     except (ResultsFileError, OSError) as exc:
-        st.session_state[SAVE_MSG_KEY] = ("error", f"Not saved: {exc}")
+        st.session_state[SAVE_MSG_KEY] = ("error", f"Not saved: {rel_paths(exc)}")
     else:
         result["saved"] = True
-        st.session_state[SAVE_MSG_KEY] = ("success", f"Appended {len(result['rows'])} rows to `{target}` and "
-                                                     f"{len(result['runs'])} timed runs to `{LATENCY_RUNS_CSV}`.")
+        st.session_state[SAVE_MSG_KEY] = ("success", f"Appended {len(result['rows'])} rows to `{rel_paths(target)}` "
+                                                     f"and {len(result['runs'])} timed runs to `{LATENCY_RUNS_CSV}`.")
 
 
 def _pair_picker(runs: pd.DataFrame, key: str) -> None:
@@ -102,18 +104,27 @@ if st.button("Start benchmark", type="primary", key="lat_start"):
             models[extra] = copy.deepcopy(get_model(extra, random_option(extra)))
     total = int(warmup) + int(rounds)
     bar = st.progress(0.0, text="Starting…")
+    queue = st.empty()
     try:
-        if backend != "torch":
-            bar.progress(0.0, text="Exporting the models to ONNX…")
-        forwards = for_backend(models, backend, int(threads), (int(height), int(width)), int(batch))
-        rows, runs = measure_session(
-            forwards, (int(height), int(width)), int(batch), int(rounds), int(warmup), select_device(device),
-            int(threads), progress_callback=lambda done, _: bar.progress(done / total, text=f"round {done}/{total}"),
-            backend=backend)
+        # One timing at a time on this machine (other sessions, other dashboards, the CLI): queue visibly.
+        with timing_slot(max_wait_s=timing_lock.DASHBOARD_MAX_WAIT_S, on_wait=lambda waited, who: queue.info(
+                f"⏳ Waiting for another timing run to finish ({who}; {waited:.0f} s so far). Timings run one at "
+                "a time on this machine so that they do not measure each other.")) as slot:
+            queue.empty()
+            if backend != "torch":
+                bar.progress(0.0, text="Exporting the models to ONNX…")
+            forwards = for_backend(models, backend, int(threads), (int(height), int(width)), int(batch))
+            rows, runs = measure_session(
+                forwards, (int(height), int(width)), int(batch), int(rounds), int(warmup), select_device(device),
+                int(threads), backend=backend,
+                progress_callback=lambda done, _: bar.progress(done / total, text=f"round {done}/{total}"))
+    except TimingBusy as exc:
+        queue.empty()
+        st.error(str(exc))
     except (RuntimeError, ValueError, OnnxExportError) as exc:
-        st.error(f"Benchmark failed on {device}: {exc}")
+        st.error(f"Benchmark failed on {device}: {rel_paths(exc)}")
     else:
-        st.session_state[RESULT_KEY] = {"rows": rows, "runs": runs, "saved": False}
+        st.session_state[RESULT_KEY] = {"rows": rows, "runs": runs, "saved": False, "waited_s": slot.waited_s}
     bar.empty()
 
 result = st.session_state.get(RESULT_KEY)
@@ -128,6 +139,9 @@ if result and result["rows"]:
         col.metric(display_name(row["model"]), f"{row['median_ms']:.2f} ms", delta, delta_color="off",
                    delta_arrow="off", border=True)
     st.info(precision_note(result["rows"]))
+    if warning := load_warning(result["rows"]):
+        st.warning(warning)
+    st.caption(load_caption(result["rows"], result.get("waited_s", 0.0)))
     st.dataframe(latency_display(frame).style.format(precision=2), hide_index=True, width="stretch")
     st.markdown("**Compare any two models** (paired per round):")
     _pair_picker(result["runs"], "lat_pair")
@@ -137,8 +151,8 @@ if result and result["rows"]:
     target = roots.results / LATENCY_CSV
     in_demo = roots.results.resolve().is_relative_to(roots.demo.resolve())
     if in_demo:
-        st.caption(f"Saving is off: the results folder is the shipped demo (`{roots.results}`). Start the dashboard "
-                   "with `-- --results-dir results` (or FEATHERFACE_RESULTS_DIR) to keep measurements.")
+        st.caption(f"Saving is off: the results folder is the shipped demo (`{rel_paths(roots.results)}`). Start the "
+                   "dashboard with `-- --results-dir results` (or FEATHERFACE_RESULTS_DIR) to keep measurements.")
     st.button(f"Append to {LATENCY_CSV}", disabled=in_demo or result["saved"], key="lat_save", on_click=_save,
               args=(target, result))
     kind, message = st.session_state.pop(SAVE_MSG_KEY, (None, None))
@@ -150,19 +164,22 @@ if result and result["rows"]:
 st.subheader("Earlier measurements")
 earlier = load_latency(roots.results)
 for msg in earlier.errors:
-    st.error(f"Earlier measurements unreadable: {msg}")
+    st.error(f"Earlier measurements unreadable: {rel_paths(msg)}")
 for msg in earlier.notes:
     if not earlier.missing:
-        st.warning(msg)
+        st.warning(rel_paths(msg))
 if earlier.missing:
-    st.info(f"No `{LATENCY_CSV}` in `{roots.results}` yet.")
+    st.info(f"No `{LATENCY_CSV}` in `{rel_paths(roots.results)}` yet.")
 elif not earlier.errors:
     shown = latency_display(earlier.frame).assign(date=earlier.frame["date"]).iloc[::-1]
     st.dataframe(shown, hide_index=True, width="stretch")
-    st.caption("Latest session: " + precision_note(latest_latency(earlier.frame)))
+    latest = latest_latency(earlier.frame)
+    st.caption("Latest session: " + precision_note(latest) + " " + load_caption(latest.to_dict("records")))
+    if warning := load_warning(latest.to_dict("records")):
+        st.warning(f"Latest session: {warning}")
     saved_runs = load_latency_runs(roots.results)
     for msg in saved_runs.errors:
-        st.error(f"Saved per-run timings unreadable: {msg}")
+        st.error(f"Saved per-run timings unreadable: {rel_paths(msg)}")
     if not saved_runs.frame.empty:
         sessions = list(dict.fromkeys(saved_runs.frame["session"]))[::-1]
         dates = dict(zip(earlier.frame["session"].astype(str), earlier.frame["date"].astype(str), strict=False))

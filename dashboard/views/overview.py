@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.artifacts import dataset_label
 from core.config import MODEL_CONFIGS
-from dashboard.common import get_roots, get_scan
+from dashboard.common import get_roots, get_scan, rel_paths
 from eval.event_files import default_cache
 from eval.inventory import build_inventory
 from eval.roots import display_path
@@ -51,17 +51,18 @@ if inv.runs:
     st.markdown("**Training runs**")
     st.dataframe(pd.DataFrame(inv.runs).drop(columns=["shipped"]), hide_index=True)
 for warning in inv.run_warnings:
-    st.warning(warning)
+    st.warning(rel_paths(warning))
 
 if inv.results:
-    st.markdown(f"**Results** in `{roots.results}`")
+    st.markdown(f"**Results** in `{rel_paths(roots.results)}`")
     st.dataframe(pd.DataFrame([{"file": r["file"], "rows": r["rows"],
                                 "datasets": ", ".join(dataset_label(d) for d in r["datasets"]) or "—",
-                                "status": r["error"] or "ok"} for r in inv.results]), hide_index=True)
+                                "status": rel_paths(r["error"]) if r["error"] else "ok"} for r in inv.results]),
+                 hide_index=True)
     if inv.eval_files:
         st.caption(f"{inv.eval_files} detailed evaluation file(s) in `eval/` (PR curves, per-attribute AP).")
 else:
-    st.caption(f"No results CSV in `{roots.results}`.")
+    st.caption(f"No results CSV in `{rel_paths(roots.results)}`.")
 
 st.subheader("Studies")
 studies, study_warnings = studies_progress(roots.runs, default_cache())  # event files read incrementally
@@ -81,7 +82,7 @@ if not studies:
     st.caption("No study (`study.json`) under the runs folders; start one with `python -m train.study "
                "--models ... --seeds 0 1 2 --data ROOT --out runs/`.")
 for warning in study_warnings:
-    st.warning(warning)
+    st.warning(rel_paths(warning))
 
 st.markdown("**Weights available per model**, those that learned real faces (WIDER FACE) first (pick them in the "
             "sidebar; each Heatmaps column takes any of them)")
@@ -90,11 +91,11 @@ st.dataframe(pd.DataFrame([{"model": m, "options": " · ".join(o.label for o in 
 if inv.skipped_files:
     with st.expander(f"{len(inv.skipped_files)} results file(s) skipped"):
         for msg in inv.skipped_files:
-            st.caption(msg)
+            st.caption(rel_paths(msg))
 if inv.skipped_checkpoints:
     with st.expander(f"{len(inv.skipped_checkpoints)} checkpoint file(s) could not be read"):
         for msg in inv.skipped_checkpoints:
-            st.caption(msg)
+            st.caption(rel_paths(msg))
 
 st.subheader("What is missing")
 if not inv.missing:
@@ -104,6 +105,6 @@ for item in inv.missing:
     if item.command:
         st.code(item.command, language="bash")
 
-st.caption("Folders in use: results `" + str(roots.results) + "`, runs " +
-           ", ".join(f"`{p}`" for p in roots.runs) + ". Choose others with "
+st.caption("Folders in use: results `" + rel_paths(roots.results) + "`, runs " +
+           ", ".join(f"`{rel_paths(p)}`" for p in roots.runs) + ". Choose others with "
            "`streamlit run dashboard/app.py -- --results-dir DIR --runs-dir DIR`.")

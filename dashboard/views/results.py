@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from core.data.wider_gt import SETTINGS, WiderGT, load_wider_gt
-from dashboard.common import get_model, get_roots, interactive_torch_threads
+from dashboard.common import get_model, get_roots, interactive_torch_threads, rel_paths, rel_paths_frame
 from eval.attention_view import LEVEL_CHOICES
 from eval.compare import (
     aggregate_seeds,
@@ -42,7 +42,7 @@ from eval.image_diff import (
 from eval.model_loading import read_manifest
 from eval.predict import read_rgb
 from eval.predictions import Predictions, read_predictions
-from eval.roots import REPO_ROOT
+from eval.roots import REPO_ROOT, SourceError, confine
 
 
 @st.cache_resource(show_spinner="Reading the ground truth…", max_entries=4)
@@ -57,20 +57,20 @@ def load_predictions(folder: str, gt_dir: str) -> Predictions:
 
 st.title("Results")
 roots = get_roots()
-st.caption(f"From `{roots.results}`: comparison_table.csv (measured), reference_results.csv (published and "
+st.caption(f"From `{rel_paths(roots.results)}`: comparison_table.csv (measured), reference_results.csv (published and "
            "targets) and eval/*.json (PR curves, attributes). AP in percent.")
 
 comp = load_comparison(roots.results)
 ref = load_reference(roots.results)
 for msg in comp.errors:
-    st.error(f"Measured results unusable: {msg}")
+    st.error(f"Measured results unusable: {rel_paths(msg)}")
 for msg in comp.notes:
-    (st.info if comp.missing else st.warning)(msg)
+    (st.info if comp.missing else st.warning)(rel_paths(msg))
 for msg in ref.errors:
-    st.warning(msg)
+    st.warning(rel_paths(msg))
 
 st.subheader("AP table")
-table = combined_table(comp.frame, ref.frame)
+table = rel_paths_frame(combined_table(comp.frame, ref.frame))  # paths in cells: relative to their folder
 st.dataframe(style_combined(table), hide_index=True, width="stretch", height=min(35 * (len(table) + 1) + 3, 700))
 st.caption("*Tinted italic rows*: synthetic data, not WIDERFace. Grey rows: published numbers and targets "
            "(WIDERFace val), never measured here. No row is marked best: see the deltas and their CIs below.")
@@ -99,9 +99,9 @@ if not agg.empty:
 st.subheader("Precision-recall curves")
 records, warnings = load_eval_records(roots.results)
 for msg in warnings:
-    st.warning(msg)
+    st.warning(rel_paths(msg))
 if not records:
-    st.info(f"No evaluation files under `{roots.results / 'eval'}` (written by `python -m eval.results`).")
+    st.info(f"No evaluation files under `{rel_paths(roots.results / 'eval')}` (written by `python -m eval.results`).")
 else:
     datasets = sorted({r.dataset for r in records}, key=lambda d: (d != "widerface", d))
     dataset = st.radio("Dataset", datasets, horizontal=True, format_func=dataset_label, key="res_dataset")
@@ -121,10 +121,10 @@ else:
 st.subheader("AP differences with 95% CIs (paired image bootstrap)")
 reports, report_warnings = load_reports(roots.results)
 for msg in report_warnings:
-    st.warning(msg)
+    st.warning(rel_paths(msg))
 if not reports:
-    st.info(f"No AP comparisons under `{roots.results / COMPARE_DIR}`. `python -m eval.compare_ap --results "
-            f"{roots.results}` writes one per model pair from the prediction folders of `eval.results` "
+    st.info(f"No AP comparisons under `{rel_paths(roots.results / COMPARE_DIR)}`. `python -m eval.compare_ap --results "
+            f"{rel_paths(roots.results)}` writes one per model pair from the prediction folders of `eval.results` "
             "(seeds pooled); without them the table above has no CI for its deltas.")
 else:
     with_breakdown = st.toggle("Include the hard-set attribute and scale subsets", key="res_cmp_breakdown")
@@ -154,9 +154,9 @@ else:
         src = resolve_pair(payloads[key_a], payloads[key_b], REPO_ROOT, roots.all, roots.weights,
                            read_manifest(roots))
         for note in src.notes:
-            st.caption(f"· {note}")
+            st.caption(f"· {rel_paths(note)}")
         if src.missing:
-            st.info(src.missing)
+            st.info(rel_paths(src.missing))
         else:
             gt = load_gt(str(src.data / "ground_truth"))
             preds = [load_predictions(str(p), str(src.data / "ground_truth")) if p is not None else None
@@ -189,10 +189,12 @@ else:
                 row = top.iloc[pick]
                 im = gt.index[(row["event"], row["image"])]
                 image_file = src.data / "val" / "images" / im.event / f"{im.name}.jpg"
-                if not image_file.is_file():
-                    st.info(f"Image `{image_file}` is absent: the table above comes from the predictions alone.")
+                try:  # names come from the ground truth file: "../" in them must not leave the dataset folder
+                    rgb = read_rgb(confine(image_file, src.data))
+                except SourceError:
+                    st.info(f"Image `{rel_paths(image_file)}` is absent: the table above comes from the predictions "
+                            "alone.")
                 else:
-                    rgb = read_rgb(image_file)
                     level = st.selectbox("Mask level", ("none", *LEVEL_CHOICES), index=4, key="res_diff_level")
                     cols = st.columns(2)
                     for col, key, pred, ckpt in zip(cols, (key_a, key_b), preds, src.weights, strict=True):
