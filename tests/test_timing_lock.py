@@ -155,9 +155,8 @@ def test_lock_released_when_its_holder_is_killed(tmp_path: Path) -> None:
     try:
         assert json.loads(proc.stdout.readline())["start"] > 0  # it holds the slot now
         assert not free_now(lock)
-        with pytest.raises(TimingBusy, match=rf"pid {proc.pid} on .* since"):
-            with timing_slot(lock, max_wait_s=0.3):
-                pass
+        with pytest.raises(TimingBusy, match=rf"pid {proc.pid} on .* since"), timing_slot(lock, max_wait_s=0.3):
+            pass
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)
@@ -167,11 +166,11 @@ def test_lock_released_when_its_holder_is_killed(tmp_path: Path) -> None:
 
 def test_a_second_session_queues_visibly_then_is_refused() -> None:
     waits: list[tuple[float, str]] = []
-    with held_elsewhere():
-        with pytest.raises(TimingBusy, match=rf"Not timed: another timing run \(pid {os.getpid()} on .* since "
-                                             r"\d\d:\d\d:\d\d\) was still running after 1 s"):
-            with timing_slot(max_wait_s=0.8, on_wait=lambda s, who: waits.append((s, who)), poll_s=0.1):
-                pytest.fail("ran while another held the lock")
+    refused = pytest.raises(TimingBusy, match=rf"Not timed: another timing run \(pid {os.getpid()} on .* since "
+                                              r"\d\d:\d\d:\d\d\) was still running after 1 s")
+    with held_elsewhere(), refused, timing_slot(max_wait_s=0.8, on_wait=lambda s, who: waits.append((s, who)),
+                                                poll_s=0.1):
+        pytest.fail("ran while another held the lock")
     assert len(waits) >= 3 and [s for s, _ in waits] == sorted(s for s, _ in waits)
     assert all(f"pid {os.getpid()}" in who for _, who in waits)
 
