@@ -7,6 +7,7 @@ and text that names files goes through `rel_paths` (paths relative to their fold
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import threading
@@ -32,7 +33,7 @@ from eval.roots import RESULTS_ENV, RUNS_ENV, Roots, SourceError, iter_files, re
 
 __all__ = ["Roots", "Selection", "WeightsOption", "get_roots", "render_sidebar", "current_selection", "get_model",
            "load_models", "get_scan", "display_name", "weights_fingerprint", "weights_options", "all_weights_options",
-           "training_steps", "rel_paths", "rel_paths_frame"]
+           "training_steps", "rel_paths", "rel_paths_frame", "key_token"]
 
 Selection = dict[str, WeightsOption]
 _CHOICE_PREFIX = "_ff_weights_choice_"  # plain session-state keys: survive page switches, unlike widget keys
@@ -55,6 +56,12 @@ def rel_paths(text: object) -> str:
     """`text` as a page may show it: every absolute path made relative to its data folder (eval.roots.relative_text),
     so that a visitor learns neither where the folders lie nor what lies outside them."""
     return relative_text(str(text), get_roots())
+
+
+def key_token(value: str) -> str:
+    """A widget-key fragment standing for `value` (e.g. a weights key, which holds a path): widget keys are sent
+    to the browser as element ids, file paths must not be."""
+    return hashlib.sha256(value.encode()).hexdigest()[:16]
 
 
 def rel_paths_frame(frame: pd.DataFrame) -> pd.DataFrame:

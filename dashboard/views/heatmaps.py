@@ -31,6 +31,7 @@ from dashboard.common import (
     get_model,
     get_roots,
     interactive_torch_threads,
+    key_token,
     rel_paths,
     training_steps,
     weights_fingerprint,
@@ -163,7 +164,7 @@ for i, (col, slot) in enumerate(zip(pickers, slots, strict=True)):
     steps = epoch_steps(option, training_steps(option))
     if steps is not None:
         epoch = col.select_slider("Training epoch", options=list(steps.epochs), value=steps.start,
-                                  key=f"hm_epoch_{i}_{option.key}",
+                                  key=f"hm_epoch_{i}_{key_token(option.key)}",
                                   help="the checkpoints saved during this run: how the masks formed while it trained")
         option = steps.option(epoch)
     chosen.append(option)
