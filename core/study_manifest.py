@@ -4,8 +4,10 @@ Written by ``train.study`` (atomically, after every state change), read by ``eva
 (``--status`` and the dashboard). A run's own files stay the truth about training progress; the
 manifest adds what only the launcher knows: the command, the job id, the log, the exit code.
 
-States: ``pending`` (not started, or interrupted and to be resumed), ``running``, ``done``
-(``weights/Final.pth`` written), ``failed`` (non-zero exit or a failed cluster job; the log says why).
+States: ``pending`` (not started, queued, or interrupted and to be resumed), ``running``, ``done``
+(``run.json`` finished), ``failed`` (non-zero exit, or a cluster job that ended or is gone without
+finishing; the log says why). A SLURM run also records where submitit writes the job's output
+(``job_log``) and outcome (``job_result``): the only trace of a job that died before training started.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class RunEntry:
     command: list[str] = field(default_factory=list)
     returncode: int | None = None
     attempts: int = 0
+    job_log: str | None = None
+    job_result: str | None = None
     started: str | None = None
     ended: str | None = None
     note: str | None = None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,3 +88,32 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@functools.cache
+def slurm_unavailable() -> str | None:
+    """Why the tests marked ``slurm`` cannot run here (None: ``sinfo`` answers with a usable node).
+
+    CI starts a one-node cluster with ../shared/tools/slurm-single-node.sh where it is root; elsewhere
+    these tests skip with this reason.
+    """
+    missing = [tool for tool in ("sinfo", "sbatch", "squeue", "srun", "scancel") if shutil.which(tool) is None]
+    if missing:
+        return f"no SLURM cluster here ({', '.join(missing)} not on PATH; ../shared/tools/slurm-single-node.sh " \
+               "start builds one as root)"
+    try:
+        proc = subprocess.run(["sinfo", "--noheader", "--format", "%T"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"sinfo did not answer ({exc})"
+    states = proc.stdout.split()
+    if proc.returncode != 0 or not set(states) & {"idle", "mixed", "allocated", "completing"}:
+        return f"sinfo answers no usable node (exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[:200]})"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slurm`` run against a real cluster only where ``sinfo`` answers; else skip, saying why."""
+    marked = [item for item in items if item.get_closest_marker("slurm")]
+    reason = slurm_unavailable() if marked else None
+    for item in marked if reason else []:
+        item.add_marker(pytest.mark.skip(reason=reason))

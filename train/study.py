@@ -12,9 +12,12 @@ before anything starts). A failed run is reported with its log and the others go
 
 Executors: ``local`` runs the processes here, ``--parallel N`` at a time (one study process per
 folder, guarded by a lock; if the launcher dies its runs are stopped with it). ``slurm`` submits one
-job array through submitit (requeued on timeout, resuming from ``last.pth``) and returns; ``--status``
-asks ``sacct`` where the jobs stand. ``auto`` is slurm where ``sbatch`` exists. The manifest
-``<out>/<name>/study.json`` (``core.study_manifest``) is rewritten atomically after every change.
+job array through submitit (requeued on timeout, resuming from ``last.pth``) and returns. Each job runs
+this launcher's own Python (``sys.executable``) in this working directory, so the node must see both
+(docs/slurm.md). ``--status`` and reruns ask ``squeue`` (and ``sacct`` where accounting exists) where
+the jobs stand, and read submitit's result and log files of jobs SLURM no longer has
+(``eval.study_progress.run_status``). ``auto`` is slurm where ``sbatch``, ``squeue`` and ``srun`` exist.
+The manifest ``<out>/<name>/study.json`` (``core.study_manifest``) is rewritten atomically after every change.
 ``--then-evaluate``: once every run is done, ``eval.results`` over the study's weights, one row per run.
 """
 
@@ -26,12 +29,14 @@ import ctypes
 import fcntl
 import importlib
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,18 +53,34 @@ from core.study_manifest import (
     utc_now,
     write_manifest,
 )
-from eval.study_progress import effective_state, format_progress, study_progress
+from eval.study_progress import (
+    JobStates,
+    cluster_states,
+    effective_state,
+    format_progress,
+    log_last_line,
+    reconcile,
+    slurm_job_ids,
+    study_progress,
+)
 from train.cli import build_parser as train_parser
 
 RESERVED = ("--network", "--data", "--seed", "--out", "--run-name", "--resume")
 LOCK_NAME = ".study.lock"
-# sacct states -> manifest states (anything else that ended: failed, resubmitted with --resume auto)
-SLURM_WAITING = {"PENDING", "REQUEUED", "CONFIGURING", "RESIZING", "SUSPENDED", "REQUEUE_HOLD", "REQUEUE_FED"}
-SLURM_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING"}
+SLURM_TOOLS = ("sbatch", "squeue", "srun")  # submit, follow, and run the job's step (submitit's script); sacct optional
+# sbatch options the study sets itself: --slurm-extra must not contradict them behind the flags' back
+SLURM_OWN = {"array": None, "output": None, "error": None, "open-mode": None, "signal": None, "wckey": None,
+             "job-name": None, "nodes": None, "ntasks-per-node": None, "partition": "--slurm-partition",
+             "time": "--timeout-min", "cpus-per-task": "--cpus-per-run", "mem": "--mem",
+             "gpus-per-node": "--gpus-per-run", "gres": "--gpus-per-run", "gpus": "--gpus-per-run"}
+_SLURM_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+_SLURM_MEM = re.compile(r"^\d+(\.\d+)?[KMGT]?B?$", re.IGNORECASE)
 EPILOG = """\
 examples:
   python -m train.study --models cbam eca_cbam eca_cbam_parallel --seeds 0 1 2 --data data/widerface --out runs/
   python -m train.study ... --executor slurm --slurm-partition gpu --gpus-per-run 4 --timeout-min 2880
+  python -m train.study ... --executor slurm --gpus-per-run 0 --cpus-per-run 4 --mem 8G \\
+      --slurm-extra account=lab --slurm-extra qos=normal --slurm-extra constraint=avx2
   python -m train.study --status runs/study
 """
 
@@ -83,17 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="study", help="study folder name under --out (default: study)")
     p.add_argument("--recipe", default=None, help="passed to python -m train --recipe")
     p.add_argument("--executor", choices=("local", "slurm", "auto"), default="auto",
-                   help="auto: slurm where sbatch is on PATH, else local (default auto)")
+                   help="auto: slurm where sbatch, squeue and srun are on PATH, else local (default auto)")
     p.add_argument("--parallel", type=int, default=1, help="local: runs at a time (default 1)")
     p.add_argument("--threads-per-run", type=int, default=None,
-                   help="local: OMP_NUM_THREADS of each run (default: inherited)")
+                   help="OMP_NUM_THREADS of each run (default: local inherited, slurm the job's CPUs)")
     p.add_argument("--gpus-per-run", type=int, default=1,
-                   help="GPUs (torchrun processes) per run; > 1 launches python -m torch.distributed.run")
+                   help="GPUs (torchrun processes) per run; > 1 launches python -m torch.distributed.run; "
+                        "0: a CPU cluster, no GPU gres requested (default 1)")
     p.add_argument("--slurm-partition", default=None)
     p.add_argument("--timeout-min", type=int, default=3 * 24 * 60, help="slurm: time limit per job (default 3 days)")
     p.add_argument("--cpus-per-run", type=int, default=None, help="slurm: --cpus-per-task")
-    p.add_argument("--mem-gb", type=int, default=None, help="slurm: memory per job")
+    mem = p.add_mutually_exclusive_group()
+    mem.add_argument("--mem", default=None, help="slurm: --mem per job, SLURM's syntax (e.g. 16G, 500M)")
+    mem.add_argument("--mem-gb", type=int, default=None, help="slurm: memory per job in GB (same as --mem NG)")
     p.add_argument("--slurm-array-parallelism", type=int, default=None, help="slurm: array jobs at a time")
+    p.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="slurm: any other sbatch option, repeatable: account=lab, qos=high, constraint=a100, "
+                        "exclude=node3; a KEY alone for a flag (exclusive, requeue)")
     p.add_argument("--then-evaluate", action="store_true",
                    help="when every run is done: eval.results (one row per run) into <study>/results")
     p.add_argument("--eval-weights", choices=("Final", "best"), default="Final",
@@ -141,8 +168,8 @@ def make_plan(args: argparse.Namespace, extra: Sequence[str]) -> StudyPlan:
         raise StudyError("--data is required (dataset root, as for python -m train)")
     if len(set(args.seeds)) != len(args.seeds) or len(set(args.models)) != len(args.models):
         raise StudyError("--models and --seeds must not repeat a value")
-    if args.parallel < 1 or args.gpus_per_run < 1:
-        raise StudyError("--parallel and --gpus-per-run must be >= 1")
+    if args.parallel < 1 or args.gpus_per_run < 0:
+        raise StudyError("--parallel must be >= 1 and --gpus-per-run >= 0")
     train_args = list(extra)
     clash = [a for a in train_args if a.split("=")[0] in RESERVED]
     if clash:
@@ -151,21 +178,46 @@ def make_plan(args: argparse.Namespace, extra: Sequence[str]) -> StudyPlan:
         train_args = ["--recipe", args.recipe, *train_args]
     if "--no-progress" not in train_args:
         train_args.append("--no-progress")  # keeps the run logs readable; the study shows its own bar
+    missing = [tool for tool in SLURM_TOOLS if shutil.which(tool) is None]
     executor = args.executor
     if executor == "auto":
-        executor = "slurm" if shutil.which("sbatch") else "local"
+        executor = "local" if missing else "slurm"
+    if executor == "slurm" and missing:
+        raise StudyError(f"--executor slurm needs {', '.join(SLURM_TOOLS)} on PATH ({', '.join(missing)} not "
+                         "found): run it on a cluster login node, or use --executor local")
+    mem = args.mem if args.mem is not None else (f"{args.mem_gb}G" if args.mem_gb else None)
+    if mem is not None and not _SLURM_MEM.match(mem):
+        raise StudyError(f"--mem {mem!r}: expected SLURM's syntax, a number with an optional unit (16G, 500M)")
+    extra_sbatch = parse_slurm_extra(args.slurm_extra)
     plan = StudyPlan(study_dir=args.out / args.name, data=args.data, models=list(args.models),
                      seeds=list(args.seeds), executor=executor, train_args=train_args,
                      gpus_per_run=args.gpus_per_run,
                      resources={"gpus_per_run": args.gpus_per_run, "partition": args.slurm_partition,
                                 "timeout_min": args.timeout_min, "cpus_per_run": args.cpus_per_run,
-                                "mem_gb": args.mem_gb, "parallel": args.parallel,
-                                "threads_per_run": args.threads_per_run})
+                                "mem": mem, "slurm_extra": extra_sbatch, "parallel": args.parallel,
+                                "threads_per_run": args.threads_per_run, "python": sys.executable})
     try:
         train_parser().parse_args(plan.train_argv(plan.models[0], plan.seeds[0]))
     except SystemExit as exc:
         raise StudyError(f"python -m train rejects the train flags {train_args} (its message is above)") from exc
     return plan
+
+
+def parse_slurm_extra(items: Sequence[str]) -> dict[str, str | bool]:
+    """``--slurm-extra KEY=VALUE`` (or ``KEY`` for a flag) -> sbatch options; the study's own are refused."""
+    out: dict[str, str | bool] = {}
+    for item in items:
+        key, has_value, value = item.partition("=")
+        key = key.strip().lstrip("-")
+        if not _SLURM_KEY.match(key) or (has_value and not value):
+            raise StudyError(f"--slurm-extra {item!r}: expected KEY=VALUE (e.g. account=lab, qos=high) or a KEY "
+                             "alone for a flag (e.g. exclusive)")
+        own = key.replace("_", "-").lower()
+        if own in SLURM_OWN:
+            instead = f"; use {SLURM_OWN[own]}" if SLURM_OWN[own] else ""
+            raise StudyError(f"--slurm-extra {item!r}: the study sets --{own} itself{instead}")
+        out[key.replace("_", "-")] = value if has_value else True
+    return out
 
 
 # --------------------------------------------------------------------------- manifest
@@ -304,105 +356,120 @@ class RunJob:
     """What a SLURM array task runs: one ordinary training command, its output appended to the run's log.
 
     Checkpointable (submitit requeues it on timeout or preemption) because the command always
-    carries ``--resume auto``: the requeued job continues from ``last.pth``.
+    carries ``--resume auto``: the requeued job continues from ``last.pth``. A failure raises with the
+    log's last line, so submitit's job log ends with the reason the study shows. ``OMP_NUM_THREADS`` is
+    ``threads``, else the CPUs SLURM gave the job: torch's default (every core of the node) on a shared
+    node is oversubscribed, and measured here 40x slower (16 s instead of 0.4 s per tiny epoch).
     """
 
-    def __init__(self, command: list[str], cwd: str, log: str) -> None:
-        self.command, self.cwd, self.log = command, cwd, log
+    def __init__(self, command: list[str], cwd: str, log: str, threads: int | None = None) -> None:
+        self.command, self.cwd, self.log, self.threads = command, cwd, log, threads
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        threads = str(self.threads or env.get("SLURM_CPUS_PER_TASK") or 1)
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = threads
+        return env
 
     def __call__(self) -> int:
         Path(self.log).parent.mkdir(parents=True, exist_ok=True)
+        env = self.environment()
         with open(self.log, "a") as log:
-            log.write(f"== {utc_now()} slurm job {os.environ.get('SLURM_JOB_ID', '?')}: {' '.join(self.command)}\n")
+            log.write(f"== {utc_now()} slurm job {job_name(os.environ)} on "
+                      f"{os.environ.get('SLURMD_NODENAME', '?')}, {env['OMP_NUM_THREADS']} threads: "
+                      f"{' '.join(self.command)}\n")
             log.flush()
-            code = subprocess.run(self.command, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT).returncode
+            code = subprocess.run(self.command, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
+                                  env=env).returncode
         if code != 0:
-            raise RuntimeError(f"{' '.join(self.command)} exited with {code}; see {self.log}")
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() \
+                else f"exit code {code}"
+            raise RuntimeError(f"python -m train {how}; last line of {self.log}: {log_last_line(self.log)}")
         return code
 
     def checkpoint(self) -> object:
         import submitit
 
-        return submitit.helpers.DelayedSubmission(RunJob(self.command, self.cwd, self.log))
+        return submitit.helpers.DelayedSubmission(RunJob(self.command, self.cwd, self.log, self.threads))
 
 
-def slurm_states(job_ids: Sequence[str]) -> dict[str, str] | None:
-    """sacct state per job id (array tasks included); None when sacct is missing or fails."""
-    if not job_ids or shutil.which("sacct") is None:
-        return None
-    from submitit.slurm.slurm import SlurmInfoWatcher
-
-    mains = sorted({j.split("_")[0] for j in job_ids})
-    cmd = ["sacct", "-o", "JobID,State", "--parsable2", *[a for j in mains for a in ("-j", j)]]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    info = SlurmInfoWatcher().read_info(out)
-    return {j: info[j]["State"].split()[0] for j in job_ids if j in info and info[j].get("State")}
+def job_name(env: Mapping[str, str]) -> str:
+    """The job id as squeue and study.json show it: ``<array>_<task>`` for an array task."""
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID", "?")
 
 
 def _slurm_entries(manifest: StudyManifest) -> list[RunEntry]:
     return [e for e in manifest.runs.values() if e.job_id and not e.job_id.startswith("local:")]
 
 
-def refresh_slurm(study_dir: Path, manifest: StudyManifest) -> dict[str, str] | None:
-    """Update the states of submitted runs from sacct; returns sacct's answer (None: could not ask)."""
-    states = slurm_states([str(e.job_id) for e in _slurm_entries(manifest)])
-    if states is None:
-        return None
-    for entry in _slurm_entries(manifest):
-        state = states.get(str(entry.job_id))
-        if state is None or effective_state(entry.state, study_dir / entry.name) == "done":
-            continue
-        if state in SLURM_WAITING:
-            entry.state = "pending"
-        elif state in SLURM_RUNNING:
-            entry.state = "running"
-        else:
-            entry.state = effective_state("failed", study_dir / entry.name)  # type: ignore[assignment]
-            entry.note = None if entry.state == "done" else f"slurm {state}"
-    return states
+def refresh_slurm(study_dir: Path, manifest: StudyManifest) -> JobStates | None:
+    """Bring the submitted runs' states up to date (squeue, sacct, the job files); the cluster's answer.
+
+    None: squeue could not be asked, and runs with a job id keep their recorded states.
+    """
+    ids = slurm_job_ids(manifest)
+    jobs = cluster_states(ids) if ids else None
+    reconcile(study_dir, manifest, jobs)
+    return jobs
+
+
+def node_setup(python: str) -> list[str]:
+    """Lines of the job script before the job starts: a node that cannot see the study's Python says so."""
+    q = shlex.quote(python)
+    return [f'[ -x {q} ] || {{ echo "featherface: {q} is not on $(hostname): the study\'s Python must be on a '
+            f'filesystem the nodes share (docs/slurm.md)" >&2; exit 1; }}']
 
 
 def submit_slurm(plan: StudyPlan, manifest: StudyManifest, entries: list[RunEntry], args: argparse.Namespace) -> None:
     """Submit, as one job array through submitit, the runs that are neither done nor queued/running."""
     import submitit
 
-    states = refresh_slurm(plan.study_dir, manifest)
-    for entry in entries:
-        entry.state = effective_state(entry.state, plan.study_dir / entry.name)  # type: ignore[assignment]
+    jobs = refresh_slurm(plan.study_dir, manifest)
     slurm = {id(e) for e in _slurm_entries(manifest)}
-    if states is None:  # cannot ask: never submit twice what may still be queued or running
-        in_flight = {id(e) for e in entries if id(e) in slurm and e.state in ("pending", "running")}
-        if in_flight:
-            print(f"warning: sacct unavailable: {len(in_flight)} runs with a job id are taken as queued or "
-                  "running and not submitted again", file=sys.stderr)
-    else:
-        in_flight = {id(e) for e in entries if id(e) in slurm and e.state in ("pending", "running")
-                     and states.get(str(e.job_id), "") in SLURM_WAITING | SLURM_RUNNING}
+    in_flight = {id(e) for e in entries if id(e) in slurm and e.state in ("pending", "running")}
+    if jobs is None and in_flight:  # cannot ask: never submit twice what may still be queued or running
+        print(f"warning: squeue did not answer: {len(in_flight)} runs with a job id are taken as queued or "
+              "running and not submitted again", file=sys.stderr)
     todo = [e for e in entries if e.state != "done" and id(e) not in in_flight]
     if not todo:
+        write_manifest(plan.study_dir, manifest)
         print("nothing to submit: every run is done, queued or running", file=sys.stderr)
         return
-    executor = submitit.SlurmExecutor(folder=str(plan.study_dir / "slurm" / "%j"))
+    python = str(plan.resources.get("python") or sys.executable)
+    executor = submitit.SlurmExecutor(folder=str(plan.study_dir / "slurm" / "%j"), python=shlex.quote(python))
     params: dict = {"job_name": f"featherface_{manifest.name}", "time": args.timeout_min, "nodes": 1,
-                    "ntasks_per_node": 1, "gpus_per_node": plan.gpus_per_run, "stderr_to_stdout": True}
+                    "ntasks_per_node": 1, "stderr_to_stdout": True, "setup": node_setup(python)}
     optional = {"partition": args.slurm_partition, "cpus_per_task": args.cpus_per_run,
-                "mem": f"{args.mem_gb}GB" if args.mem_gb else None,
-                "array_parallelism": args.slurm_array_parallelism}
+                "gpus_per_node": plan.gpus_per_run or None,  # 0: a CPU cluster, no gres at all
+                "mem": plan.resources.get("mem"), "array_parallelism": args.slurm_array_parallelism,
+                "additional_parameters": plan.resources.get("slurm_extra") or None}
     params |= {k: v for k, v in optional.items() if v is not None}
     executor.update_parameters(**params)
     cwd = str(Path.cwd())
-    with executor.batch():
-        jobs = [executor.submit(RunJob(e.command, cwd, str(e.log))) for e in todo]
-    for entry, job in zip(todo, jobs, strict=True):
+    try:
+        with executor.batch():
+            submitted = [executor.submit(RunJob(e.command, cwd, str(e.log), args.threads_per_run)) for e in todo]
+    except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError, OSError) as exc:
+        write_manifest(plan.study_dir, manifest)
+        raise StudyError(f"sbatch refused the job array: {_sbatch_message(exc)}") from None
+    for entry, job in zip(todo, submitted, strict=True):
         entry.job_id, entry.state, entry.note = str(job.job_id), "pending", None
+        entry.job_log, entry.job_result = str(job.paths.stdout), str(job.paths.result_pickle)
         entry.attempts += 1
         entry.started, entry.ended, entry.returncode = utc_now(), None, None
     write_manifest(plan.study_dir, manifest)
-    print(f"submitted {len(jobs)} runs as job array {str(jobs[0].job_id).split('_')[0]}: "
+    print(f"submitted {len(submitted)} runs as job array {str(submitted[0].job_id).split('_')[0]}: "
           + ", ".join(f"{e.name}={e.job_id}" for e in todo), file=sys.stderr)
+
+
+def _sbatch_message(exc: BaseException) -> str:
+    """sbatch's own complaint (e.g. an invalid gres or account) out of submitit's exception, on one line."""
+    text = str(getattr(exc, "stderr", None) or exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    said = [ln for ln in lines if "sbatch:" in ln]
+    return (said[-1] if said else lines[-1] if lines else type(exc).__name__).replace("sbatch: error: ", "")
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -431,10 +498,17 @@ def evaluate(plan: StudyPlan, manifest: StudyManifest, args: argparse.Namespace)
 
 
 def show_status(study_dir: Path) -> int:
+    """Print the progress table; SLURM runs are asked of the cluster once, and the answer saved where no
+    launcher holds the study (a launcher's own write must not be overwritten by an older view)."""
     manifest = read_manifest(study_dir)
-    if manifest.executor == "slurm" and refresh_slurm(study_dir, manifest) is not None:
-        write_manifest(study_dir, manifest)
-    print(format_progress(study_progress(study_dir)))
+    ids = slurm_job_ids(manifest)
+    jobs = cluster_states(ids) if ids else None
+    if ids:
+        with contextlib.suppress(StudyError, OSError), study_lock(study_dir):
+            manifest = read_manifest(study_dir)
+            reconcile(study_dir, manifest, jobs)
+            write_manifest(study_dir, manifest)
+    print(format_progress(study_progress(study_dir, cluster=lambda _ids: jobs)))
     return 0
 
 
