@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.log_tail import last_line_of, log_last_line
 from core.study_manifest import (
     MANIFEST_NAME,
     RUN_STATES,
@@ -178,28 +179,6 @@ def job_outcome(result_path: str | Path | None) -> tuple[str, str] | None:
     return ("success", "") if kind == "success" else None
 
 
-def last_line_of(text: str) -> str | None:
-    """The last line of a log's text that says something: not empty, not srun's own sign-off
-    ("srun: error: node: task 0: Exited with exit code 1" follows the job's actual last word).
-    A progress bar's carriage returns split lines too."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    said = [line for line in lines if not line.startswith("srun: ")]
-    return (said or lines or [None])[-1]
-
-
-def log_last_line(path: str | Path | None, tail_bytes: int = 16384) -> str | None:
-    """Last non-empty line of a log file (its tail only: logs grow large); None when missing or empty."""
-    if not path:
-        return None
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            handle.seek(max(0, handle.tell() - tail_bytes))
-            return last_line_of(handle.read().decode("utf-8", errors="replace"))
-    except OSError:
-        return None
-
-
 # --------------------------------------------------------------------------- state of one run
 
 
@@ -215,7 +194,10 @@ class RunStatus:
 
 def _failed(note: str | None, *logs: str | None) -> RunStatus:
     """Failed, pointing at the first of ``logs`` that exists (the job's output before the run's own log)."""
-    log = next((p for p in logs if p and Path(p).is_file()), next((p for p in logs if p), None))
+    log = next((p for p in logs if p and Path(p).is_file()), None)
+    if log is None and any(logs):  # say so rather than send the user to a file that is not there
+        return RunStatus("failed", f"{note}; no log written" if note else "no log written",
+                         next(p for p in logs if p))
     return RunStatus("failed", note, log, log_last_line(log))
 
 
@@ -295,6 +277,15 @@ def study_progress(study_dir: Path | str, cache: EventCache | None = None,
                          tuple(curves.warnings))
 
 
+def cluster_warnings(progress: StudyProgress) -> list[str]:
+    """A line when SLURM could not be asked: its runs are shown as last recorded, perhaps long ended."""
+    unasked = progress.table[progress.table["note"] == UNASKED]
+    if unasked.empty:
+        return []
+    return [f"squeue did not answer (no cluster reachable from here?): {len(unasked)} SLURM runs "
+            f"({', '.join(unasked['run'])}) shown as last recorded"]
+
+
 def failure_lines(progress: StudyProgress) -> list[str]:
     """One line per failed run: its log, why, and the log's last line (``--status`` and the Overview)."""
     lines = []
@@ -315,7 +306,7 @@ def format_progress(progress: StudyProgress) -> str:
     table = progress_display(progress)[["run", "state", "epochs", "job id"]].rename(columns={"job id": "job_id"})
     lines = [head, table.to_string(index=False)] if len(table) else [head]
     lines += failure_lines(progress)
-    lines += [f"warning: {w}" for w in progress.warnings]
+    lines += [f"warning: {w}" for w in [*cluster_warnings(progress), *progress.warnings]]
     return "\n".join(lines)
 
 

@@ -208,6 +208,35 @@ def test_overview_shows_study_progress_and_refreshes(isolated_roots: Path) -> No
     assert next(d.value for d in at.dataframe if "job id" in d.value.columns)["epochs"].tolist() == ["4/4", "0"]
 
 
+def test_overview_shows_slurm_runs_as_status_does(isolated_roots: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job SLURM no longer has is failed on the page too, with its log and the log's last line."""
+    from core.study_manifest import RunEntry, StudyManifest, write_manifest
+    from eval.study_progress import failure_lines, study_progress
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text("#!/bin/sh\necho '31_0|RUNNING'\n")  # 31_1: gone, no accounting
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    study = isolated_roots / "runs" / "cl"
+    log = study / "slurm" / "31_1" / "31_1_0_log.out"
+    manifest = StudyManifest(name="cl", data="d", models=["cbam"], seeds=[0, 1], executor="slurm", runs={
+        f"cbam_s{s}": RunEntry(model="cbam", seed=s, state="pending", job_id=f"31_{s}", job_log=str(log) if s else None)
+        for s in (0, 1)})
+    write_manifest(study, manifest)
+    log.parent.mkdir(parents=True)
+    log.write_text("Traceback (most recent call last):\nModuleNotFoundError: No module named 'pkg_resources'\n")
+    at = run_page("overview")
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(d.value for d in at.dataframe if "job id" in d.value.columns and "31_0" in set(d.value["job id"]))
+    assert table.set_index("run")["state"].to_dict() == {"cbam_s0": "running", "cbam_s1": "failed"}
+    expected = failure_lines(study_progress(study))
+    assert expected == [f"failed: cbam_s1: see {log} (slurm job 31_1 gone (SLURM no longer has it) before the run "
+                        "finished); last line: ModuleNotFoundError: No module named 'pkg_resources'"]
+    assert expected[0] in [e.value for e in at.error]
+
+
 def test_models_page(isolated_roots: Path) -> None:
     at = run_page("models")
     assert len(at.dataframe) >= 3

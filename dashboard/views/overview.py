@@ -11,7 +11,7 @@ from dashboard.common import get_roots, get_scan, rel_paths
 from eval.event_files import default_cache
 from eval.inventory import build_inventory
 from eval.roots import display_path
-from eval.study_progress import progress_display, studies_progress
+from eval.study_progress import cluster_warnings, failure_lines, progress_display, studies_progress
 
 
 @st.cache_data(show_spinner=False)
@@ -67,7 +67,8 @@ else:
 st.subheader("Studies")
 studies, study_warnings = studies_progress(roots.runs, default_cache())  # event files read incrementally
 if studies:
-    st.button("Refresh progress", key="study_refresh", help="read study.json and the event files again")
+    st.button("Refresh progress", key="study_refresh",
+              help="read study.json and the event files again, and ask SLURM (squeue) where its jobs stand")
 for study in studies:
     counts, total = study.counts, len(study.table)
     m = study.manifest
@@ -78,6 +79,10 @@ for study in studies:
         col.metric(state, counts[state])
     st.progress(counts["done"] / total if total else 0.0, text=f"{counts['done']} of {total} runs done")
     st.dataframe(progress_display(study), hide_index=True)
+    for line in failure_lines(study):  # the same lines as python -m train.study --status
+        st.error(line)
+    for line in cluster_warnings(study):
+        st.warning(line)
 if not studies:
     st.caption("No study (`study.json`) under the runs folders; start one with `python -m train.study "
                "--models ... --seeds 0 1 2 --data ROOT --out runs/`.")
