@@ -1,7 +1,7 @@
 """What one SLURM array task of ``python -m train.study`` runs: `RunJob`, pickled by submitit on submission.
 
 Standard library only (and ``core.log_tail``): the job's Python unpickles it on the node before the
-training starts, and importing the launcher there (torch, pandas) cost 6-8 s per job on a loaded node.
+training starts, and importing the launcher there (torch, pandas) would cost seconds per job for nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class RunJob:
     Checkpointable (submitit requeues it on timeout or preemption) because the command always
     carries ``--resume auto``: the requeued job continues from ``last.pth``. A failure raises with the
     log's last line, so submitit's job log ends with the reason the study shows. ``OMP_NUM_THREADS`` is
-    ``threads``, else the CPUs SLURM gave the job: torch's default (every core of the node) on a shared
-    node is oversubscribed, and measured here 40x slower (16 s instead of 0.4 s per tiny epoch).
+    ``threads``, else the CPUs SLURM gave the job: torch's default, one thread per core of the node,
+    oversubscribes a node shared with other jobs, and OpenMP threads waiting on each other slow it many-fold.
     """
 
     def __init__(self, command: list[str], cwd: str, log: str, threads: int | None = None) -> None:
