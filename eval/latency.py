@@ -42,7 +42,7 @@ from core.inference import prepare_for_inference
 from core.onnx_export import OnnxExportError
 from core.onnx_runtime import BACKENDS, OnnxRuntimeModel, check_backend
 from eval.latency_stats import RESAMPLES, precision_note, summarize_runs
-from eval.timing_lock import DEFAULT_MAX_WAIT_S, MachineLoad, WaitCallback, load_warning, timing_slot
+from eval.timing_lock import DEFAULT_MAX_WAIT_S, MachineLoad, WaitCallback, load_warning, say_once, timing_slot
 
 Forward = Callable[[torch.Tensor], Any]
 """A detector forward: a PyTorch module or an `OnnxRuntimeModel` (same call, same outputs)."""
@@ -312,19 +312,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     with tqdm(total=args.warmup + args.rounds, desc="rounds", unit="round") as bar:
-        told: list[str] = []
-
         def advance(done: int, total: int) -> None:
             bar.update(done - bar.n)
 
-        def queued(waited: float, who: str) -> None:
-            if not told:  # said once, not at every poll
-                told.append(who)
-                tqdm.write(f"waiting for another timing run ({who}); timings run one at a time on this machine")
-
         try:
             rows = run_latency(args.models, tuple(args.size), args.batch, args.rounds, args.warmup, args.device,
-                               args.optimize, args.out, args.threads, advance, args.backend, queued)
+                               args.optimize, args.out, args.threads, advance, args.backend, say_once(tqdm.write))
         except (ResultsFileError, KeyError, ValueError, RuntimeError, OnnxExportError) as exc:
             bar.close()
             print(f"error: {exc}", file=sys.stderr)

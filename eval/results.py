@@ -61,6 +61,7 @@ from eval.predict import (
 )
 from eval.predictions import PredictionFormatError, read_predictions
 from eval.reference import write_reference
+from eval.timing_lock import TimingBusy, say_once
 from eval.widerface import evaluate
 
 KEY: tuple[str, ...] = ("model", "dataset", "weights")
@@ -327,7 +328,7 @@ def run_results(
     latency_models = [*models, *([ABLATION] if ABLATION not in models else [])]
     with tqdm(total=warmup + rounds, desc="latency rounds", unit="round", disable=not progress) as bar:
         rows = run_latency(latency_models, latency_hw, 1, rounds, warmup, dev, out_csv=latency_csv, threads=threads,
-                           progress_callback=lambda done, _: bar.update(done - bar.n))
+                           progress_callback=lambda done, _: bar.update(done - bar.n), on_wait=say_once(tqdm.write))
     latency = {r["model"]: r for r in rows}
 
     # 3. Per model: predict, evaluate, JSON, figure, table row (saved as soon as it is known).
@@ -418,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             checkpoint=args.checkpoint, figures_per_model=args.figures_per_model,
                             **postprocess_kwargs(args))
     except (ResultsFileError, WeightsError, CheckpointError, PredictError, PredictionFormatError, WiderGTError,
-            FigureError, ValueError, KeyError) as exc:
+            FigureError, ValueError, KeyError, TimingBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{args.out / COMPARISON_CSV}: {len(table)} rows")

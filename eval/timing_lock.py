@@ -130,6 +130,18 @@ def load_caption(rows: Sequence[Mapping[str, Any]], waited_s: float = 0.0) -> st
     return text
 
 
+def say_once(write: Callable[[str], None]) -> WaitCallback:
+    """An `on_wait` for a command line: says once (not at every poll) that the run queues, and behind whom."""
+    told: list[str] = []
+
+    def on_wait(waited: float, who: str) -> None:
+        if not told:
+            told.append(who)
+            write(f"waiting for another timing run ({who}); timings run one at a time on this machine")
+
+    return on_wait
+
+
 def holder(path: Path | str) -> str:
     """Who holds the lock, as its holder wrote it ("pid 123 on host since 14:02:11"), for queue messages."""
     try:
