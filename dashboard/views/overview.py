@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.artifacts import dataset_label
 from core.config import MODEL_CONFIGS
-from dashboard.common import get_roots, get_scan, rel_paths
+from dashboard.common import get_roots, get_scan, rel_paths, rel_paths_frame
 from eval.event_files import default_cache
 from eval.inventory import build_inventory
 from eval.roots import display_path
@@ -78,11 +78,11 @@ for study in studies:
     for col, state in zip(cols, ("done", "running", "failed", "pending"), strict=True):
         col.metric(state, counts[state])
     st.progress(counts["done"] / total if total else 0.0, text=f"{counts['done']} of {total} runs done")
-    st.dataframe(progress_display(study), hide_index=True)
+    st.dataframe(rel_paths_frame(progress_display(study)), hide_index=True)
     for line in failure_lines(study):  # the same lines as python -m train.study --status
-        st.error(line)
+        st.error(rel_paths(line))
     for line in cluster_warnings(study):
-        st.warning(line)
+        st.warning(rel_paths(line))
 if not studies:
     st.caption("No study (`study.json`) under the runs folders; start one with `python -m train.study "
                "--models ... --seeds 0 1 2 --data ROOT --out runs/`.")
