@@ -15,15 +15,32 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from core.artifacts import RUN_JSON, TB_TAGS, RunInfo
+from core.artifacts import RUN_JSON, TB_TAGS, RunInfo, dataset_label
 from core.config import display_name, model_color
-from eval.event_files import EVENT_GLOB, SCALAR_COLUMNS, EventCache, default_cache, empty_scalars
-from eval.roots import confined_files
+from eval.event_files import EVENT_GLOB, SCALAR_COLUMNS, EventCache, FileRead, Scalars, concat_scalars, default_cache
+from eval.roots import confined_files, root_label
 from eval.run_index import index_runs
 
-RUN_COLUMNS: tuple[str, ...] = ("run", "model", "display_name", "dataset", "seed", "root", "event_files",
-                                "last_epoch", "points", "status")
+RUN_COLUMNS: tuple[str, ...] = ("run", "model", "display_name", "dataset", "seed", "origin", "root", "path",
+                                "event_files", "last_epoch", "points", "status")
 DATASET_DASH: dict[str, str] = {"widerface": "solid", "synthetic": "dot"}
+MEAN_OF_SEEDS_ABOVE = 6
+"""Beyond this many runs the page opens on one line per model and dataset (mean of seeds with a band):
+15 overlaid runs make a legend as tall as the plot and lines nobody can tell apart."""
+
+# The seed source's TensorBoard tags (fokouarnaud/FeatherFace train_eca_cbam.py: per-batch losses every 50
+# batches at global_step = epoch * batches + i, `cfg['loc_weight'] * loss_l + loss_c + loss_landm` as here;
+# Epoch/* at the 1-based epoch) -> the tags this project logs, so its log fills the same panels.
+SOURCE_TAGS: dict[str, str] = {
+    "Loss/Total": TB_TAGS["step_loss"],
+    "Loss/Localization": TB_TAGS["step_loss_box"],
+    "Loss/Classification": TB_TAGS["step_loss_cls"],
+    "Loss/Landmarks": TB_TAGS["step_loss_landmark"],
+    "Learning_Rate": TB_TAGS["step_lr"],
+    "Epoch/Loss": TB_TAGS["train_loss"],
+    "Epoch/Learning_Rate": TB_TAGS["lr"],
+}
+STEP_PREFIX = "train_step/"
 
 # What the page offers, in display order: label -> TensorBoard tag (epoch-level except the step ones).
 CURVES: dict[str, str] = {
@@ -46,7 +63,9 @@ CURVES: dict[str, str] = {
     "Train loss per step: landmark": TB_TAGS["step_loss_landmark"],
     "Epoch time (s)": TB_TAGS["epoch_time"],
     "Training images per second": TB_TAGS["images_per_s"],
+    "Validation time (s)": TB_TAGS["val_time"],
 }
+DEFAULT_CURVES: tuple[str, ...] = ("Train loss (total)", "Learning rate", "Val loss (total)", "Val AP hard (%)")
 Direction = Literal["below", "above"]
 Band = Literal["minmax", "std"]
 
@@ -56,65 +75,137 @@ Band = Literal["minmax", "std"]
 
 @dataclass(frozen=True)
 class ConvergenceData:
-    """All runs found under the roots: one row per run, long-format scalars, and every warning."""
+    """All runs found under the roots: one row per run, long-format scalars, and every warning.
+
+    `scalars` columns: run, model, dataset (categorical, categories in run order), seed (nullable int),
+    tag (categorical), step, value, wall_time; rows grouped by run, then tag, then step ascending.
+    """
 
     runs: pd.DataFrame  # RUN_COLUMNS
-    scalars: pd.DataFrame  # run, model, dataset, seed, tag, step, value, wall_time
+    scalars: pd.DataFrame
     warnings: tuple[str, ...]
 
     @property
     def tags(self) -> list[str]:
-        return sorted(self.scalars["tag"].unique()) if not self.scalars.empty else []
+        """Every tag at least one run logged, sorted."""
+        if self.scalars.empty:
+            return []
+        tag = self.scalars["tag"]
+        if isinstance(tag.dtype, pd.CategoricalDtype):
+            seen = np.bincount(tag.cat.codes.to_numpy() + 1, minlength=len(tag.cat.categories) + 1)[1:]
+            return sorted(str(t) for t, n in zip(tag.cat.categories, seen, strict=True) if n)
+        return sorted(map(str, tag.unique()))
 
 
-def _run_ids(found: list[tuple[Path, RunInfo]]) -> list[str]:
-    """Short unique names: path relative to its root, with the root's name added only on a clash."""
-    rel = [str(info.path.relative_to(root)) if info.path != root else info.name for root, info in found]
-    clashes = {r for r in rel if rel.count(r) > 1}
-    return [f"{root.name}/{r}" if r in clashes else r for (root, _), r in zip(found, rel, strict=True)]
+def run_names(found: Sequence[tuple[Path, RunInfo]]) -> list[str]:
+    """`<root label>/<run folder relative to its root>` for every run, e.g. `study350/cbam_s3`, `demo/cbam_s0`:
+    one rule, so names are stable when other roots come and go; a clash (two roots with one name) gets
+    ` (2)`, ` (3)` in root order."""
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for root, info in found:
+        rel = info.path.relative_to(root).as_posix() if info.path != root else ""
+        name = f"{root_label(root)}/{rel}" if rel else root_label(root)
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return names
+
+
+def run_origin(info: RunInfo, root: Path) -> str:
+    """Where a run's curves come from, as the page labels it: run.json's `origin` when it names one (the
+    source's real log: "trained on WIDER FACE by fokouarnaud/FeatherFace"), else its dataset and root."""
+    origin = info.meta.get("origin")
+    if isinstance(origin, str) and origin.strip():
+        return origin.strip()
+    synthetic = str(info.dataset).lower().startswith("synth")
+    if root_label(root) == "demo":
+        return "shipped demo run, synthetic faces (not WIDER FACE)" if synthetic else "shipped demo run"
+    return f"trained here on {dataset_label(info.dataset)}"
+
+
+def is_real(dataset: object) -> bool:
+    """Real faces (WIDER FACE or any dataset not generated): shown before synthetic runs."""
+    return not str(dataset).lower().startswith("synth")
+
+
+def _run_scalars(reads: list[FileRead]) -> Scalars:
+    """One run's scalars from its files in time order: a resumed writer voids what earlier files logged at
+    or after its purge step, tags of the seed source are renamed, and a (tag, step) logged twice keeps the
+    latest value. Sorted by tag, then step."""
+    parts: list[Scalars] = []
+    for r in reads:
+        if r.purge_step is not None:
+            parts = [p.take(p.step < r.purge_step) for p in parts]
+        parts.append(r.arrays)
+    s = concat_scalars(parts)
+    if not len(s):
+        return s
+    if any(t in SOURCE_TAGS for t in s.tags):
+        renamed = [SOURCE_TAGS.get(t, t) for t in s.tags]
+        vocab: dict[str, int] = {}
+        lut = np.array([vocab.setdefault(t, len(vocab)) for t in renamed], dtype=np.int32)
+        s = Scalars(tuple(vocab), lut[s.code], s.step, s.value, s.wall_time)
+    order = np.lexsort((s.wall_time, s.step, s.code))  # stable: equal wall times keep file order
+    s = s.take(order)
+    last = np.r_[(s.code[1:] != s.code[:-1]) | (s.step[1:] != s.step[:-1]), True]
+    return s.take(last)
 
 
 def load_convergence(roots: Iterable[Path | str], cache: EventCache | None = None) -> ConvergenceData:
     """Read every run (folder with run.json) under `roots` once (eval.run_index); missing roots are simply
-    empty. Event files resolving outside the run's root are skipped with a warning."""
+    empty. Event files resolving outside the run's root are skipped with a warning. Real runs come first."""
     cache = cache or default_cache()
     index = index_runs(roots)
     found = index.runs
     warnings: list[str] = index.notes
-    rows, frames = [], []
-    for (root, info), run_id in zip(found, _run_ids(found), strict=True):
+    rows, arrays = [], []
+    for (root, info), run_id in zip(found, run_names(found), strict=True):
         files, skipped = confined_files(info.path, EVENT_GLOB, root, recursive=True)
         warnings += skipped
         reads = sorted((cache.read(p) for p in files), key=lambda r: (r.first_wall_time, r.path.name))
         problems = [r.warning for r in reads if r.warning]
         warnings += problems
-        parts: list[pd.DataFrame] = []
-        for r in reads:  # a resumed writer voids what earlier files logged at or after its purge step
-            if r.purge_step is not None:
-                parts = [p[p["step"] < r.purge_step] for p in parts]
-            if not r.scalars.empty:
-                parts.append(r.scalars)
-        parts = [p for p in parts if not p.empty]
-        scalars = pd.concat(parts, ignore_index=True) if parts else empty_scalars()
-        # A resumed run rewrites some steps: keep the latest value of each (tag, step).
-        scalars = (scalars.sort_values("wall_time", kind="stable")
-                   .drop_duplicates(["tag", "step"], keep="last").sort_values(["tag", "step"]))
-        epoch_tags = [t for t in scalars["tag"].unique() if not str(t).startswith("train_step/")]
-        epoch_rows = scalars[scalars["tag"].isin(epoch_tags)]
+        s = _run_scalars(reads)
+        epoch_codes = [i for i, t in enumerate(s.tags) if not t.startswith(STEP_PREFIX)]
+        epoch_steps = s.step[np.isin(s.code, epoch_codes)]
         status = "no event file" if not files else ("; ".join(problems) if problems else "ok")
-        if files and not problems and scalars.empty:
+        if files and not problems and not len(s):
             status = "no scalars yet"
         rows.append({
             "run": run_id, "model": info.model, "display_name": display_name(info.model), "dataset": info.dataset,
-            "seed": info.seed, "root": str(root), "event_files": len(files),
-            "last_epoch": int(epoch_rows["step"].max()) if not epoch_rows.empty else None,
-            "points": len(scalars), "status": status,
+            "seed": info.seed, "origin": run_origin(info, root), "root": str(root), "path": str(info.path),
+            "event_files": len(files), "last_epoch": int(epoch_steps.max()) if epoch_steps.size else None,
+            "points": len(s), "status": status,
         })
-        frames.append(scalars.assign(run=run_id, model=info.model, dataset=info.dataset, seed=info.seed))
+        arrays.append(s)
+    order = sorted(range(len(rows)), key=lambda i: not is_real(rows[i]["dataset"]))  # stable: real runs first
+    rows, arrays = [rows[i] for i in order], [arrays[i] for i in order]
     runs = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+    return ConvergenceData(runs=runs, scalars=_long_frame(runs, arrays), warnings=tuple(warnings))
+
+
+def _long_frame(runs: pd.DataFrame, arrays: list[Scalars]) -> pd.DataFrame:
+    """All runs' scalars in one frame, built from codes (no Python object per row)."""
     cols = ["run", "model", "dataset", "seed", *SCALAR_COLUMNS]
-    scalars = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
-    return ConvergenceData(runs=runs, scalars=scalars, warnings=tuple(warnings))
+    if not arrays:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    merged = concat_scalars(arrays)  # one tag vocabulary
+    sizes = np.array([len(a) for a in arrays], dtype=np.int64)
+    run_code = np.repeat(np.arange(len(arrays), dtype=np.int32), sizes)
+
+    def per_run(values: list[object]) -> pd.Categorical:
+        cats = list(dict.fromkeys(map(str, values)))
+        lut = np.array([cats.index(str(v)) for v in values], dtype=np.int32)
+        return pd.Categorical.from_codes(lut[run_code], categories=pd.Index(cats, dtype=object))
+
+    seeds = pd.array([None if s is None or pd.isna(s) else int(s) for s in runs["seed"]], dtype="Int64")
+    tags = pd.Index(list(merged.tags), dtype=object)
+    return pd.DataFrame({
+        "run": per_run(runs["run"].tolist()), "model": per_run(runs["model"].tolist()),
+        "dataset": per_run(runs["dataset"].tolist()), "seed": seeds.take(run_code),
+        "tag": pd.Categorical.from_codes(merged.code, categories=tags),
+        "step": merged.step, "value": merged.value, "wall_time": merged.wall_time,
+    })
 
 
 def fingerprint(roots: Iterable[Path | str]) -> tuple[tuple[str, int, int], ...]:
@@ -134,22 +225,40 @@ def fingerprint(roots: Iterable[Path | str]) -> tuple[tuple[str, int, int], ...]
 
 def select_runs(data: ConvergenceData, models: Iterable[str] | None = None,
                 datasets: Iterable[str] | None = None) -> ConvergenceData:
-    """The runs of the chosen models and datasets (None keeps all)."""
+    """The runs of the chosen models and datasets (None keeps all; all chosen returns `data` itself)."""
     keep = data.runs
     if models is not None:
         keep = keep[keep["model"].isin(list(models))]
     if datasets is not None:
         keep = keep[keep["dataset"].isin(list(datasets))]
+    if len(keep) == len(data.runs):
+        return data
     scalars = data.scalars[data.scalars["run"].isin(keep["run"])]
     return ConvergenceData(runs=keep.reset_index(drop=True), scalars=scalars, warnings=data.warnings)
 
 
+OTHER_PREFIX = "Other: "
+
+
 def available_metrics(data: ConvergenceData) -> dict[str, str]:
-    """CURVES entries that at least one run has logged, then any other logged tag under its own name."""
+    """CURVES entries that at least one run has logged, then every other logged tag as "Other: <tag>"."""
     tags = set(data.tags)
     known = {label: tag for label, tag in CURVES.items() if tag in tags}
-    extra = {tag: tag for tag in sorted(tags - set(CURVES.values()))}
+    extra = {f"{OTHER_PREFIX}{tag}": tag for tag in sorted(tags - set(CURVES.values()))}
     return known | extra
+
+
+def default_curves(metrics: dict[str, str]) -> list[str]:
+    """The panels the page opens on: the usual loss / LR / AP ones that exist, and every tag it does not
+    know (so nothing logged is hidden)."""
+    chosen = [m for m in DEFAULT_CURVES if m in metrics]
+    chosen += [m for m in metrics if m.startswith(OTHER_PREFIX)]
+    return chosen or list(metrics)[:1]
+
+
+def mean_of_seeds_default(data: ConvergenceData) -> bool:
+    """Open on the mean of seeds when more than MEAN_OF_SEEDS_ABOVE runs are shown."""
+    return len(data.runs) > MEAN_OF_SEEDS_ABOVE
 
 
 # --------------------------------------------------------------------------- curves
@@ -160,30 +269,61 @@ def ema_smooth(values: Sequence[float] | np.ndarray, weight: float) -> np.ndarra
     if not 0.0 <= weight < 1.0:
         raise ValueError(f"smoothing weight must be in [0, 1), got {weight}")
     y = np.asarray(values, dtype=np.float64)
-    finite = y[np.isfinite(y)]
-    if weight == 0 or finite.size == 0 or np.all(finite == finite[0]):
+    finite = np.isfinite(y)
+    f = y[finite]
+    if weight == 0 or f.size == 0 or np.all(f == f[0]):
         return y.copy()
-    out = np.empty_like(y)
-    last, count = 0.0, 0
-    for i, v in enumerate(y):
-        if not np.isfinite(v):
-            out[i] = v
-            continue
-        last = last * weight + (1 - weight) * v
-        count += 1
-        out[i] = last / (1 - weight ** count)
+    out = y.copy()
+    out[finite] = _ema(f, weight) / (1 - weight ** np.arange(1, f.size + 1))
     return out
 
 
+def _ema(v: np.ndarray, w: float) -> np.ndarray:
+    """last_k = w * last_(k-1) + (1 - w) * v_k from 0, without a Python loop per point.
+
+    In blocks of B points the recurrence has a closed form, (1-w) w^j cumsum(v_i w^-i); B keeps w^-B far
+    from overflow. Blocks are then chained by their last value (one scalar step per block).
+    """
+    n = v.size
+    block = int(max(1, min(n, 1024, np.floor(250 / -np.log10(w)))))
+    nb = -(-n // block)
+    padded = np.zeros(nb * block)
+    padded[:n] = v
+    j = np.arange(block)
+    local = (1 - w) * np.cumsum(padded.reshape(nb, block) * w ** (-j.astype(np.float64)), axis=1) * w ** j
+    carry = np.zeros(nb)
+    c, w_block = 0.0, w ** block
+    for b in range(nb - 1):
+        c = c * w_block + local[b, -1]
+        carry[b + 1] = c
+    return (local + carry[:, None] * w ** (j + 1)).ravel()[:n]
+
+
+def _run_groups(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """`frame` ordered by run then step (load_convergence's order is kept), and where each run starts."""
+    run = frame["run"]
+    codes = run.cat.codes.to_numpy() if isinstance(run.dtype, pd.CategoricalDtype) else pd.factorize(run)[0]
+    steps = frame["step"].to_numpy()
+    dc, ds = np.diff(codes), np.diff(steps)
+    if not np.all((dc > 0) | ((dc == 0) & (ds >= 0))):
+        frame = frame.sort_values(["run", "step"], kind="stable")
+        run = frame["run"]
+        codes = run.cat.codes.to_numpy() if isinstance(run.dtype, pd.CategoricalDtype) else pd.factorize(run)[0]
+    return frame, np.r_[0, np.flatnonzero(np.diff(codes)) + 1, len(frame)]
+
+
 def series(data: ConvergenceData | pd.DataFrame, tag: str, smoothing: float = 0.0) -> pd.DataFrame:
-    """One tag for every run, sorted by step, with a `smoothed` column (EMA per run)."""
+    """One tag for every run, sorted by run then step, with a `smoothed` column (EMA per run)."""
     scalars = data.scalars if isinstance(data, ConvergenceData) else data
-    sub = scalars[scalars["tag"] == tag].sort_values(["run", "step"])
+    sub = scalars[scalars["tag"] == tag]
     if sub.empty:
         return sub.assign(smoothed=pd.Series(dtype="float64"))
-    smoothed = [pd.Series(ema_smooth(g["value"].to_numpy(), smoothing), index=g.index)
-                for _, g in sub.groupby("run", sort=False)]
-    return sub.assign(smoothed=pd.concat(smoothed))
+    sub, bounds = _run_groups(sub)
+    values = sub["value"].to_numpy(dtype=np.float64)
+    smoothed = np.empty(len(values))
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        smoothed[a:b] = ema_smooth(values[a:b], smoothing)
+    return sub.assign(smoothed=smoothed)
 
 
 def seed_band(curves: pd.DataFrame, column: str = "smoothed") -> pd.DataFrame:
@@ -193,7 +333,7 @@ def seed_band(curves: pd.DataFrame, column: str = "smoothed") -> pd.DataFrame:
     """
     if curves.empty:
         return pd.DataFrame(columns=["model", "dataset", "step", "mean", "std", "min", "max", "n"])
-    agg = (curves.groupby(["model", "dataset", "step"])[column]
+    agg = (curves.groupby(["model", "dataset", "step"], observed=True)[column]
            .agg(mean="mean", std="std", min="min", max="max", n="count").reset_index())
     agg["std"] = agg["std"].fillna(0.0)
     return agg
@@ -227,12 +367,12 @@ def stability_table(data: ConvergenceData, tag: str, threshold: float, last_n: i
     direction = direction or default_direction(tag)
     curves = series(data, tag, smoothing)
     rows = []
-    for run, g in curves.groupby("run", sort=True):
+    for run, g in curves.groupby("run", sort=True, observed=True):
         mean, var = tail_stats(g["smoothed"].to_numpy(), last_n)
         rows.append({
-            "run": run, "model": g["model"].iloc[0], "dataset": g["dataset"].iloc[0], "seed": g["seed"].iloc[0],
-            "epochs": int(g["step"].max()), "reached_at": first_crossing(g["step"], g["smoothed"], threshold,
-                                                                        direction),
+            "run": str(run), "model": str(g["model"].iloc[0]), "dataset": str(g["dataset"].iloc[0]),
+            "seed": g["seed"].iloc[0], "epochs": int(g["step"].max()),
+            "reached_at": first_crossing(g["step"], g["smoothed"], threshold, direction),
             f"last{last_n}_mean": mean, f"last{last_n}_var": var,
         })
     cols = ["run", "model", "dataset", "seed", "epochs", "reached_at", f"last{last_n}_mean", f"last{last_n}_var"]
@@ -244,7 +384,7 @@ def stability_by_model(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=["model", "dataset", "runs", "reached", "mean_reached_at"])
     tail = [c for c in table.columns if c.startswith("last")]
-    out = (table.groupby(["model", "dataset"])
+    out = (table.groupby(["model", "dataset"], observed=True)
            .agg(runs=("run", "count"), reached=("reached_at", "count"),
                 mean_reached_at=("reached_at", "mean"), **{c: (c, "mean") for c in tail})
            .reset_index())
@@ -271,11 +411,13 @@ def stability_figure(table: pd.DataFrame) -> go.Figure:
 
 def threshold_default(data: ConvergenceData, tag: str) -> float:
     """A sensible starting threshold: midway between the first and best values over all runs."""
-    sub = data.scalars[data.scalars["tag"] == tag].sort_values("step")
+    sub = data.scalars[data.scalars["tag"] == tag]
     if sub.empty:
         return 0.0
-    first = float(sub.groupby("run")["value"].first().mean())
-    best = float(sub["value"].max() if default_direction(tag) == "above" else sub["value"].min())
+    sub, bounds = _run_groups(sub)
+    values = sub["value"].to_numpy(dtype=np.float64)
+    first = float(values[bounds[:-1]].mean())
+    best = float(np.nanmax(values) if default_direction(tag) == "above" else np.nanmin(values))
     return round((first + best) / 2, 4)
 
 
@@ -284,16 +426,48 @@ def _legend(model: str, dataset: str, seed: object = None) -> str:
     return base if seed is None or pd.isna(seed) else f"{base} · seed {seed}"
 
 
+def minmax_indices(columns: Sequence[np.ndarray], max_points: int) -> np.ndarray:
+    """Which points of a line to draw so that at most `max_points` remain and no extreme is lost.
+
+    The line is cut into equal buckets of consecutive points; each keeps the position of its minimum and
+    of its maximum (of every column given: a band keeps its low and high edges), plus the first and
+    last point. A single spike is therefore always drawn, unlike every-k-th thinning.
+    """
+    n = len(columns[0])
+    if n <= max_points:
+        return np.arange(n)
+    per_bucket = 2 * len(columns)
+    buckets = max(1, (max_points - 2) // per_bucket)
+    size = -(-n // buckets)
+    buckets = -(-n // size)
+    keep = [np.array([0, n - 1])]
+    offsets = np.arange(buckets) * size
+    for col in columns:
+        v = np.asarray(col, dtype=np.float64)
+        lo = np.full(buckets * size, np.inf)
+        hi = np.full(buckets * size, -np.inf)
+        finite = np.isfinite(v)
+        lo[:n] = np.where(finite, v, np.inf)
+        hi[:n] = np.where(finite, v, -np.inf)
+        keep.append(offsets + lo.reshape(buckets, size).argmin(axis=1))
+        keep.append(offsets + hi.reshape(buckets, size).argmax(axis=1))
+    idx = np.unique(np.concatenate(keep))
+    return idx[idx < n]
+
+
 def curve_figure(data: ConvergenceData, tag: str, smoothing: float = 0.0, log_y: bool = False,
                  aggregate: bool = False, band: Band = "minmax", title: str | None = None,
                  max_points: int = 2000) -> go.Figure:
-    """Runs overlaid (colour = model; legend grouped by model and dataset), or per-model mean with a
-    min-max / ±std band. Datasets get different dashes when several are drawn. Lines longer than
-    `max_points` (per-step tags) are thinned for drawing only; short ones get markers."""
+    """Runs overlaid (colour = model; legend grouped by model and dataset, one "seed N" entry per run), or
+    per model and dataset the mean of its runs with a min-max / ±std band. Datasets get different dashes
+    when several are drawn; real runs are drawn first. Smoothing and statistics use every point; each line
+    is then cut to `max_points` for drawing by `minmax_indices`, so spikes stay visible."""
     curves = series(data, tag, smoothing)
     fig = go.Figure()
-    x_title = "step" if tag.startswith("train_step/") else "epoch"
-    several = curves["dataset"].nunique() > 1 if not curves.empty else False
+    x_title = "step" if tag.startswith(STEP_PREFIX) else "epoch"
+    datasets = list(dict.fromkeys(map(str, curves["dataset"]))) if not curves.empty else []
+    several = len(datasets) > 1
+    origins = dict(zip(data.runs["run"], data.runs["origin"], strict=True)) if "origin" in data.runs else {}
 
     def dash(dataset: str) -> str:
         return DATASET_DASH.get(dataset, "dash") if several else "solid"
@@ -302,53 +476,60 @@ def curve_figure(data: ConvergenceData, tag: str, smoothing: float = 0.0, log_y:
         return "lines+markers" if n <= 30 else "lines"
 
     if aggregate:
-        for (model, dataset), g in seed_band(curves).groupby(["model", "dataset"], sort=True):
-            g = _thin(g, max_points)
+        agg = seed_band(curves)
+        agg = agg.assign(_synthetic=~agg["dataset"].map(is_real).astype(bool))  # real groups drawn first
+        for (_, model, dataset), g in agg.groupby(["_synthetic", "model", "dataset"], sort=True, observed=True):
+            model, dataset = str(model), str(dataset)
+            steps = g["step"].to_numpy()
+            lo, hi = ((g["min"], g["max"]) if band == "minmax" else (g["mean"] - g["std"], g["mean"] + g["std"]))
+            lo, hi, mean = lo.to_numpy(), hi.to_numpy(), g["mean"].to_numpy()
+            idx = minmax_indices([lo, hi, mean], max_points)
             color = model_color(model)
-            lo, hi = (g["min"], g["max"]) if band == "minmax" else (g["mean"] - g["std"], g["mean"] + g["std"])
             name = f"{_legend(model, dataset)} (n={int(g['n'].max())})"
-            fig.add_trace(go.Scatter(x=g["step"], y=hi, mode="lines", line={"width": 0}, showlegend=False,
+            fig.add_trace(go.Scatter(x=steps[idx], y=hi[idx], mode="lines", line={"width": 0}, showlegend=False,
                                      hoverinfo="skip", legendgroup=name))
-            fig.add_trace(go.Scatter(x=g["step"], y=lo, mode="lines", line={"width": 0}, fill="tonexty",
+            fig.add_trace(go.Scatter(x=steps[idx], y=lo[idx], mode="lines", line={"width": 0}, fill="tonexty",
                                      fillcolor=_rgba(color, 0.2), showlegend=False, hoverinfo="skip",
                                      legendgroup=name))
-            fig.add_trace(go.Scatter(x=g["step"], y=g["mean"], mode=mode(len(g)), name=name, legendgroup=name,
+            fig.add_trace(go.Scatter(x=steps[idx], y=mean[idx], mode=mode(len(idx)), name=name, legendgroup=name,
                                      line={"color": color, "dash": dash(dataset)}, marker={"size": 5}))
-    else:
+    elif not curves.empty:
+        curves, bounds = _run_groups(curves)
+        steps_all = curves["step"].to_numpy()
+        raw_all = curves["value"].to_numpy(dtype=np.float64)
+        smooth_all = curves["smoothed"].to_numpy()
+        runs = curves["run"].astype(str).to_numpy()
+        models, dsets, seeds = curves["model"].astype(str).to_numpy(), curves["dataset"].astype(str).to_numpy(), \
+            curves["seed"].to_numpy()
+        order = sorted(range(len(bounds) - 1), key=lambda i: not is_real(dsets[bounds[i]]))
         titled: set[str] = set()
-        for run, g in curves.groupby("run", sort=True):
-            g = _thin(g, max_points)
-            model, dataset, seed = g["model"].iloc[0], g["dataset"].iloc[0], g["seed"].iloc[0]
+        for i in order:
+            a, b = bounds[i], bounds[i + 1]
+            run, model, dataset, seed = runs[a], models[a], dsets[a], seeds[a]
+            steps, raw, smooth = steps_all[a:b], raw_all[a:b], smooth_all[a:b]
             color = model_color(model)
             group = _legend(model, dataset)
             title_text = group if group not in titled else None
             titled.add(group)
-            hover = f"{run}<br>{_legend(model, dataset, seed)}<br>{x_title} %{{x}}: %{{y:.4g}}<extra></extra>"
+            origin = origins.get(run, "")
+            hover = (f"{run}<br>{_legend(model, dataset, seed)}" + (f"<br>{origin}" if origin else "")
+                     + f"<br>{x_title} %{{x}}: %{{y:.4g}}<extra></extra>")
+            entry = f"seed {seed}" if seed is not None and not pd.isna(seed) else run
             if smoothing > 0:
-                fig.add_trace(go.Scatter(x=g["step"], y=g["value"], mode="lines", opacity=0.25, showlegend=False,
+                idx = minmax_indices([raw], max_points)
+                fig.add_trace(go.Scatter(x=steps[idx], y=raw[idx], mode="lines", opacity=0.25, showlegend=False,
                                          line={"color": color}, hoverinfo="skip", legendgroup=group))
-            fig.add_trace(go.Scatter(x=g["step"], y=g["smoothed"], mode=mode(len(g)), name=str(run),
+            idx = minmax_indices([smooth], max_points)
+            fig.add_trace(go.Scatter(x=steps[idx], y=smooth[idx], mode=mode(len(idx)), name=entry,
                                      legendgroup=group, legendgrouptitle_text=title_text, hovertemplate=hover,
                                      line={"color": color, "dash": dash(dataset)}, marker={"size": 5}))
     fig.update_layout(title=title or tag, xaxis_title=x_title, yaxis_title=tag, height=460,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       legend={"font": {"size": 10}, "orientation": "h", "yanchor": "top", "y": -0.25,
-                              "groupclick": "toggleitem", "grouptitlefont": {"size": 10}})
+                              "groupclick": "togglegroup", "grouptitlefont": {"size": 10}})
     if log_y:
         fig.update_yaxes(type="log")
     return fig
-
-
-def _thin(frame: pd.DataFrame, max_points: int) -> pd.DataFrame:
-    """Every k-th row (plus the last) so a browser never draws more than ~max_points per line; smoothing
-    and statistics are computed on the full series before this."""
-    if len(frame) <= max_points:
-        return frame
-    k = -(-len(frame) // max_points)
-    keep = np.zeros(len(frame), dtype=bool)
-    keep[::k] = True
-    keep[-1] = True
-    return frame[keep]
 
 
 def _rgba(hex_color: str, alpha: float) -> str:

@@ -1,20 +1,27 @@
-"""TensorBoard event files read incrementally, with truncated and corrupt records reported.
+"""TensorBoard event files read incrementally and fast, with truncated and corrupt records reported.
 
-Why our own TFRecord framing in front of tbparse: runs are read while training still writes them, so a
-file's tail may hold half a record, and a damaged file must become a counted warning instead of silently
-shorter curves. tensorboard's own `RawEventFileLoader` does read a growing file incrementally, but it
-treats a truncated tail and a failed checksum alike and silently (a debug log line), stops for good at a
-corrupt record, and checks CRCs in pure Python per record; tests/test_event_files.py shows what it misses.
-Each file is framed once (length + CRC checks of TFRecord, vectorised); only the new, whole, valid records
-since the last read are handed to tbparse, so a growing 50 MB file costs only its new bytes.
+Why our own reader: runs are read while training still writes them, so a file's tail may hold half a
+record, and a damaged file must become a counted warning instead of silently shorter curves.
+tensorboard's `RawEventFileLoader` treats a truncated tail and a failed checksum alike and silently,
+stops for good at a corrupt record, and it and tbparse walk the file record by record in pure Python
+(~3 MB/s: 3 s for one 4 MB run of a 350-epoch study). Here a file is framed once (TFRecord length +
+CRC-32C checks, vectorised), then the scalar summaries are decoded straight from the framed bytes with
+numpy, all records at once: the Event protobuf (wall_time field 1, step field 2, summary field 5,
+session_log field 7) -> Summary.value (field 1) -> Value (tag field 1, simple_value field 2). Only the
+new whole records since the last read are decoded, so a growing file costs its new bytes. tbparse stays the test oracle
+(tests/test_event_files.py compares every value, the source's real log included).
+
+What TensorBoard's loader does and this reader does as well: a SessionLog.START event at step T (a
+resumed writer, torch's `purge_step`) voids the earlier events at step >= T. Values holding a tensor
+(TF2-style scalars, `add_scalar(..., new_style=True)`) are rare in our logs and take the protobuf path.
 """
 
 from __future__ import annotations
 
 import struct
-import tempfile
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -23,130 +30,485 @@ import pandas as pd
 EVENT_GLOB = "events.out.tfevents.*"
 SCALAR_COLUMNS: tuple[str, ...] = ("tag", "step", "value", "wall_time")
 
-
-def _masked_crc32c(data: bytes) -> int:
-    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
-
-    return masked_crc32c(data)
-
-
-_LONG_RECORD = 4096  # longer payloads (graphs, images) are checked one by one
+_TABLE_MAX = 1024  # CRC distance tables cover records up to this length; longer ones go by chunks
+_PAD = 16  # zero bytes appended to a buffer so a varint read never indexes past its end
+_MASK_DELTA = np.uint32(0xA282EAD8)
+_START = 1  # SessionLog.START
 
 
-def _masked_crc32c_many(buf: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Masked CRC-32C of many byte ranges at once: the per-byte update runs across all ranges in numpy.
+# --------------------------------------------------------------------------- CRC-32C
 
-    The pure-Python CRC of TensorBoard's reader costs about as much as parsing itself; this makes the
-    framing check ~50x cheaper. Ranges are sorted by length so step j only touches those longer than j.
+
+@lru_cache(maxsize=1)
+def _crc_table() -> np.ndarray:
+    """The byte table of reflected CRC-32C (Castagnoli, polynomial 0x82F63B78)."""
+    t = np.arange(256, dtype=np.uint32)
+    for _ in range(8):
+        t = np.where(t & 1, (t >> 1) ^ np.uint32(0x82F63B78), t >> 1).astype(np.uint32)
+    return t
+
+
+@lru_cache(maxsize=1)
+def _distance_tables() -> tuple[np.ndarray, np.ndarray]:
+    """`T[d, b]`: what byte b contributes to the register when d more bytes follow it; `C[n]`: the
+    register after n bytes from the initial 0xFFFFFFFF with all bytes zero.
+
+    CRC-32C is linear over GF(2): the register after a message is C[len] xor the XOR of T[len-1-i, b_i]
+    over its bytes, so every byte of every record is one table look-up and there is no serial loop.
     """
-    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import CRC_TABLE
-
-    table = np.asarray(CRC_TABLE, dtype=np.uint32)
-    data = np.frombuffer(buf, dtype=np.uint8)
-    out = np.zeros(len(starts), dtype=np.uint32)
-    short = lengths <= _LONG_RECORD
-    order = np.flatnonzero(short)[np.argsort(-lengths[short], kind="stable")]
-    s, n = starts[order], lengths[order]
-    crc = np.full(len(order), 0xFFFFFFFF, dtype=np.uint32)
-    neg = -n
-    for j in range(int(n.max()) if len(n) else 0):
-        k = int(np.searchsorted(neg, -j, side="left"))  # ranges longer than j
-        crc[:k] = table[(crc[:k] ^ data[s[:k] + j]) & 0xFF] ^ (crc[:k] >> 8)
-    crc ^= np.uint32(0xFFFFFFFF)
-    out[order] = ((crc >> 15) | (crc << 17)) + np.uint32(0xA282EAD8)
-    for i in np.flatnonzero(~short):
-        out[i] = _masked_crc32c(buf[starts[i]:starts[i] + lengths[i]])
-    return out
+    table = _crc_table()
+    t = np.empty((_TABLE_MAX, 256), dtype=np.uint32)
+    c = np.empty(_TABLE_MAX + 1, dtype=np.uint32)
+    t[0], c[0] = table, 0xFFFFFFFF
+    for d in range(_TABLE_MAX):
+        if d + 1 < _TABLE_MAX:
+            t[d + 1] = table[t[d] & 0xFF] ^ (t[d] >> 8)
+        c[d + 1] = table[c[d] & 0xFF] ^ (c[d] >> 8)
+    return t, c
 
 
-def scan_records(buf: bytes) -> tuple[int, str | None]:
-    """Byte length of the prefix of `buf` made of whole, CRC-valid TFRecords, and why scanning stopped.
+def _mask(raw_register: np.ndarray) -> np.ndarray:
+    crc = raw_register ^ np.uint32(0xFFFFFFFF)
+    return ((crc >> 15) | (crc << 17)) + _MASK_DELTA
 
-    The reason is None at a clean end, "incomplete" for a partial last record (file truncated, or
-    a writer mid-flush) and "corrupt" for a failed length/data checksum (nothing after it is trusted).
-    Record boundaries are followed first, then every checksum is verified at once; a bad length can
-    only misplace boundaries after its own record, which fails its header check and ends the prefix.
+
+def _long_register(data: np.ndarray, start: int, length: int) -> np.uint32:
+    """The register after one long record, chunk by chunk (each chunk vectorised)."""
+    t, c = _distance_tables()
+    d = _TABLE_MAX
+    n_full = length // d
+    ramp = np.arange(d - 1, -1, -1)
+    reg = np.uint32(0xFFFFFFFF)
+    if n_full:
+        chunks = data[start:start + n_full * d].reshape(n_full, d)
+        parts = np.bitwise_xor.reduce(t[ramp, chunks], axis=1)
+        for part in parts:  # the register enters the next chunk as if xored into its first 4 bytes
+            carry = np.uint32(0)
+            for k in range(4):
+                carry ^= t[d - 1 - k, (int(reg) >> (8 * k)) & 0xFF]
+            reg = carry ^ part
+    rest = length - n_full * d
+    if rest:
+        tail = data[start + n_full * d:start + length]
+        z = np.bitwise_xor.reduce(t[np.arange(rest - 1, -1, -1), tail])
+        table = _crc_table()
+        for _ in range(rest):  # reg advanced over `rest` zero bytes
+            reg = table[int(reg) & 0xFF] ^ (reg >> np.uint32(8))
+        reg = np.uint32(reg ^ z)
+    return reg if length else c[0]
+
+
+def _masked_crc32c_many(buf: bytes | np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Masked CRC-32C (TFRecord's checksum) of many byte ranges of `buf` at once.
+
+    Ranges are grouped by length; each group is one table gather and one XOR reduction (see
+    `_distance_tables`), about 30x faster than the per-byte update and 100x than pure Python.
+    """
+    data = buf if isinstance(buf, np.ndarray) else np.frombuffer(buf, dtype=np.uint8)
+    starts, lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+    t, c = _distance_tables()
+    reg = np.empty(len(starts), dtype=np.uint32)
+    short = np.flatnonzero(lengths <= _TABLE_MAX)
+    order = short[np.argsort(lengths[short], kind="stable")]
+    sorted_len = lengths[order]
+    cuts = np.flatnonzero(np.diff(sorted_len)) + 1
+    for group in np.split(order, cuts):
+        if not group.size:
+            continue
+        n = int(lengths[group[0]])
+        if n == 0:
+            reg[group] = c[0]
+            continue
+        block = data[starts[group][:, None] + np.arange(n)]
+        reg[group] = np.bitwise_xor.reduce(t[np.arange(n - 1, -1, -1), block], axis=1) ^ c[n]
+    for i in np.flatnonzero(lengths > _TABLE_MAX):
+        reg[i] = _long_register(data, int(starts[i]), int(lengths[i]))
+    return _mask(reg)
+
+
+# --------------------------------------------------------------------------- framing
+
+
+@dataclass(frozen=True)
+class Framing:
+    """Whole, CRC-valid records at the start of a buffer: header offsets and payload lengths; `whole` bytes
+    of them, and why the scan stopped (None at a clean end, "incomplete", "corrupt")."""
+
+    starts: np.ndarray
+    lengths: np.ndarray
+    whole: int
+    reason: str | None
+
+
+def frame_records(buf: bytes) -> Framing:
+    """Follow record boundaries, then verify every length and data checksum at once.
+
+    A bad length can only misplace boundaries after its own record, which fails its header check and
+    ends the valid prefix there; nothing after a corrupt record is trusted.
     """
     starts: list[int] = []
-    lengths: list[int] = []
+    add = starts.append
+    unpack = struct.Struct("<Q").unpack_from
     pos, n, tail = 0, len(buf), None
-    while pos < n:
+    while pos < n:  # the one serial step: each record's length says where the next one starts
         if n - pos < 12:
             tail = "incomplete"
             break
-        (length,) = struct.unpack_from("<Q", buf, pos)
-        if pos + 16 + length > n:
-            header_ok = _masked_crc32c(buf[pos:pos + 8]) == struct.unpack_from("<I", buf, pos + 8)[0]
+        nxt = pos + 16 + unpack(buf, pos)[0]
+        if nxt > n:
+            header_ok = _masked_crc32c_many(buf, np.array([pos]), np.array([8]))[0] == struct.unpack_from(
+                "<I", buf, pos + 8)[0]
             tail = "incomplete" if header_ok else "corrupt"
             break
-        starts.append(pos)
-        lengths.append(length)
-        pos += 16 + length
+        add(pos)
+        pos = nxt
+    st = np.asarray(starts, dtype=np.int64)
+    ln = np.diff(st, append=pos) - 16
     if not starts:
-        return 0, tail
-    st, ln = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
-    header_ok = _masked_crc32c_many(buf, st, np.full(len(st), 8, dtype=np.int64)) == np.frombuffer(
-        b"".join(buf[p + 8:p + 12] for p in starts), dtype="<u4")
-    data_ok = _masked_crc32c_many(buf, st + 12, ln) == np.frombuffer(
-        b"".join(buf[p + 12 + q:p + 16 + q] for p, q in zip(starts, lengths, strict=True)), dtype="<u4")
+        return Framing(st, ln, 0, tail)
+    data = np.frombuffer(buf, dtype=np.uint8)
+    stored = _fixed(buf, st + 8, "<u4")
+    header_ok = _masked_crc32c_many(data, st, np.full(len(st), 8, dtype=np.int64)) == stored
+    stored = _fixed(buf, st + 12 + ln, "<u4")
+    data_ok = _masked_crc32c_many(data, st + 12, ln) == stored
     bad = np.flatnonzero(~(header_ok & data_ok))
     if bad.size:
-        return int(st[bad[0]]), "corrupt"
-    return pos, tail
+        k = int(bad[0])
+        return Framing(st[:k], ln[:k], int(st[k]), "corrupt")
+    return Framing(st, ln, pos, tail)
 
 
-def file_start(data: bytes, records: int = 4) -> tuple[float, int | None]:
-    """Wall time of the first event, and the purge step if the writer started with SessionLog.START.
+def scan_records(buf: bytes) -> tuple[int, str | None]:
+    """Byte length of the prefix of `buf` made of whole, CRC-valid TFRecords, and why scanning stopped."""
+    framing = frame_records(buf)
+    return framing.whole, framing.reason
 
-    torch's SummaryWriter(purge_step=T) (a resumed run) writes that START event first; TensorBoard then
-    hides every earlier event at step >= T, and so must we (tbparse reads files one by one).
-    """
+
+# --------------------------------------------------------------------------- protobuf, vectorised
+
+
+def _varint(data: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Values (uint64) and byte counts of the varints at `pos`; a count of 0 marks one longer than 10 bytes."""
+    b = data[pos]
+    value = (b & 0x7F).astype(np.uint64)
+    count = np.ones(len(pos), dtype=np.int64)
+    more = np.flatnonzero(b >= 0x80)
+    for k in range(1, 10):
+        if not more.size:
+            return value, count
+        b = data[pos[more] + k]
+        value[more] |= (b & 0x7F).astype(np.uint64) << np.uint64(7 * k)
+        count[more] += 1
+        more = more[b >= 0x80]
+    count[more] = 0
+    return value, count
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """Every field of a batch of messages, in the order the walk found them (field position by field
+    position); `owner` is the index of the message holding each."""
+
+    owner: np.ndarray
+    number: np.ndarray
+    wire: np.ndarray
+    start: np.ndarray  # value bytes: [start, end); a varint's value is in `varint`
+    end: np.ndarray
+    varint: np.ndarray
+    bad: np.ndarray  # per message: malformed (bad key, wire type, length past its end)
+
+    def pick(self, number: int, wire: int) -> np.ndarray:
+        return np.flatnonzero((self.number == number) & (self.wire == wire))
+
+    def last(self, rows: np.ndarray) -> np.ndarray:
+        """Of `rows` (in walk order), the last one of each owner: protobuf's last-occurrence-wins."""
+        owners = self.owner[rows]
+        if not rows.size or np.bincount(owners).max() <= 1:
+            return rows
+        order = np.argsort(owners, kind="stable")
+        rows, owners = rows[order], owners[order]
+        keep = np.r_[owners[:-1] != owners[1:], True]
+        return rows[keep]
+
+
+def _fields(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> _Fields:
+    """Walk the messages data[start:end] together: one numpy pass per field position, not per message."""
+    bad = np.zeros(len(start), dtype=bool)
+    pos = start.astype(np.int64).copy()
+    live = np.flatnonzero(pos < end)
+    parts: list[tuple[np.ndarray, ...]] = []
+    while live.size:
+        p, e = pos[live], end[live]
+        key, key_n = _varint(data, p)
+        wire = (key & np.uint64(7)).astype(np.int64)
+        number = (key >> np.uint64(3)).astype(np.int64)
+        q = p + key_n
+        val, val_n = _varint(data, q)
+        length = np.minimum(val, np.uint64(1 << 40)).astype(np.int64)
+        is_len = wire == 2
+        vstart = q + val_n * is_len
+        size = np.choose(np.minimum(wire, 6), [val_n, 8, length, -(1 << 41), -(1 << 41), 4, -(1 << 41)])
+        vend = vstart + size
+        ok = ((key_n > 0) & (number > 0) & (vend >= vstart) & (vend <= e)
+              & ~(((wire == 0) | is_len) & (val_n == 0)))
+        bad[live[~ok]] = True
+        good = live[ok]
+        parts.append((good, number[ok], wire[ok], vstart[ok], vend[ok], val[ok]))
+        pos[good] = vend[ok]
+        live = good[pos[good] < end[good]]
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return _Fields(empty, empty, empty, empty, empty, np.zeros(0, dtype=np.uint64), bad)
+    cols = [np.concatenate(c) if len(parts) > 1 else c[0] for c in zip(*parts, strict=True)]
+    return _Fields(*cols, bad=bad)
+
+
+def _fixed(buf: bytes, at: np.ndarray, dtype: str) -> np.ndarray:
+    """Little-endian numbers at arbitrary byte offsets: one aligned view of the buffer per alignment."""
+    kind = np.dtype(dtype)
+    out = np.empty(len(at), dtype=kind)
+    width = kind.itemsize
+    for shift in range(width):
+        sel = np.flatnonzero(at % width == shift)
+        if not sel.size:
+            continue
+        view = np.frombuffer(buf, dtype=kind, offset=shift, count=(len(buf) - shift) // width)
+        out[sel] = view[(at[sel] - shift) // width]
+    return out
+
+
+def _tag_codes(buf: bytes, data: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Distinct tag strings and each value's index into them, without a Python string per value:
+    the tag bytes are hashed as 64-bit words, factorised, and the grouping verified byte for byte."""
+    n = end - start
+    width = int(-(-max(int(n.max(initial=0)), 1) // 8) * 8)
+    if len(start) and width <= 256:
+        cols = np.arange(width)
+        block = data[start[:, None] + cols]
+        block[cols[None, :] >= n[:, None]] = 0
+        words = block.view("<u8")
+        mix = np.random.default_rng(0x5EED).integers(1, 2**63, size=words.shape[1] + 1, dtype=np.uint64) | 1
+        h = n.astype(np.uint64) * mix[0] + (words * mix[1:]).sum(axis=1, dtype=np.uint64)
+        codes, uniques = pd.factorize(h)
+        rep = np.unique(codes, return_index=True)[1]  # the first value of each hash
+        if np.array_equal(words, words[rep[codes]]) and np.array_equal(n, n[rep[codes]]):
+            tags = [buf[s:e].decode("utf-8", errors="replace") for s, e in zip(start[rep], end[rep], strict=True)]
+            return _distinct(tags, codes)
+    raw = [buf[s:e] for s, e in zip(start.tolist(), end.tolist(), strict=True)]
+    codes, uniques = pd.factorize(pd.Series(raw, dtype=object))
+    return _distinct([u.decode("utf-8", errors="replace") for u in uniques], codes)
+
+
+def _distinct(tags: list[str], codes: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Merge tags that decode to the same text (invalid UTF-8 replaced): categories must be unique."""
+    vocab: dict[str, int] = {}
+    lut = np.array([vocab.setdefault(t, len(vocab)) for t in tags], dtype=np.int32)
+    return list(vocab), lut[codes] if len(lut) else codes.astype(np.int32)
+
+
+@dataclass(frozen=True)
+class Scalars:
+    """Scalar values of some records, column-wise; `code` indexes `tags`. `record` is each value's record
+    index within the decoded batch (for purges); `starts` are the record byte offsets of the batch."""
+
+    tags: tuple[str, ...]
+    code: np.ndarray
+    step: np.ndarray
+    value: np.ndarray
+    wall_time: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    def take(self, keep: np.ndarray) -> Scalars:
+        return Scalars(self.tags, self.code[keep], self.step[keep], self.value[keep], self.wall_time[keep])
+
+    def frame(self) -> pd.DataFrame:
+        """(tag, step, value, wall_time), the tag categorical."""
+        return pd.DataFrame({"tag": pd.Categorical.from_codes(self.code, categories=_categories(self.tags)),
+                             "step": self.step, "value": self.value, "wall_time": self.wall_time})
+
+
+def _categories(tags: tuple[str, ...]) -> pd.Index:
+    return pd.Index(list(tags), dtype=object)
+
+
+def empty_arrays() -> Scalars:
+    return Scalars((), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.float64))
+
+
+def concat_scalars(parts: list[Scalars]) -> Scalars:
+    """One Scalars from several (tag vocabularies merged)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty_arrays()
+    if len(parts) == 1:
+        return parts[0]
+    vocab: dict[str, int] = {}
+    codes = []
+    for p in parts:
+        lut = np.array([vocab.setdefault(t, len(vocab)) for t in p.tags], dtype=np.int32)
+        codes.append(lut[p.code])
+    return Scalars(tuple(vocab), np.concatenate(codes), *(np.concatenate([getattr(p, c) for p in parts])
+                                                           for c in ("step", "value", "wall_time")))
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What a batch of whole records holds: scalars, the SessionLog.START events as (record, step), the first
+    wall time, and the byte offsets of records that are not valid Event protobufs (skipped)."""
+
+    scalars: Scalars
+    value_record: np.ndarray  # record index of each scalar
+    starts: tuple[tuple[int, int], ...]
+    first_wall_time: float
+    malformed: tuple[int, ...]
+    records: int = 0
+
+
+def decode_records(buf: bytes, starts: np.ndarray, lengths: np.ndarray) -> Decoded:
+    """Scalar summaries of the framed records (`frame_records`) of `buf`, vectorised over records."""
+    data = np.concatenate([np.frombuffer(buf, dtype=np.uint8), np.zeros(_PAD, dtype=np.uint8)])
+    n_rec = len(starts)
+    if not n_rec:
+        return Decoded(empty_arrays(), np.zeros(0, np.int64), (), float("inf"), ())
+    ev = _fields(data, starts + 12, starts + 12 + lengths)
+    bad = ev.bad.copy()
+    wall = np.zeros(n_rec, dtype=np.float64)
+    rows = ev.last(ev.pick(1, 1))
+    wall[ev.owner[rows]] = _fixed(buf, ev.start[rows], "<f8")
+    step = np.zeros(n_rec, dtype=np.int64)
+    rows = ev.last(ev.pick(2, 0))
+    step[ev.owner[rows]] = ev.varint[rows].view(np.int64)
+
+    sessions = ev.pick(7, 2)  # Event.session_log; SessionLog.status is its field 1
+    start_events: list[tuple[int, int]] = []
+    if sessions.size:
+        sl = _fields(data, ev.start[sessions], ev.end[sessions])
+        bad[ev.owner[sessions[sl.bad]]] = True
+        status = sl.last(sl.pick(1, 0))
+        is_start = status[sl.varint[status] == _START]
+        recs = ev.owner[sessions[sl.owner[is_start]]]
+        start_events = [(int(r), int(step[r])) for r in recs]
+
+    summaries = ev.pick(5, 2)
+    sm = _fields(data, ev.start[summaries], ev.end[summaries])
+    bad[ev.owner[summaries[sm.bad]]] = True
+    vrows = sm.pick(1, 2)
+    value_event = ev.owner[summaries[sm.owner[vrows]]]
+    vf = _fields(data, sm.start[vrows], sm.end[vrows])
+    bad[value_event[vf.bad]] = True
+    # Value is a oneof (simple_value 2, obsolete histogram 3, image 4, histo 5, audio 6, tensor 8):
+    # the last member on the wire is the one set. A tensor sends its whole record to the protobuf path.
+    last_member = vf.last(np.flatnonzero(np.isin(vf.number, (2, 3, 4, 5, 6, 8))))
+    kind = np.zeros(len(vrows), dtype=np.int64)
+    kind[vf.owner[last_member]] = np.where(vf.wire[last_member] == 5, vf.number[last_member], -1)
+    kind[vf.owner[last_member][vf.number[last_member] == 8]] = 8
+    slow = np.zeros(n_rec, dtype=bool)
+    slow[value_event[kind == 8]] = True
+    slow &= ~bad
+
+    is_scalar = (kind == 2) & ~bad[value_event] & ~slow[value_event]
+    sv_rows = vf.pick(2, 5)
+    sv = np.full(len(vrows), np.nan, dtype=np.float32)
+    sv_rows = vf.last(sv_rows)
+    sv[vf.owner[sv_rows]] = _fixed(buf, vf.start[sv_rows], "<f4")
+    tag_rows = vf.last(vf.pick(1, 2))
+    tag_start = np.zeros(len(vrows), dtype=np.int64)
+    tag_end = np.zeros(len(vrows), dtype=np.int64)
+    tag_start[vf.owner[tag_rows]] = vf.start[tag_rows]
+    tag_end[vf.owner[tag_rows]] = vf.end[tag_rows]
+    keep = np.flatnonzero(is_scalar)
+    tags, codes = _tag_codes(buf, data, tag_start[keep], tag_end[keep])
+    rec = value_event[keep]
+    scalars = Scalars(tuple(tags), codes, step[rec], sv[keep].astype(np.float64), wall[rec])
+    if rec.size and (rec[1:] < rec[:-1]).any():  # several values per summary: back to record order
+        order = np.argsort(rec, kind="stable")
+        scalars, rec = scalars.take(order), rec[order]
+
+    if slow.any():
+        extra, extra_rec = _decode_slow(buf, starts, lengths, np.flatnonzero(slow))
+        scalars = concat_scalars([scalars, extra])
+        rec = np.concatenate([rec, extra_rec])
+        order = np.argsort(rec, kind="stable")
+        scalars, rec = scalars.take(order), rec[order]
+    head = wall[:4][~bad[:4]]
+    first = float(head[head > 0].min()) if (head > 0).any() else float("inf")
+    return Decoded(scalars, rec, tuple(start_events), first, tuple(int(starts[i]) for i in np.flatnonzero(bad)),
+                   n_rec)
+
+
+def _decode_slow(buf: bytes, starts: np.ndarray, lengths: np.ndarray, records: np.ndarray
+                 ) -> tuple[Scalars, np.ndarray]:
+    """Tensor-valued scalars (plugin "scalars", one element) of the given records, through protobuf."""
     from tensorboard.compat.proto import event_pb2
+    from tensorboard.util import tensor_util
 
-    wall, purge, pos = float("inf"), None, 0
-    for _ in range(records):
-        if pos + 12 > len(data):
-            break
-        length = struct.unpack_from("<Q", data, pos)[0]
-        event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
-        wall = min(wall, event.wall_time) if event.wall_time else wall
-        if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
-            purge = int(event.step)
-        pos += 16 + length
-    return wall, purge
+    tags, code, step, value, wall, rec = [], [], [], [], [], []
+    vocab: dict[str, int] = {}
+    for r in records.tolist():
+        s = int(starts[r]) + 12
+        event = event_pb2.Event.FromString(buf[s:s + int(lengths[r])])
+        for v in event.summary.value:
+            if v.WhichOneof("value") == "simple_value":
+                x = float(v.simple_value)
+            elif (v.WhichOneof("value") == "tensor" and v.metadata.plugin_data.plugin_name == "scalars"):
+                arr = tensor_util.make_ndarray(v.tensor)
+                if arr.size != 1 or not np.issubdtype(arr.dtype, np.number):
+                    continue
+                x = float(arr.reshape(-1)[0])
+            else:
+                continue
+            code.append(vocab.setdefault(v.tag, len(vocab)))
+            step.append(event.step)
+            value.append(x)
+            wall.append(event.wall_time)
+            rec.append(r)
+    tags = list(vocab)
+    return (Scalars(tuple(tags), np.asarray(code, np.int32), np.asarray(step, np.int64), np.asarray(value, np.float64),
+                    np.asarray(wall, np.float64)), np.asarray(rec, np.int64))
 
 
-def parse_records(data: bytes) -> pd.DataFrame:
-    """Scalars (tag, step, value, wall_time) of a run of whole event records, parsed by tbparse."""
-    from tbparse import SummaryReader
+def purge_within(decoded: Decoded) -> Scalars:
+    """The batch's scalars less those a later SessionLog.START voids (earlier record, step >= its step)."""
+    s = decoded.scalars
+    if not decoded.starts or not len(s):
+        return s
+    limit = np.full(decoded.records, np.iinfo(np.int64).max, dtype=np.int64)
+    for record, step in decoded.starts:
+        limit[record] = min(limit[record], step)
+    after = np.minimum.accumulate(limit[::-1])[::-1]  # min START step at or after each record
+    later = np.r_[after[1:], np.iinfo(np.int64).max]  # ... strictly after it
+    return s.take(s.step < later[decoded.value_record])
 
-    if not data:
-        return empty_scalars()
-    with tempfile.TemporaryDirectory(prefix="ff_tb_") as tmp:
-        path = Path(tmp) / "events.out.tfevents.chunk"  # tbparse only reads files named like event files
-        path.write_bytes(data)
-        frame = SummaryReader(str(path), extra_columns={"wall_time"}).scalars
-    if frame.empty:
-        return empty_scalars()
-    return frame.reindex(columns=list(SCALAR_COLUMNS)).astype({"step": "int64", "value": "float64"})
+
+def read_scalars(buf: bytes) -> tuple[pd.DataFrame, Framing, Decoded]:
+    """A whole event file's bytes -> its scalars (tag, step, value, wall_time) as TensorBoard shows them."""
+    framing = frame_records(buf)
+    decoded = decode_records(buf, framing.starts, framing.lengths)
+    return purge_within(decoded).frame(), framing, decoded
 
 
 def empty_scalars() -> pd.DataFrame:
-    return pd.DataFrame({"tag": pd.Series(dtype=str), "step": pd.Series(dtype="int64"),
-                         "value": pd.Series(dtype="float64"), "wall_time": pd.Series(dtype="float64")})
+    return empty_arrays().frame()
+
+
+# --------------------------------------------------------------------------- incremental cache
 
 
 @dataclass
 class _FileState:
     size: int = -1
     mtime_ns: int = -1
-    offset: int = 0  # bytes of whole valid records already parsed
+    offset: int = 0  # bytes of whole valid records already decoded
     head: bytes = b""  # first bytes, to notice a file rewritten from scratch
-    chunks: list[pd.DataFrame] = field(default_factory=list)
+    chunks: list[Scalars] = field(default_factory=list)
     problem: str | None = None
-    parses: int = 0  # how many times tbparse ran on this file (tests check reads are incremental)
-    purge_step: int | None = None  # a resumed writer's SessionLog.START step: older events at >= it are void
+    parses: int = 0  # how many times new records were decoded (tests check reads are incremental)
+    purge_step: int | None = None  # smallest SessionLog.START step: earlier files' events at >= it are void
     first_wall_time: float = float("inf")
+    merged: Scalars | None = None
+    malformed: list[int] = field(default_factory=list)  # byte offsets of valid-CRC records that are not Events
 
 
 @dataclass(frozen=True)
@@ -154,11 +516,15 @@ class FileRead:
     """Scalars of one event file as of now, plus a warning when part of it could not be read."""
 
     path: Path
-    scalars: pd.DataFrame
+    arrays: Scalars
     warning: str | None
     parses: int
     purge_step: int | None = None
     first_wall_time: float = float("inf")
+
+    @property
+    def scalars(self) -> pd.DataFrame:
+        return self.arrays.frame()
 
 
 class EventCache:
@@ -179,8 +545,10 @@ class EventCache:
                 self._refresh(path, state)
             except OSError as exc:
                 state.problem = f"{path}: unreadable ({exc})"
-            frame = pd.concat(state.chunks, ignore_index=True) if state.chunks else empty_scalars()
-            return FileRead(path=path, scalars=frame, warning=state.problem, parses=state.parses,
+            if state.merged is None:
+                state.merged = concat_scalars(state.chunks)
+                state.chunks = [state.merged] if len(state.merged) else []
+            return FileRead(path=path, arrays=state.merged, warning=state.problem, parses=state.parses,
                             purge_step=state.purge_step, first_wall_time=state.first_wall_time)
 
     def _refresh(self, path: Path, state: _FileState) -> None:
@@ -191,32 +559,40 @@ class EventCache:
             head = f.read(64)
             rewritten = stat.st_size < state.offset or head[:len(state.head)] != state.head
             if rewritten:
-                state.offset, state.chunks, state.head = 0, [], b""
+                state.offset, state.chunks, state.head, state.merged = 0, [], b"", None
+                state.purge_step, state.first_wall_time, state.malformed = None, float("inf"), []
             f.seek(state.offset)
             new = f.read(stat.st_size - state.offset)
         state.size, state.mtime_ns = stat.st_size, stat.st_mtime_ns
         if not state.head:
             state.head = head
-        whole, reason = scan_records(new)
-        if whole and state.offset == 0:
-            state.first_wall_time, state.purge_step = file_start(new[:whole])
-        if whole:
-            try:
-                state.chunks.append(parse_records(new[:whole]))
-            except Exception as exc:  # noqa: BLE001 - a valid frame with odd protobuf content must not crash a page
-                state.problem = f"{path}: tbparse could not parse {whole} bytes at offset {state.offset} ({exc})"
-                return
+        framing = frame_records(new)
+        problems = []
+        if framing.whole:
+            decoded = decode_records(new, framing.starts, framing.lengths)
+            if state.offset == 0:
+                state.first_wall_time = decoded.first_wall_time
+            if decoded.starts:  # a restart inside this file voids what the earlier reads hold at >= its step
+                first = min(step for _, step in decoded.starts)
+                state.chunks = [c.take(c.step < first) for c in state.chunks]
+                state.purge_step = first if state.purge_step is None else min(state.purge_step, first)
+            state.chunks.append(purge_within(decoded))
+            state.merged = None
             state.parses += 1
-            state.offset += whole
-        left = len(new) - whole
-        if reason == "corrupt":
-            state.problem = (f"{path}: corrupt record at byte {state.offset} (checksum mismatch); "
-                             f"the last {left} bytes are ignored")
-        elif reason == "incomplete":
-            state.problem = (f"{path}: incomplete last record ({left} bytes at byte {state.offset}): "
-                             f"the file is truncated, or still being written")
-        else:
-            state.problem = None
+            state.malformed += [state.offset + b for b in decoded.malformed]
+            state.offset += framing.whole
+        if state.malformed:
+            at = ", ".join(map(str, state.malformed[:3])) + ("…" if len(state.malformed) > 3 else "")
+            problems.append(f"{path}: {len(state.malformed)} record(s) with valid checksums but not a readable "
+                            f"Event (at byte {at}): skipped")
+        left = len(new) - framing.whole
+        if framing.reason == "corrupt":
+            problems.append(f"{path}: corrupt record at byte {state.offset} (checksum mismatch); "
+                            f"the last {left} bytes are ignored")
+        elif framing.reason == "incomplete":
+            problems.append(f"{path}: incomplete last record ({left} bytes at byte {state.offset}): "
+                            f"the file is truncated, or still being written")
+        state.problem = "; ".join(problems) or None
 
 
 _DEFAULT_CACHE = EventCache()

@@ -20,6 +20,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_ENV = "FEATHERFACE_RESULTS_DIR"
 RUNS_ENV = "FEATHERFACE_RUNS_DIR"
 RESULT_MARKERS: tuple[str, ...] = (COMPARISON_CSV, LATENCY_CSV)
+SHIPPED_RUNS: dict[str, tuple[str, ...]] = {"reference": ("assets", "reference", "runs"),
+                                            "demo": ("assets", "demo", "runs")}
+"""Runs roots shipped in the repository (path parts under the repo root) and the label their runs carry:
+the real logs of the seed source's checkpoints, and the synthetic demo."""
 
 
 class SourceError(ValueError):
@@ -82,6 +86,15 @@ def resolve_roots(
     runs = _unique((user_runs, demo / "runs", reference / "runs"))
     weights = _unique((repo / "weights", user_runs, demo, reference))
     return Roots(results=results, runs=runs, weights=weights, demo=demo, reference=reference)
+
+
+def root_label(root: Path | str) -> str:
+    """The name a runs root gives its runs: "reference" / "demo" for the shipped folders, else its own name."""
+    parts = Path(root).resolve().parts
+    for label, tail in SHIPPED_RUNS.items():
+        if parts[-len(tail):] == tail:
+            return label
+    return parts[-1] if parts else str(root)
 
 
 def _absolute(value: str, repo: Path) -> Path:

@@ -258,7 +258,7 @@ def study_progress(study_dir: Path | str, cache: EventCache | None = None,
     ids = slurm_job_ids(manifest)
     jobs = cluster(ids) if ids and cluster is not None else None
     curves = load_convergence([study_dir], cache=cache or EventCache())
-    last_epoch = {str(r.run): r.last_epoch for r in curves.runs.itertuples()}
+    last_epoch = {Path(r.path).relative_to(study_dir).as_posix(): r.last_epoch for r in curves.runs.itertuples()}
     rows = []
     for name, entry in manifest.runs.items():
         run_dir = study_dir / name

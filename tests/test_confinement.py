@@ -80,7 +80,7 @@ def test_event_file_symlinked_from_elsewhere_is_not_plotted(tmp_path: Path) -> N
     (run / "run.json").write_text('{"model": "cbam", "dataset": "synthetic", "seed": 3}')
     (run / "events.out.tfevents.1.host.1.0").symlink_to(event_file(foreign))
     data = load_convergence([runs], EventCache())
-    row = data.runs.set_index("run").loc["mine"]
+    row = data.runs.set_index("run").loc["runs/mine"]
     assert (row["event_files"], row["points"], row["status"]) == (0, 0, "no event file")
     assert any("events.out.tfevents.1.host.1.0: skipped, a symlink to" in w for w in data.warnings)
 

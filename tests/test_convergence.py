@@ -62,10 +62,12 @@ def runs(tmp_path: Path) -> Path:
 def test_loads_every_run_with_its_dataset(runs: Path):
     data = load_convergence([runs, runs.parent / "missing"], EventCache())
     assert data.warnings == ()
-    assert sorted(data.runs["run"]) == ["cbam_s0", "cbam_s1", "cbam_s2", "par_s0", "par_wider"]
-    row = data.runs.set_index("run").loc["par_wider"]
+    # one naming rule for every run: <root folder>/<run folder>; the WIDER FACE run is listed first
+    assert data.runs["run"].tolist() == ["runs/par_wider", "runs/cbam_s0", "runs/cbam_s1", "runs/cbam_s2",
+                                         "runs/par_s0"]
+    row = data.runs.set_index("run").loc["runs/par_wider"]
     assert (row["dataset"], row["last_epoch"], row["status"]) == ("widerface", 3, "ok")
-    s1 = series(data, LOSS).query("run == 'cbam_s1'")
+    s1 = series(data, LOSS).query("run == 'runs/cbam_s1'")
     assert np.allclose(s1["value"], [loss_at(e, 1) for e in range(8)], atol=1e-6)
     assert {LOSS, AP, TB_TAGS["lr"]} <= set(data.tags)
 
@@ -113,10 +115,11 @@ def test_epochs_to_threshold_and_tail_stats(runs: Path):
     data = load_convergence([runs], EventCache())
     table = stability_table(data, LOSS, threshold=1.0, last_n=3).set_index("run")
     # 4/(e+1) + 0.1*seed <= 1: seed 0 at e=3, seed 1 at e=4, seed 2 at e=4; par_wider (4 epochs) at e=3
-    assert table.loc[["cbam_s0", "cbam_s1", "cbam_s2", "par_wider"], "reached_at"].tolist() == [3, 4, 4, 3]
-    assert table.loc["cbam_s0", "last3_mean"] == pytest.approx(np.mean([4 / 6, 4 / 7, 4 / 8]), abs=1e-6)
+    assert table.loc[["runs/cbam_s0", "runs/cbam_s1", "runs/cbam_s2", "runs/par_wider"], "reached_at"].tolist() == [
+        3, 4, 4, 3]
+    assert table.loc["runs/cbam_s0", "last3_mean"] == pytest.approx(np.mean([4 / 6, 4 / 7, 4 / 8]), abs=1e-6)
     ap = stability_table(data, AP, threshold=35, last_n=2).set_index("run")  # direction "above" for AP
-    assert ap.loc["cbam_s0", "reached_at"] == 4 and ap.loc["cbam_s2", "reached_at"] == 4
+    assert ap.loc["runs/cbam_s0", "reached_at"] == 4 and ap.loc["runs/cbam_s2", "reached_at"] == 4
     assert len(stability_figure(table.reset_index()).data) == 2
     by_model = stability_by_model(table.reset_index()).set_index(["model", "dataset"])
     assert by_model.loc[("cbam", "synthetic"), "reached"] == 3
@@ -138,10 +141,10 @@ def test_truncated_and_corrupt_files_are_counted_warnings(runs: Path):
     assert any("incomplete last record" in w and "cbam_s1" in w for w in data.warnings)
     assert sum("corrupt record" in w for w in data.warnings) == 2
     points = data.runs.set_index("run")["points"]
-    assert points["cbam_s0"] == 24 and points["cbam_s1"] == 23 and 0 < points["cbam_s2"] < 24
-    assert points["par_s0"] == 18  # its good file still reads
+    assert points["runs/cbam_s0"] == 24 and points["runs/cbam_s1"] == 23 and 0 < points["runs/cbam_s2"] < 24
+    assert points["runs/par_s0"] == 18  # its good file still reads
     status = data.runs.set_index("run")["status"]
-    assert status["cbam_s0"] == "ok" and "incomplete" in status["cbam_s1"]
+    assert status["runs/cbam_s0"] == "ok" and "incomplete" in status["runs/cbam_s1"]
 
 
 def last_record(path: Path) -> bytes:

@@ -53,7 +53,7 @@ def texts(elements) -> str:
 def test_convergence_widgets(roots):
     at = run_page("convergence")
     assert at.title[0].value == "Convergence" and not at.error and not at.warning
-    assert len(at.get("plotly_chart")) == 2 + 1  # train loss and val AP hard preselected, stability
+    assert len(at.get("plotly_chart")) == 3 + 1  # train loss, LR and val AP hard preselected, stability
     at.slider(key="conv_smoothing").set_value(0.9)
     at.toggle(key="conv_log").set_value(True)
     at.toggle(key="conv_aggregate").set_value(True).run()

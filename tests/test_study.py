@@ -48,7 +48,8 @@ def step_events(run_dir: Path) -> list[int]:
     """The train_step indices TensorBoard shows for a run (steps voided by a resumed writer removed)."""
     data = load_convergence([run_dir.parent], cache=EventCache())
     s = data.scalars
-    return sorted(s[(s["run"] == run_dir.name) & (s["tag"] == "train_step/loss_total")]["step"].tolist())
+    name = f"{run_dir.parent.name}/{run_dir.name}"  # eval.convergence.run_names: <root>/<run folder>
+    return sorted(s[(s["run"] == name) & (s["tag"] == "train_step/loss_total")]["step"].tolist())
 
 
 @pytest.mark.slow

@@ -6,12 +6,16 @@ import streamlit as st
 
 from dashboard.common import get_roots, rel_paths
 from eval.convergence import (
+    MEAN_OF_SEEDS_ABOVE,
     ConvergenceData,
     available_metrics,
     curve_figure,
+    default_curves,
     default_direction,
     fingerprint,
+    is_real,
     load_convergence,
+    mean_of_seeds_default,
     select_runs,
     stability_by_model,
     stability_figure,
@@ -33,7 +37,8 @@ st.caption("Curves from the TensorBoard event files of every run (a folder with 
            + ", ".join(f"`{rel_paths(p)}`" for p in roots.runs) + ". Runs still training are re-read as they grow.")
 
 st.button("Reload runs", help="Pick up new epochs now (any interaction also re-checks the files)")
-data = _load(fingerprint(roots.runs), tuple(map(str, roots.runs)))
+stamp = fingerprint(roots.runs)
+data = _load(stamp, tuple(map(str, roots.runs)))
 
 if data.warnings:
     st.warning(f"{len(data.warnings)} warning(s) while reading runs; the readable part is shown.")
@@ -46,15 +51,20 @@ if data.runs.empty:
     st.stop()
 
 st.subheader("Runs")
-st.dataframe(data.runs.drop(columns=["root"]), hide_index=True, width="stretch")
-datasets = sorted(data.runs["dataset"].unique())
+real = data.runs[data.runs["dataset"].map(is_real)]
+if not real.empty:
+    st.caption("**Real training logs first**: " + "; ".join(
+        f"`{r.run}`: {r.origin}" for r in real.itertuples()) + ". Synthetic runs follow, labelled as such: "
+        "their faces are generated, their numbers are never WIDER FACE numbers.")
+st.dataframe(data.runs.drop(columns=["root", "path", "display_name"]), hide_index=True, width="stretch")
+datasets = list(dict.fromkeys(data.runs["dataset"]))
 if len(datasets) > 1:
     st.caption("⚠️ Runs use different datasets (" + ", ".join(datasets) + "): curves of different datasets are "
                "drawn with different dashes and never averaged together.")
 
 c1, c2 = st.columns(2)
-models = c1.multiselect("Models", sorted(data.runs["model"].unique()), default=sorted(data.runs["model"].unique()),
-                        key="conv_models")
+all_models = list(dict.fromkeys(data.runs["model"]))
+models = c1.multiselect("Models", all_models, default=all_models, key="conv_models")
 chosen_ds = c2.multiselect("Datasets", datasets, default=datasets, key="conv_datasets")
 view = select_runs(data, models, chosen_ds)
 metrics = available_metrics(view)
@@ -63,22 +73,28 @@ if not metrics:
     st.stop()
 
 c1, c2, c3, c4 = st.columns([3, 2, 1.3, 1.3])
-preferred = [m for m in ("Train loss (total)", "Val loss (total)", "Val AP hard (%)") if m in metrics]
-labels = c1.multiselect("Curves", list(metrics), default=preferred or list(metrics)[:1], key="conv_metrics")
+labels = c1.multiselect("Curves", list(metrics), default=default_curves(metrics), key="conv_metrics",
+                        help="Tags this page does not know are listed as \"Other: <tag>\" and shown by default")
 smoothing = c2.slider("Smoothing (EMA, as TensorBoard)", 0.0, 0.99, 0.6, 0.01, key="conv_smoothing")
 log_y = c3.toggle("Log scale", value=False, key="conv_log")
-aggregate = c4.toggle("Mean of seeds", value=False, key="conv_aggregate",
-                      help="One line per model and dataset with a band over its runs (seeds)")
+aggregate = c4.toggle("Mean of seeds", value=mean_of_seeds_default(data), key="conv_aggregate",
+                      help=f"One line per model and dataset with a band over its runs (seeds); on by default "
+                           f"beyond {MEAN_OF_SEEDS_ABOVE} runs, where single runs are no longer told apart")
 band = "minmax"
 if aggregate:
     band = st.radio("Band", ["minmax", "std"], horizontal=True, key="conv_band",
                     format_func=lambda b: "min–max" if b == "minmax" else "±1 std")
+else:
+    st.caption("Legend: one group per model and dataset (click its title to hide or show all its seeds), "
+               "one entry per seed; hover a line for its run and origin.")
 
 cols = st.columns(2)
 for i, label in enumerate(labels):
     fig = curve_figure(view, metrics[label], smoothing=smoothing, log_y=log_y, aggregate=aggregate, band=band,
                        title=label)
     cols[i % 2].plotly_chart(fig, width="stretch", key=f"conv_fig_{label}")
+st.caption("Long curves are drawn from at most 2,000 points each: per bucket of consecutive steps the "
+           "minimum and maximum are kept, so spikes stay visible; smoothing and statistics use every point.")
 
 st.subheader("Stability")
 c1, c2, c3 = st.columns(3)
