@@ -18,14 +18,21 @@ resumed writer, torch's `purge_step`) voids the earlier events at step >= T. Val
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
 import struct
 import threading
+import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from core.atomic import atomic_write_bytes
 
 EVENT_GLOB = "events.out.tfevents.*"
 SCALAR_COLUMNS: tuple[str, ...] = ("tag", "step", "value", "wall_time")
@@ -243,14 +250,16 @@ def _fields(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> _Fields:
         wire = (key & np.uint64(7)).astype(np.int64)
         number = (key >> np.uint64(3)).astype(np.int64)
         q = p + key_n
-        val, val_n = _varint(data, q)
-        length = np.minimum(val, np.uint64(1 << 40)).astype(np.int64)
+        val = np.zeros(len(q), dtype=np.uint64)
+        val_n = np.ones(len(q), dtype=np.int64)
+        var = np.flatnonzero((wire == 0) | (wire == 2))  # only these start with a varint
+        val[var], val_n[var] = _varint(data, q[var])
         is_len = wire == 2
+        length = np.minimum(val, np.uint64(1 << 40)).astype(np.int64)
         vstart = q + val_n * is_len
         size = np.choose(np.minimum(wire, 6), [val_n, 8, length, -(1 << 41), -(1 << 41), 4, -(1 << 41)])
         vend = vstart + size
-        ok = ((key_n > 0) & (number > 0) & (vend >= vstart) & (vend <= e)
-              & ~(((wire == 0) | is_len) & (val_n == 0)))
+        ok = (key_n > 0) & (number > 0) & (vend >= vstart) & (vend <= e) & (val_n > 0)
         bad[live[~ok]] = True
         good = live[ok]
         parts.append((good, number[ok], wire[ok], vstart[ok], vend[ok], val[ok]))
@@ -264,34 +273,52 @@ def _fields(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> _Fields:
 
 
 def _fixed(buf: bytes, at: np.ndarray, dtype: str) -> np.ndarray:
-    """Little-endian numbers at arbitrary byte offsets: one aligned view of the buffer per alignment."""
+    """Little-endian numbers (4 or 8 bytes) at arbitrary byte offsets: each is cut out of the two aligned
+    64-bit words around it, so there are two gathers per number instead of one per byte."""
     kind = np.dtype(dtype)
-    out = np.empty(len(at), dtype=kind)
-    width = kind.itemsize
-    for shift in range(width):
-        sel = np.flatnonzero(at % width == shift)
-        if not sel.size:
-            continue
-        view = np.frombuffer(buf, dtype=kind, offset=shift, count=(len(buf) - shift) // width)
-        out[sel] = view[(at[sel] - shift) // width]
-    return out
+    if not len(at):
+        return np.zeros(0, dtype=kind)
+    words = _words(buf)
+    lo, hi = words[at >> 3], words[(at >> 3) + 1]
+    shift = ((at & 7) * 8).astype(np.uint64)
+    value = (lo >> shift) | ((hi << np.uint64(1)) << (np.uint64(63) - shift))
+    if kind.itemsize == 4:
+        return (value & np.uint64(0xFFFFFFFF)).astype(np.uint32).view(kind)
+    return value.view(kind)
 
 
-def _tag_codes(buf: bytes, data: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Distinct tag strings and each value's index into them, without a Python string per value:
-    the tag bytes are hashed as 64-bit words, factorised, and the grouping verified byte for byte."""
+_WORDS: dict[int, tuple[bytes, np.ndarray]] = {}
+
+
+def _words(buf: bytes) -> np.ndarray:
+    """`buf` as little-endian uint64 words, zero-padded by two words so any offset's pair exists (the last
+    buffer's words are kept: framing and decoding read the same buffer several times)."""
+    hit = _WORDS.get(id(buf))
+    if hit is not None and hit[0] is buf:
+        return hit[1]
+    words = np.frombuffer(buf + bytes(16 + (-len(buf)) % 8), dtype="<u8")
+    _WORDS.clear()
+    _WORDS[id(buf)] = (buf, words)
+    return words
+
+
+def _tag_codes(buf: bytes, start: np.ndarray, end: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Distinct tag strings and each value's index into them, without a Python string per value: the tag
+    bytes are read as 64-bit words, hashed, factorised, and the grouping verified word for word."""
     n = end - start
-    width = int(-(-max(int(n.max(initial=0)), 1) // 8) * 8)
-    if len(start) and width <= 256:
-        cols = np.arange(width)
-        block = data[start[:, None] + cols]
-        block[cols[None, :] >= n[:, None]] = 0
-        words = block.view("<u8")
-        mix = np.random.default_rng(0x5EED).integers(1, 2**63, size=words.shape[1] + 1, dtype=np.uint64) | 1
-        h = n.astype(np.uint64) * mix[0] + (words * mix[1:]).sum(axis=1, dtype=np.uint64)
+    n_words = -(-int(n.max(initial=0)) // 8)
+    if len(start) and 0 < n_words <= 32:
+        mix = np.random.default_rng(0x5EED).integers(1, 2**63, size=n_words + 1, dtype=np.uint64) | np.uint64(1)
+        words = np.empty((n_words, len(start)), dtype=np.uint64)
+        h = n.astype(np.uint64) * mix[0]
+        for k in range(n_words):
+            valid = np.clip(n - 8 * k, 0, 8).astype(np.uint64)
+            keep = np.where(valid == 8, np.uint64(2**64 - 1), (np.uint64(1) << (valid * np.uint64(8))) - np.uint64(1))
+            words[k] = _fixed(buf, start + 8 * k, "<u8") & keep
+            h += words[k] * mix[k + 1]
         codes, uniques = pd.factorize(h)
         rep = np.unique(codes, return_index=True)[1]  # the first value of each hash
-        if np.array_equal(words, words[rep[codes]]) and np.array_equal(n, n[rep[codes]]):
+        if np.array_equal(words, words[:, rep[codes]]) and np.array_equal(n, n[rep[codes]]):
             tags = [buf[s:e].decode("utf-8", errors="replace") for s, e in zip(start[rep], end[rep], strict=True)]
             return _distinct(tags, codes)
     raw = [buf[s:e] for s, e in zip(start.tolist(), end.tolist(), strict=True)]
@@ -419,7 +446,7 @@ def decode_records(buf: bytes, starts: np.ndarray, lengths: np.ndarray) -> Decod
     tag_start[vf.owner[tag_rows]] = vf.start[tag_rows]
     tag_end[vf.owner[tag_rows]] = vf.end[tag_rows]
     keep = np.flatnonzero(is_scalar)
-    tags, codes = _tag_codes(buf, data, tag_start[keep], tag_end[keep])
+    tags, codes = _tag_codes(buf, tag_start[keep], tag_end[keep])
     rec = value_event[keep]
     scalars = Scalars(tuple(tags), codes, step[rec], sv[keep].astype(np.float64), wall[rec])
     if rec.size and (rec[1:] < rec[:-1]).any():  # several values per summary: back to record order
@@ -495,6 +522,17 @@ def empty_scalars() -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- incremental cache
 
+CACHE_ENV = "FEATHERFACE_CACHE_DIR"
+_DISK_VERSION = 1
+_DISK_MIN_NEW = 256 * 1024  # a growing file's entry is rewritten once this many new bytes were decoded
+
+
+def default_cache_dir() -> Path:
+    """Where the dashboard keeps decoded event files between restarts: $FEATHERFACE_CACHE_DIR, else
+    ~/.cache/featherface_lab/events (never inside a data root, which may be read-only)."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "featherface_lab" / "events"
+
 
 @dataclass
 class _FileState:
@@ -509,6 +547,7 @@ class _FileState:
     first_wall_time: float = float("inf")
     merged: Scalars | None = None
     malformed: list[int] = field(default_factory=list)  # byte offsets of valid-CRC records that are not Events
+    saved_offset: int = -1  # offset of the disk entry last written or read
 
 
 @dataclass(frozen=True)
@@ -530,17 +569,22 @@ class FileRead:
 class EventCache:
     """Per-file incremental reader, keyed by path and invalidated by (size, mtime).
 
-    One instance is shared by all dashboard sessions (hence the lock); tests use their own.
+    One instance is shared by all dashboard sessions (hence the lock); tests use their own. With `disk`, a
+    file's decoded scalars and read position are also kept there (keyed by the file's path, checked against
+    its size, mtime and first bytes), so a restarted app reads only what was appended since.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, disk: Path | str | None = None) -> None:
         self._files: dict[Path, _FileState] = {}
         self._lock = threading.Lock()
+        self.disk = Path(disk) if disk is not None else None
 
     def read(self, path: Path | str) -> FileRead:
         path = Path(path)
         with self._lock:
-            state = self._files.setdefault(path, _FileState())
+            state = self._files.get(path)
+            if state is None:
+                state = self._files[path] = self._from_disk(path) or _FileState()
             try:
                 self._refresh(path, state)
             except OSError as exc:
@@ -548,8 +592,53 @@ class EventCache:
             if state.merged is None:
                 state.merged = concat_scalars(state.chunks)
                 state.chunks = [state.merged] if len(state.merged) else []
+            if self.disk is not None and state.offset and (
+                    state.saved_offset < 0 or state.offset - state.saved_offset >= _DISK_MIN_NEW):
+                self._to_disk(path, state)
             return FileRead(path=path, arrays=state.merged, warning=state.problem, parses=state.parses,
                             purge_step=state.purge_step, first_wall_time=state.first_wall_time)
+
+    def _entry(self, path: Path) -> Path:
+        key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+        return self.disk / f"{key}.npz"  # type: ignore[operator]
+
+    def _from_disk(self, path: Path) -> _FileState | None:
+        """The state saved by an earlier process, if it still describes the start of this file."""
+        if self.disk is None:
+            return None
+        try:
+            with np.load(self._entry(path), allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"]))
+                arrays = Scalars(tuple(str(t) for t in z["tags"]), z["code"].astype(np.int32),
+                                 z["step"].astype(np.int64), z["value"].astype(np.float64),
+                                 z["wall_time"].astype(np.float64))
+            head = bytes.fromhex(meta["head"])
+            with path.open("rb") as f:
+                same_start = f.read(len(head)) == head
+            if meta.get("version") != _DISK_VERSION or meta.get("path") != str(path.resolve()) or not same_start:
+                return None
+            if path.stat().st_size < meta["offset"]:
+                return None
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
+            return None  # absent, stale or damaged: decode the file again
+        return _FileState(offset=int(meta["offset"]), head=head, chunks=[arrays] if len(arrays) else [],
+                          purge_step=meta["purge_step"], first_wall_time=float(meta["first_wall_time"]),
+                          malformed=list(meta["malformed"]), saved_offset=int(meta["offset"]))
+
+    def _to_disk(self, path: Path, state: _FileState) -> None:
+        s = state.merged or empty_arrays()
+        meta = {"version": _DISK_VERSION, "path": str(path.resolve()), "offset": state.offset,
+                "head": state.head.hex(), "purge_step": state.purge_step,
+                "first_wall_time": state.first_wall_time,
+                "malformed": state.malformed}
+        out = io.BytesIO()
+        np.savez(out, meta=np.array(json.dumps(meta)), tags=np.array(list(s.tags) or [""], dtype=str)[:len(s.tags)],
+                 code=s.code, step=s.step, value=s.value, wall_time=s.wall_time)
+        try:
+            atomic_write_bytes(self._entry(path), out.getvalue(), fsync=False)
+        except OSError:
+            return  # a read-only or full cache folder only costs speed
+        state.saved_offset = state.offset
 
     def _refresh(self, path: Path, state: _FileState) -> None:
         stat = path.stat()
@@ -561,6 +650,7 @@ class EventCache:
             if rewritten:
                 state.offset, state.chunks, state.head, state.merged = 0, [], b"", None
                 state.purge_step, state.first_wall_time, state.malformed = None, float("inf"), []
+                state.saved_offset = -1
             f.seek(state.offset)
             new = f.read(stat.st_size - state.offset)
         state.size, state.mtime_ns = stat.st_size, stat.st_mtime_ns
@@ -595,9 +685,15 @@ class EventCache:
         state.problem = "; ".join(problems) or None
 
 
-_DEFAULT_CACHE = EventCache()
+_DEFAULT_CACHE: EventCache | None = None
+_DEFAULT_LOCK = threading.Lock()
 
 
 def default_cache() -> EventCache:
-    """The process-wide cache (the dashboard keeps using it across reruns and sessions)."""
-    return _DEFAULT_CACHE
+    """The process-wide cache (the dashboard keeps using it across reruns and sessions), backed by
+    `default_cache_dir()` so an app restart does not decode unchanged files again."""
+    global _DEFAULT_CACHE
+    with _DEFAULT_LOCK:
+        if _DEFAULT_CACHE is None:
+            _DEFAULT_CACHE = EventCache(disk=default_cache_dir())
+        return _DEFAULT_CACHE

@@ -247,34 +247,48 @@ def reconcile(study_dir: Path, manifest: StudyManifest, jobs: JobStates | None) 
             entry.state, entry.note = status.state, status.note  # type: ignore[assignment]
 
 
+def _finished_epochs(meta: dict) -> int | None:
+    """Epochs a finished run reports in its run.json (then its event files need not be read)."""
+    epochs = meta.get("epochs_done")
+    return epochs if meta.get("status") == "finished" and isinstance(epochs, int) else None
+
+
 def study_progress(study_dir: Path | str, cache: EventCache | None = None,
                    cluster: ClusterQuery | None = cluster_states) -> StudyProgress:
     """Progress of every run of the study; raises `StudyManifestError` without a readable study.json.
 
-    ``cluster`` answers for the SLURM job ids (default: ask squeue/sacct; None: do not ask).
+    ``cluster`` answers for the SLURM job ids (default: ask squeue/sacct; None: do not ask). Only the runs
+    not finished have their event files read (epochs reached so far): a finished study of 15 x 350 epochs
+    costs 15 run.json reads, not 60 MB of event files.
     """
     study_dir = Path(study_dir)
     manifest = read_manifest(study_dir)
     ids = slurm_job_ids(manifest)
     jobs = cluster(ids) if ids and cluster is not None else None
-    curves = load_convergence([study_dir], cache=cache or EventCache())
-    last_epoch = {Path(r.path).relative_to(study_dir).as_posix(): r.last_epoch for r in curves.runs.itertuples()}
+    metas = {name: _run_json(study_dir / name) for name in manifest.runs}
+    open_runs = [study_dir / name for name, meta in metas.items()
+                 if _finished_epochs(meta) is None and (study_dir / name).is_dir()]
+    warnings: tuple[str, ...] = ()
+    last_epoch: dict[str, object] = {}
+    if open_runs:
+        curves = load_convergence(open_runs, cache=cache or EventCache())
+        last_epoch = {Path(r.path).relative_to(study_dir).as_posix(): r.last_epoch for r in curves.runs.itertuples()}
+        warnings = curves.warnings
     rows = []
     for name, entry in manifest.runs.items():
         run_dir = study_dir / name
-        meta = _run_json(run_dir)
+        meta = metas[name]
         status = run_status(entry, run_dir, jobs)
-        epochs = last_epoch.get(name)
-        if meta.get("status") == "finished" and isinstance(meta.get("epochs_done"), int):
-            epochs = meta["epochs_done"]
+        epochs = _finished_epochs(meta)
+        if epochs is None:
+            epochs = last_epoch.get(name)
         rows.append({
             "run": name, "model": entry.model, "seed": entry.seed, "state": status.state,
             "epochs": int(epochs) if epochs is not None and not pd.isna(epochs) else 0,
             "max_epoch": meta.get("max_epoch"), "job_id": entry.job_id, "log": status.log, "note": status.note,
             "last_line": status.last_line,
         })
-    return StudyProgress(study_dir, manifest, pd.DataFrame(rows, columns=list(PROGRESS_COLUMNS)),
-                         tuple(curves.warnings))
+    return StudyProgress(study_dir, manifest, pd.DataFrame(rows, columns=list(PROGRESS_COLUMNS)), warnings)
 
 
 def cluster_warnings(progress: StudyProgress) -> list[str]:
