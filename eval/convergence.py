@@ -500,7 +500,7 @@ def curve_figure(data: ConvergenceData, tag: str, smoothing: float = 0.0, log_y:
         smooth_all = curves["smoothed"].to_numpy()
         runs = curves["run"].astype(str).to_numpy()
         models, dsets, seeds = curves["model"].astype(str).to_numpy(), curves["dataset"].astype(str).to_numpy(), \
-            curves["seed"].to_numpy()
+            curves["seed"].astype(object).to_numpy()
         order = sorted(range(len(bounds) - 1), key=lambda i: not is_real(dsets[bounds[i]]))
         titled: set[str] = set()
         for i in order:

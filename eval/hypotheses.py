@@ -298,6 +298,7 @@ def convergence_effects(scalars: pd.DataFrame, fraction: float = CONVERGENCE_FRA
     if scalars.empty or not scalars["tag"].isin(tags).any():
         return [], "no val AP logged in the training runs"
     ap = scalars[scalars["tag"].isin(tags)]
+    ap = ap.astype({c: str for c in ("run", "model", "dataset", "tag") if c in ap.columns})  # categoricals -> str
     mean = ap.pivot_table(index=["run", "model", "dataset", "step"], columns="tag", values="value").reindex(
         columns=list(tags)).mean(axis=1, skipna=False).dropna().rename("map").reset_index()
     out, notes = [], []

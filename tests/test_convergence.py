@@ -6,16 +6,23 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
 from core.artifacts import TB_TAGS
 from eval.convergence import (
+    ConvergenceData,
+    available_metrics,
     curve_figure,
+    default_curves,
     ema_smooth,
     first_crossing,
     load_convergence,
+    mean_of_seeds_default,
+    minmax_indices,
     seed_band,
+    select_runs,
     series,
     stability_by_model,
     stability_figure,
@@ -237,3 +244,113 @@ def test_vectorised_crc_matches_tensorboard():
     starts = np.array([5, 0, 100, 999, 3, 10_000, 19_988])
     got = _masked_crc32c_many(buf, starts, lengths)
     assert got.tolist() == [masked_crc32c(buf[s:s + n]) for s, n in zip(starts, lengths, strict=True)]
+
+
+def test_ema_in_blocks_equals_the_point_by_point_recurrence():
+    """The vectorised EMA against TensorBoard's loop, long enough for many blocks, with non-finite values."""
+    rng = np.random.default_rng(1)
+    y = np.cumsum(rng.standard_normal(20_000)) + 50
+    y[[5, 777, 15_000]] = [np.nan, np.inf, -np.inf]
+    for w in (0.01, 0.3, 0.6, 0.9, 0.99, 0.999):
+        expected = np.empty_like(y)
+        last, count = 0.0, 0
+        for i, v in enumerate(y):
+            if not np.isfinite(v):
+                expected[i] = v
+                continue
+            last = last * w + (1 - w) * v
+            count += 1
+            expected[i] = last / (1 - w**count)
+        assert np.allclose(ema_smooth(y, w), expected, rtol=1e-9, atol=1e-9, equal_nan=True), w
+
+
+def test_min_max_decimation_keeps_a_single_spike():
+    """76k step losses with one spike: the drawn line has at most max_points points, and the spike."""
+    steps = np.arange(76_000) * 10
+    values = 1.0 + 0.01 * np.sin(steps / 500.0)
+    values[41_234] = 25.0
+    frame = pd.DataFrame({"run": "s/r", "model": "cbam", "dataset": "synthetic", "seed": 0,
+                          "tag": TB_TAGS["step_loss"], "step": steps, "value": values, "wall_time": 0.0})
+    data = ConvergenceData(runs=pd.DataFrame({"run": ["s/r"], "origin": ["x"]}), scalars=frame, warnings=())
+    raw, smooth = curve_figure(data, TB_TAGS["step_loss"], smoothing=0.6, max_points=2000).data
+    assert len(raw.x) <= 2000 and len(smooth.x) <= 2000
+    assert 25.0 in list(raw.y) and steps[41_234] in list(raw.x)  # the raw (faded) line shows the spike
+    assert max(smooth.y) == pytest.approx(ema_smooth(values, 0.6).max())  # and the smoothed one its bump
+    idx = minmax_indices([values], 2000)
+    every_kth = values[::-(-len(values) // 2000)]
+    assert values[idx].max() == 25.0 and every_kth.max() < 2  # thinning every k-th point would lose it
+
+
+def test_run_names_follow_one_rule_and_real_runs_come_first(tmp_path: Path):
+    """`<root label>/<run folder>` for every run; the shipped demo root is labelled "demo"; same names in two
+    roots get a suffix; WIDER FACE runs are listed (and drawn) before synthetic ones."""
+    study = tmp_path / "study350"
+    for seed in (0, 3):
+        write_run(study, f"cbam_s{seed}", "cbam", seed, 3)
+    demo = tmp_path / "repo" / "assets" / "demo" / "runs"
+    write_run(demo, "cbam_s0", "cbam", 1, 2)  # another run: an identical run.json would be counted once
+    write_run(tmp_path / "other" / "study350", "cbam_s0", "cbam", 5, 2)
+    real = write_run(tmp_path / "repo" / "assets" / "reference", "featherface_eca_cbam", "eca_cbam", 0, 2,
+                     dataset="widerface")
+    meta = json.loads((real / "run.json").read_text())
+    (real / "run.json").write_text(json.dumps(meta | {"seed": None,
+                                                      "origin": "trained on WIDER FACE by fokouarnaud/FeatherFace"}))
+    roots = [study, tmp_path / "repo" / "assets" / "reference", demo, tmp_path / "other" / "study350"]
+    data = load_convergence(roots, EventCache())
+    assert data.runs["run"].tolist() == ["reference/featherface_eca_cbam", "study350/cbam_s0", "study350/cbam_s3",
+                                         "demo/cbam_s0", "study350/cbam_s0 (2)"]
+    origin = data.runs.set_index("run")["origin"]
+    assert origin["reference/featherface_eca_cbam"] == "trained on WIDER FACE by fokouarnaud/FeatherFace"
+    assert "synthetic" in origin["demo/cbam_s0"] and "not WIDER FACE" in origin["demo/cbam_s0"]
+    fig = curve_figure(data, LOSS)
+    assert fig.data[0].legendgrouptitle.text.startswith("ECA-CBAM") and "widerface" in fig.data[0].legendgrouptitle.text
+    assert [t.name for t in fig.data[1:3]] == ["seed 0", "seed 3"]  # legend entries per seed, grouped by model
+
+
+def source_run(root: Path) -> Path:
+    """A run folder holding a copy of the seed source's real log, as the repository ships it."""
+    from tests.test_event_files import source_log
+
+    log = source_log()
+    if log is None:
+        pytest.skip("the source's TensorBoard log is not here (../shared/reference/featherface_eca_cbam)")
+    run = root / "featherface_eca_cbam"
+    run.mkdir(parents=True)
+    (run / log.name).write_bytes(log.read_bytes())
+    (run / "run.json").write_text(json.dumps({"model": "eca_cbam", "dataset": "widerface", "seed": None,
+                                              "origin": "trained on WIDER FACE by fokouarnaud/FeatherFace"}))
+    return run
+
+
+def test_source_log_fills_the_loss_and_lr_panels(tmp_path: Path):
+    """Issue 17 item 4: Loss/*, Learning_Rate and Epoch/* of fokouarnaud/FeatherFace land on our panels."""
+    source_run(tmp_path / "reference")
+    extra = write_run(tmp_path / "runs", "custom", "cbam", 0, 3)
+    with SummaryWriter(str(extra)) as w:
+        w.add_scalar("custom/grad_norm", 1.5, 0)
+    data = load_convergence([tmp_path / "reference", tmp_path / "runs"], EventCache())
+    row = data.runs.set_index("run").loc["reference/featherface_eca_cbam"]
+    assert (row["last_epoch"], row["points"], row["status"]) == (350, 16_450, "ok")
+    metrics = available_metrics(data)
+    for label in ("Train loss (total)", "Learning rate", "Train loss per step", "Train loss per step: box",
+                  "Train loss per step: class", "Train loss per step: landmark", "Learning rate per step"):
+        assert label in metrics
+    epoch_loss = series(data, metrics["Train loss (total)"]).query("run == 'reference/featherface_eca_cbam'")
+    assert epoch_loss["step"].tolist() == list(range(1, 351))
+    steps = series(data, metrics["Train loss per step"]).query("run == 'reference/featherface_eca_cbam'")
+    assert len(steps) == 3150 and steps["step"].max() > 140_000
+    # a tag the page does not know is still plotted, in its own "Other" panel, by default
+    assert metrics["Other: custom/grad_norm"] == "custom/grad_norm"
+    assert "Other: custom/grad_norm" in default_curves(metrics)
+    assert default_curves(metrics)[:2] == ["Train loss (total)", "Learning rate"]
+
+
+def test_mean_of_seeds_is_the_default_beyond_six_runs(tmp_path: Path):
+    for seed in range(4):
+        for model in ("cbam", "eca_cbam"):
+            write_run(tmp_path / "runs", f"{model}_s{seed}", model, seed, 3)
+    data = load_convergence([tmp_path / "runs"], EventCache())
+    assert mean_of_seeds_default(data) and not mean_of_seeds_default(select_runs(data, ["cbam"]))
+    fig = curve_figure(data, LOSS, aggregate=True)
+    assert [t.name for t in fig.data if t.showlegend is not False] == ["CBAM baseline · synthetic (n=4)",
+                                                                       "ECA-CBAM sequential · synthetic (n=4)"]

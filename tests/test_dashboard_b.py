@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -179,3 +182,63 @@ def test_conclusion_page_bad_csv(roots):
     at = run_page("conclusion")
     assert "Accuracy file unusable" in texts(at.error)
     assert "could not be read" in texts(at.markdown)
+
+
+def chart(at: AppTest, key: str) -> dict:
+    """The plotly figure (as JSON) of the chart with this key, x/y arrays decoded (plotly sends numpy arrays
+    as base64 typed arrays)."""
+    (element,) = [e for e in at.get("plotly_chart") if e.key == key]
+    fig = json.loads(element.proto.spec)
+    for trace in fig["data"]:
+        for axis in ("x", "y"):
+            v = trace.get(axis)
+            if isinstance(v, dict) and "bdata" in v:
+                trace[axis] = np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).tolist()
+    return fig
+
+
+def test_convergence_shows_the_source_log_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Issue 17 item 4: the source's real 350-epoch log is listed first with its origin and drawn on the
+    loss and LR panels; the synthetic runs follow, labelled synthetic."""
+    from tests.test_convergence import source_run
+
+    runs = tmp_path / "runs"
+    source_run(runs)
+    write_run(runs, "cbam_s0", "cbam", 0, 6)
+    monkeypatch.setenv("FEATHERFACE_RUNS_DIR", str(runs))
+    real = eval.roots.resolve_roots
+    monkeypatch.setattr("dashboard.common.resolve_roots", lambda argv, env, *a: dataclasses.replace(
+        real(argv, env, *a), runs=(runs,)))
+    at = run_page("convergence")
+    table = at.dataframe[0].value
+    assert table["run"].tolist() == ["runs/featherface_eca_cbam", "runs/cbam_s0"]
+    assert table["origin"].iloc[0] == "trained on WIDER FACE by fokouarnaud/FeatherFace"
+    assert "fokouarnaud/FeatherFace" in texts(at.caption)
+    assert at.multiselect(key="conv_metrics").value == ["Train loss (total)", "Learning rate", "Val AP hard (%)"]
+    loss = chart(at, "conv_fig_Train loss (total)")["data"]
+    source = [t for t in loss if "featherface_eca_cbam" in t.get("hovertemplate", "")]
+    (line,) = source
+    assert len(line["x"]) == 350 and line["x"][-1] == 350  # the 350-epoch curve, every epoch drawn
+    assert loss.index(line) <= 1  # drawn first (after its faded raw line)
+    lr = chart(at, "conv_fig_Learning rate")["data"]
+    assert any("featherface_eca_cbam" in t.get("hovertemplate", "") for t in lr)
+    at.multiselect(key="conv_metrics").set_value(["Train loss per step"]).run()
+    (step_line,) = [t for t in chart(at, "conv_fig_Train loss per step")["data"]
+                    if "featherface_eca_cbam" in t.get("hovertemplate", "")]
+    assert step_line["x"][-1] > 140_000 and not at.exception
+
+
+def test_convergence_opens_on_mean_of_seeds_for_a_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    runs = tmp_path / "study"
+    for model in ("cbam", "eca_cbam", "eca_cbam_parallel"):
+        for seed in range(3):
+            write_run(runs, f"{model}_s{seed}", model, seed, 4)
+    monkeypatch.setenv("FEATHERFACE_RUNS_DIR", str(runs))
+    real = eval.roots.resolve_roots
+    monkeypatch.setattr("dashboard.common.resolve_roots", lambda argv, env, *a: dataclasses.replace(
+        real(argv, env, *a), runs=(runs,)))
+    at = run_page("convergence")
+    assert at.toggle(key="conv_aggregate").value is True
+    legend = [t["name"] for t in chart(at, "conv_fig_Train loss (total)")["data"] if t.get("showlegend") is not False]
+    assert len(legend) == 3 and all("(n=3)" in name for name in legend)
+    assert at.dataframe[0].value["run"].iloc[0] == "study/cbam_s0"

@@ -1,4 +1,5 @@
-"""What tensorboard's own event-file loader misses, and why eval.event_files keeps its own framing.
+"""What tensorboard's own event-file loader misses, why eval.event_files reads the files itself, and its values
+against tbparse (the oracle) on every kind of event file the project meets, the source's real log included.
 
 `RawEventFileLoader` reads a growing file incrementally (it keeps its offset), but a truncated tail and a
 failed checksum are both swallowed without a word (a debug log line), and after a corrupt record it never
@@ -10,6 +11,10 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pytest
+from tbparse import SummaryReader
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from torch.utils.tensorboard import SummaryWriter
 
@@ -73,3 +78,153 @@ def test_tensorboard_loader_is_silent_on_truncated_and_corrupt_records(tmp_path:
     cache = EventCache()
     assert "incomplete last record" in cache.read(truncated).warning
     assert f"corrupt record at byte {starts[3]}" in cache.read(damaged).warning
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The fast reader against tbparse (the oracle), value for value.
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def source_log() -> Path | None:
+    """The seed source's real 350-epoch TensorBoard log (`../shared/reference/featherface_eca_cbam`), if here."""
+    for folder in (REPO.parent / "shared" / "reference" / "featherface_eca_cbam",
+                   Path("/work/shared/reference/featherface_eca_cbam")):
+        found = sorted(folder.glob("events.out.tfevents.*"))
+        if found:
+            return found[0]
+    return None
+
+
+def tbparse_scalars(path: Path) -> pd.DataFrame:
+    frame = SummaryReader(str(path), extra_columns={"wall_time"}).scalars
+    return frame.sort_values(["tag", "step", "wall_time"], kind="stable").reset_index(drop=True)
+
+
+def our_scalars(path: Path, cache: EventCache | None = None) -> pd.DataFrame:
+    frame = (cache or EventCache()).read(path).scalars
+    frame = frame.assign(tag=frame["tag"].astype(str))
+    return frame.sort_values(["tag", "step", "wall_time"], kind="stable").reset_index(drop=True)
+
+
+def assert_same(ours: pd.DataFrame, oracle: pd.DataFrame) -> None:
+    assert len(ours) == len(oracle) and len(ours) > 0
+    assert ours["tag"].tolist() == oracle["tag"].tolist()
+    assert np.array_equal(ours["step"].to_numpy(), oracle["step"].to_numpy())
+    assert np.array_equal(ours["value"].to_numpy(), oracle["value"].to_numpy(dtype=np.float64), equal_nan=True)
+    assert np.array_equal(ours["wall_time"].to_numpy(), oracle["wall_time"].to_numpy())
+
+
+def test_source_log_equals_tbparse() -> None:
+    path = source_log()
+    if path is None:
+        pytest.skip("the source's TensorBoard log is not here (../shared/reference/featherface_eca_cbam)")
+    ours = our_scalars(path)
+    assert_same(ours, tbparse_scalars(path))
+    assert len(ours) == 16_450 and set(ours["tag"]) == {"Loss/Total", "Loss/Localization", "Loss/Classification",
+                                                        "Loss/Landmarks", "Learning_Rate", "Epoch/Loss",
+                                                        "Epoch/Learning_Rate"}
+    assert ours.query("tag == 'Epoch/Loss'")["step"].tolist() == list(range(1, 351))
+
+
+@pytest.mark.parametrize("run", sorted(p.name for p in (REPO / "assets" / "demo" / "runs").glob("*_s*")))
+def test_shipped_trainer_logs_equal_tbparse(run: str) -> None:
+    """The demo runs' event files, as train.trainer writes them."""
+    for path in sorted((REPO / "assets" / "demo" / "runs" / run).glob("events.out.tfevents.*")):
+        assert_same(our_scalars(path), tbparse_scalars(path))
+
+
+def test_odd_values_steps_tags_and_other_summaries_equal_tbparse(tmp_path: Path) -> None:
+    """Varints of every width (negative steps take 10 bytes), NaN/inf/denormal values, unicode and long tags,
+    and records the scalar decoder must skip (text and histogram tensors, a >1 KB image) in one file."""
+    rng = np.random.default_rng(0)
+    steps = [0, 1, 127, 128, 16_383, 16_384, 2**31, 2**40, -1, -(2**33)]
+    values = [0.0, -1.5, float("nan"), float("inf"), float("-inf"), 1e-45, 3.4e38, 1 / 3]
+    tags = ["a", "a/b", "λ/損失", "t" * 300, "train_step/loss_total"]
+    with SummaryWriter(str(tmp_path)) as w:
+        for i, step in enumerate(steps):
+            for j, tag in enumerate(tags):
+                w.add_scalar(tag, values[(i + j) % len(values)], step)
+            w.add_text("notes", f"text at {step}", step)
+            w.add_histogram("weights", rng.standard_normal(100), step)
+        w.add_image("img", rng.random((3, 64, 64)), 7)
+        w.add_scalar("new_style", 2.5, 9, new_style=True)
+    (path,) = tmp_path.glob("events.out.tfevents.*")
+    ours = our_scalars(path)
+    plain = ours[ours["tag"] != "new_style"].reset_index(drop=True)
+    assert_same(plain, tbparse_scalars(path))
+    # TF2-style (tensor) scalars, which tbparse lists as tensors, are read as scalars too
+    tensors = SummaryReader(str(path), extra_columns={"wall_time"}).tensors
+    new = ours[ours["tag"] == "new_style"]
+    assert new["value"].tolist() == tensors.query("tag == 'new_style'")["value"].tolist() == [2.5]
+
+
+def write_records(path: Path, payloads: list[bytes]) -> list[int]:
+    """A TFRecord file of these payloads, checksums as TensorBoard writes them; returns record offsets."""
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    starts, pos = [], 0
+    with path.open("wb") as f:
+        writer = RecordWriter(f)
+        for p in payloads:
+            starts.append(pos)
+            writer.write(p)
+            pos += 16 + len(p)
+    return starts
+
+
+def test_hand_made_events_equal_tbparse_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    """Fields in any order, a field given twice (the last wins), several values in one summary; a record with
+    valid checksums but no Event inside is skipped and named with its byte offset."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    def value(tag: str, x: float) -> summary_pb2.Summary.Value:
+        return summary_pb2.Summary.Value(tag=tag, simple_value=x)
+
+    head = event_pb2.Event(wall_time=1.0, file_version="brain.Event:2").SerializeToString()
+    two = event_pb2.Event(wall_time=2.0, step=5, summary=summary_pb2.Summary(
+        value=[value("x", 1.0), value("y", 2.0)])).SerializeToString()
+    summary = event_pb2.Event(summary=summary_pb2.Summary(value=[value("x", 3.0)])).SerializeToString()
+    reordered = summary + event_pb2.Event(step=6).SerializeToString() + event_pb2.Event(
+        wall_time=3.0).SerializeToString()
+    twice = event_pb2.Event(wall_time=4.0, step=1).SerializeToString() + event_pb2.Event(
+        step=7, summary=summary_pb2.Summary(value=[value("y", 4.0)])).SerializeToString()
+    good = tmp_path / "good" / "events.out.tfevents.1.host"
+    good.parent.mkdir()
+    write_records(good, [head, two, reordered, twice])
+    ours = our_scalars(good)
+    assert_same(ours, tbparse_scalars(good))
+    assert ours[["tag", "step", "value"]].values.tolist() == [["x", 5, 1.0], ["x", 6, 3.0], ["y", 5, 2.0],
+                                                              ["y", 7, 4.0]]
+
+    bad = tmp_path / "bad" / "events.out.tfevents.1.host"
+    bad.parent.mkdir()
+    starts = write_records(bad, [head, two, b"\x0f\xff\xff", reordered, twice])
+    read = EventCache().read(bad)
+    assert f"1 record(s) with valid checksums but not a readable Event (at byte {starts[2]})" in read.warning
+    assert_same(our_scalars(bad), tbparse_scalars(good))  # every other record still read
+
+
+def test_disk_cache_survives_a_restart_and_reads_only_what_was_appended(tmp_path: Path) -> None:
+    path = write_events(tmp_path / "run", range(50))
+    whole = path.read_bytes()
+    cut = record_starts(whole)[30]
+    path.write_bytes(whole[:cut])
+    disk = tmp_path / "cache"
+    first = EventCache(disk).read(path)
+    assert first.parses == 1 and len(list(disk.glob("*.npz"))) == 1
+
+    again = EventCache(disk).read(path)  # a new process: nothing decoded, same values
+    assert again.parses == 0 and again.scalars.equals(first.scalars)
+    with path.open("ab") as f:
+        f.write(whole[cut:])
+    grown = EventCache(disk).read(path)  # only the appended records are decoded
+    assert grown.parses == 1 and grown.scalars["step"].tolist() == list(range(50))
+    assert_same(our_scalars(path, EventCache(disk)), tbparse_scalars(path))
+
+    (entry,) = disk.glob("*.npz")
+    entry.write_bytes(b"damaged")
+    assert EventCache(disk).read(path).scalars["step"].tolist() == list(range(50))  # decoded again, silently
+    other = write_events(tmp_path / "other", range(5))  # the file replaced by another run's: read afresh
+    path.write_bytes(other.read_bytes())
+    assert EventCache(disk).read(path).scalars["step"].tolist() == list(range(5))
