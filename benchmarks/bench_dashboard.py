@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -209,7 +210,6 @@ def make_study(folder: Path, models: tuple[str, ...] = STUDY_MODELS, seeds: tupl
     the demo's reference and latency CSVs, and one eval JSON (PR curves, attributes) per run. Returns the runs
     and results roots."""
     import json
-    import shutil
 
     import pandas as pd
 
@@ -262,12 +262,16 @@ print(json.dumps({"cold": cold, "warm": sorted(warm)[1], "exceptions": [str(e.va
 """
 
 
-def page_times(page: str, runs: Path, results: Path) -> dict:
-    """Cold (first run in a fresh process) and warm (median of 3 reruns) script time of one page."""
+def page_times(page: str, runs: Path, results: Path, cache_dir: Path) -> dict:
+    """Cold (first run in a fresh process) and warm (median of 3 reruns) script time of one page; decoded
+    event files are kept in `cache_dir` (eval.event_files' disk cache) as the app keeps them."""
     import json
 
+    from eval.event_files import CACHE_ENV
+
     app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
-    env = {**os.environ, "FEATHERFACE_RUNS_DIR": str(runs), "FEATHERFACE_RESULTS_DIR": str(results)}
+    env = {**os.environ, "FEATHERFACE_RUNS_DIR": str(runs), "FEATHERFACE_RESULTS_DIR": str(results),
+           CACHE_ENV: str(cache_dir)}
     out = subprocess.run([sys.executable, "-c", _PAGE_SCRIPT, str(app), page], capture_output=True, text=True,
                          env=env, cwd=app.parents[1], timeout=1800)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
@@ -323,17 +327,24 @@ def measure_study(folder: Path | None) -> list[str]:
                       .glob("events.out.tfevents.*"))
         if real:
             lines += parse_rates(real[0])
-        lines.append("page script time (AppTest): cold = first run in a fresh process, imports included; "
-                     "warm = median of 3 reruns")
+        lines.append("page script time (AppTest): cold = first run in a fresh process, imports included, first "
+                     "with an empty event-file disk cache (every file decoded), then again in another fresh "
+                     "process with the cache the first one left; warm = median of 3 reruns")
+        cache_dir = Path(tmp) / "event_cache"
         for page in STUDY_PAGES:
-            t = page_times(page, runs, results)
-            cold_ok = t["cold"] <= STUDY_COLD_TARGET_S
-            warm_note = (f"  (target <= {STUDY_WARM_TARGET_S} s: "
-                         f"{'met' if t['warm'] <= STUDY_WARM_TARGET_S else 'NOT met'})" if page == "convergence"
+            shutil.rmtree(cache_dir, ignore_errors=True)
+            first = page_times(page, runs, results, cache_dir)
+            again = page_times(page, runs, results, cache_dir)
+            worst = first["cold"]  # the verdict is on the first-ever open, every file decoded
+            warm_note = (f" (target <= {STUDY_WARM_TARGET_S} s: "
+                         f"{'met' if again['warm'] <= STUDY_WARM_TARGET_S else 'NOT met'})" if page == "convergence"
                          else "")
-            lines.append(f"  {page:<12} cold {t['cold']:5.2f} s (target <= {STUDY_COLD_TARGET_S:.0f} s: "
-                         f"{'met' if cold_ok else 'NOT met'})   warm {t['warm']:5.2f} s{warm_note}   "
-                         f"{t['charts']} charts" + (f"   EXCEPTIONS {t['exceptions']}" if t["exceptions"] else ""))
+            lines.append(f"  {page:<12} cold {first['cold']:5.2f} s (empty cache), {again['cold']:5.2f} s (cache "
+                         f"filled) (target <= {STUDY_COLD_TARGET_S:.0f} s: "
+                         f"{'met' if worst <= STUDY_COLD_TARGET_S else 'NOT met'})   warm {again['warm']:5.2f} s"
+                         f"{warm_note}   {again['charts']} charts"
+                         + (f"   EXCEPTIONS {first['exceptions'] + again['exceptions']}"
+                            if first["exceptions"] or again["exceptions"] else ""))
             lines.append(f"    load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return lines
 

@@ -393,12 +393,62 @@ class Decoded:
     records: int = 0
 
 
-def decode_records(buf: bytes, starts: np.ndarray, lengths: np.ndarray) -> Decoded:
-    """Scalar summaries of the framed records (`frame_records`) of `buf`, vectorised over records."""
-    data = np.concatenate([np.frombuffer(buf, dtype=np.uint8), np.zeros(_PAD, dtype=np.uint8)])
+@dataclass(frozen=True)
+class _Values:
+    """Scalar values found in some records: record index, tag bytes [tag_start, tag_end), step, value, wall."""
+
+    rec: np.ndarray
+    tag_start: np.ndarray
+    tag_end: np.ndarray
+    step: np.ndarray
+    value: np.ndarray
+    wall: np.ndarray
+
+
+def _template(buf: bytes, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, _Values]:
+    """The records laid out exactly as SummaryWriter.add_scalar writes them, read at fixed offsets:
+
+        09 <wall_time f64> [10 <step varint>] 2A <n+9> 0A <n+7> 0A <n> <tag: n bytes> 15 <simple_value f32>
+
+    (Event{wall_time, step, summary{value{tag, simple_value}}}, nothing else, lengths below 128). Such a
+    record has this one reading under protobuf's rules; every other record goes through `_walk`.
+    """
+    p = starts + 12
+    ok = data[p] == 0x09
+    q = p + 9
+    has_step = data[q] == 0x10
+    step = np.zeros(len(p), dtype=np.int64)
+    with_step = np.flatnonzero(has_step & ok)
+    value, count = _varint(data, q[with_step] + 1)
+    step[with_step] = value.view(np.int64)
+    q = q.copy()
+    q[with_step] += 1 + count
+    ok[with_step[count == 0]] = False
+    n1, n2, n3 = data[q + 1].astype(np.int64), data[q + 3].astype(np.int64), data[q + 5].astype(np.int64)
+    ok &= (data[q] == 0x2A) & (data[q + 2] == 0x0A) & (data[q + 4] == 0x0A) & (n1 < 0x80)
+    ok &= (n2 == n1 - 2) & (n3 == n1 - 9)
+    tag_start = q + 6
+    tag_end = tag_start + n3
+    ok &= (tag_end + 5 == p + lengths)
+    ok[ok] &= data[tag_end[ok]] == 0x15
+    hit = np.flatnonzero(ok)
+    values = _Values(hit, tag_start[hit], tag_end[hit], step[hit],
+                     _fixed(buf, tag_end[hit] + 1, "<f4").astype(np.float64), _fixed(buf, p[hit] + 1, "<f8"))
+    return ok, values
+
+
+@dataclass(frozen=True)
+class _Walk:
+    values: _Values
+    wall: np.ndarray  # per record
+    bad: np.ndarray  # per record: not a valid Event
+    slow: np.ndarray  # per record: holds a tensor value (protobuf path)
+    start_events: list[tuple[int, int]]
+
+
+def _walk(buf: bytes, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> _Walk:
+    """Any Event records, field by field (`_fields`): the general reading behind `_template`."""
     n_rec = len(starts)
-    if not n_rec:
-        return Decoded(empty_arrays(), np.zeros(0, np.int64), (), float("inf"), ())
     ev = _fields(data, starts + 12, starts + 12 + lengths)
     bad = ev.bad.copy()
     wall = np.zeros(n_rec, dtype=np.float64)
@@ -435,34 +485,54 @@ def decode_records(buf: bytes, starts: np.ndarray, lengths: np.ndarray) -> Decod
     slow[value_event[kind == 8]] = True
     slow &= ~bad
 
-    is_scalar = (kind == 2) & ~bad[value_event] & ~slow[value_event]
-    sv_rows = vf.pick(2, 5)
-    sv = np.full(len(vrows), np.nan, dtype=np.float32)
-    sv_rows = vf.last(sv_rows)
+    sv = np.full(len(vrows), np.nan, dtype=np.float64)
+    sv_rows = vf.last(vf.pick(2, 5))
     sv[vf.owner[sv_rows]] = _fixed(buf, vf.start[sv_rows], "<f4")
     tag_rows = vf.last(vf.pick(1, 2))
     tag_start = np.zeros(len(vrows), dtype=np.int64)
     tag_end = np.zeros(len(vrows), dtype=np.int64)
     tag_start[vf.owner[tag_rows]] = vf.start[tag_rows]
     tag_end[vf.owner[tag_rows]] = vf.end[tag_rows]
-    keep = np.flatnonzero(is_scalar)
-    tags, codes = _tag_codes(buf, tag_start[keep], tag_end[keep])
+    keep = np.flatnonzero((kind == 2) & ~bad[value_event] & ~slow[value_event])
     rec = value_event[keep]
-    scalars = Scalars(tuple(tags), codes, step[rec], sv[keep].astype(np.float64), wall[rec])
-    if rec.size and (rec[1:] < rec[:-1]).any():  # several values per summary: back to record order
-        order = np.argsort(rec, kind="stable")
-        scalars, rec = scalars.take(order), rec[order]
+    values = _Values(rec, tag_start[keep], tag_end[keep], step[rec], sv[keep], wall[rec])
+    return _Walk(values, wall, bad, slow, start_events)
 
-    if slow.any():
-        extra, extra_rec = _decode_slow(buf, starts, lengths, np.flatnonzero(slow))
+
+def decode_records(buf: bytes, starts: np.ndarray, lengths: np.ndarray) -> Decoded:
+    """Scalar summaries of the framed records (`frame_records`) of `buf`, vectorised over records: the
+    common layout at fixed offsets (`_template`), the rest field by field (`_walk`)."""
+    n_rec = len(starts)
+    if not n_rec:
+        return Decoded(empty_arrays(), np.zeros(0, np.int64), (), float("inf"), ())
+    data = np.concatenate([np.frombuffer(buf, dtype=np.uint8), np.zeros(_PAD, dtype=np.uint8)])
+    matched, fast = _template(buf, data, starts, lengths)
+    rest = np.flatnonzero(~matched)
+    walk = _walk(buf, data, starts[rest], lengths[rest])
+    other = walk.values
+    parts = [fast, _Values(rest[other.rec], other.tag_start, other.tag_end, other.step, other.value, other.wall)]
+    v = _Values(*(np.concatenate([getattr(x, f) for x in parts]) for f in _Values.__dataclass_fields__))
+    if len(fast.rec) and len(other.rec):  # interleaved records: back to file order
+        order = np.argsort(v.rec, kind="stable")
+        v = _Values(*(getattr(v, f)[order] for f in _Values.__dataclass_fields__))
+    tags, codes = _tag_codes(buf, v.tag_start, v.tag_end)
+    scalars, rec = Scalars(tuple(tags), codes, v.step, v.value, v.wall), v.rec
+    slow = rest[walk.slow]
+    if slow.size:
+        extra, extra_rec = _decode_slow(buf, starts, lengths, slow)
         scalars = concat_scalars([scalars, extra])
         rec = np.concatenate([rec, extra_rec])
         order = np.argsort(rec, kind="stable")
         scalars, rec = scalars.take(order), rec[order]
+    wall = np.zeros(n_rec, dtype=np.float64)
+    wall[fast.rec] = fast.wall
+    wall[rest] = walk.wall
+    bad = np.zeros(n_rec, dtype=bool)
+    bad[rest] = walk.bad
     head = wall[:4][~bad[:4]]
     first = float(head[head > 0].min()) if (head > 0).any() else float("inf")
-    return Decoded(scalars, rec, tuple(start_events), first, tuple(int(starts[i]) for i in np.flatnonzero(bad)),
-                   n_rec)
+    start_events = tuple((int(rest[r]), step) for r, step in walk.start_events)
+    return Decoded(scalars, rec, start_events, first, tuple(int(starts[i]) for i in np.flatnonzero(bad)), n_rec)
 
 
 def _decode_slow(buf: bytes, starts: np.ndarray, lengths: np.ndarray, records: np.ndarray
