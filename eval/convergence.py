@@ -145,10 +145,16 @@ def _run_scalars(reads: list[FileRead]) -> Scalars:
         vocab: dict[str, int] = {}
         lut = np.array([vocab.setdefault(t, len(vocab)) for t in renamed], dtype=np.int32)
         s = Scalars(tuple(vocab), lut[s.code], s.step, s.value, s.wall_time)
-    order = np.lexsort((s.wall_time, s.step, s.code))  # stable: equal wall times keep file order
+    # By tag, then step, then wall time (equal wall times keep file order). Files are written in time order,
+    # so a stable sort by tag alone (a radix sort on small codes) usually is that order already.
+    order = np.argsort(s.code.astype(np.int16) if len(s.tags) < 2**15 else s.code, kind="stable")
+    code, step, wall = s.code[order], s.step[order], s.wall_time[order]
+    same = code[1:] == code[:-1]
+    if not np.all(~same | (step[1:] > step[:-1]) | ((step[1:] == step[:-1]) & (wall[1:] >= wall[:-1]))):
+        order = np.lexsort((s.wall_time, s.step, s.code))
     s = s.take(order)
     last = np.r_[(s.code[1:] != s.code[:-1]) | (s.step[1:] != s.step[:-1]), True]
-    return s.take(last)
+    return s if last.all() else s.take(last)
 
 
 def load_convergence(roots: Iterable[Path | str], cache: EventCache | None = None) -> ConvergenceData:
