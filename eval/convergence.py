@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 from core.artifacts import RUN_JSON, TB_TAGS, RunInfo, dataset_label
 from core.config import display_name, model_color
 from eval.event_files import EVENT_GLOB, SCALAR_COLUMNS, EventCache, FileRead, Scalars, concat_scalars, default_cache
+from eval.model_loading import dataset_words
 from eval.roots import confined_files, root_label
 from eval.run_index import index_runs
 
@@ -112,14 +113,17 @@ def run_names(found: Sequence[tuple[Path, RunInfo]]) -> list[str]:
 
 
 def run_origin(info: RunInfo, root: Path) -> str:
-    """Where a run's curves come from, as the page labels it: run.json's `origin` when it names one (the
-    source's real log: "trained on WIDER FACE by fokouarnaud/FeatherFace"), else its dataset and root."""
+    """Where a run's curves come from, as the page labels it. A run trained elsewhere says so in its run.json
+    (`trained_by`, as assets/reference ships the source's log): "trained on WIDER FACE by
+    fokouarnaud/FeatherFace"; else its `origin`; else the shipped demo or the user's own runs, by dataset."""
+    trained_by = info.meta.get("trained_by")
+    if isinstance(trained_by, str) and trained_by.strip():
+        return f"trained on {dataset_words(info.dataset)} by {trained_by.strip()}"
     origin = info.meta.get("origin")
     if isinstance(origin, str) and origin.strip():
         return origin.strip()
-    synthetic = str(info.dataset).lower().startswith("synth")
     if root_label(root) == "demo":
-        return "shipped demo run, synthetic faces (not WIDER FACE)" if synthetic else "shipped demo run"
+        return "shipped demo run, synthetic faces (not WIDER FACE)" if not is_real(info.dataset) else "shipped demo run"
     return f"trained here on {dataset_label(info.dataset)}"
 
 

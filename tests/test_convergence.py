@@ -290,12 +290,11 @@ def test_run_names_follow_one_rule_and_real_runs_come_first(tmp_path: Path):
     demo = tmp_path / "repo" / "assets" / "demo" / "runs"
     write_run(demo, "cbam_s0", "cbam", 1, 2)  # another run: an identical run.json would be counted once
     write_run(tmp_path / "other" / "study350", "cbam_s0", "cbam", 5, 2)
-    real = write_run(tmp_path / "repo" / "assets" / "reference", "featherface_eca_cbam", "eca_cbam", 0, 2,
+    real = write_run(tmp_path / "repo" / "assets" / "reference" / "runs", "featherface_eca_cbam", "eca_cbam", 0, 2,
                      dataset="widerface")
     meta = json.loads((real / "run.json").read_text())
-    (real / "run.json").write_text(json.dumps(meta | {"seed": None,
-                                                      "origin": "trained on WIDER FACE by fokouarnaud/FeatherFace"}))
-    roots = [study, tmp_path / "repo" / "assets" / "reference", demo, tmp_path / "other" / "study350"]
+    (real / "run.json").write_text(json.dumps(meta | {"seed": None, "trained_by": "fokouarnaud/FeatherFace"}))
+    roots = [study, tmp_path / "repo" / "assets" / "reference" / "runs", demo, tmp_path / "other" / "study350"]
     data = load_convergence(roots, EventCache())
     assert data.runs["run"].tolist() == ["reference/featherface_eca_cbam", "study350/cbam_s0", "study350/cbam_s3",
                                          "demo/cbam_s0", "study350/cbam_s0 (2)"]
@@ -307,19 +306,41 @@ def test_run_names_follow_one_rule_and_real_runs_come_first(tmp_path: Path):
     assert [t.name for t in fig.data[1:3]] == ["seed 0", "seed 3"]  # legend entries per seed, grouped by model
 
 
+SHIPPED_SOURCE_RUN = Path(__file__).resolve().parents[1] / "assets" / "reference" / "runs" / "featherface_eca_cbam"
+
+
 def source_run(root: Path) -> Path:
-    """A run folder holding a copy of the seed source's real log, as the repository ships it."""
+    """A run folder holding the seed source's real log with the shipped run.json (assets/reference), or one
+    made from ../shared/reference when the repository does not ship it."""
     from tests.test_event_files import source_log
 
-    log = source_log()
+    shipped = sorted(SHIPPED_SOURCE_RUN.glob("events.out.tfevents.*"))
+    log = shipped[0] if shipped else source_log()
     if log is None:
-        pytest.skip("the source's TensorBoard log is not here (../shared/reference/featherface_eca_cbam)")
+        pytest.skip("the source's TensorBoard log is neither shipped nor in ../shared/reference")
     run = root / "featherface_eca_cbam"
     run.mkdir(parents=True)
     (run / log.name).write_bytes(log.read_bytes())
-    (run / "run.json").write_text(json.dumps({"model": "eca_cbam", "dataset": "widerface", "seed": None,
-                                              "origin": "trained on WIDER FACE by fokouarnaud/FeatherFace"}))
+    meta = (json.loads((SHIPPED_SOURCE_RUN / "run.json").read_text()) if shipped else
+            {"model": "eca_cbam", "dataset": "widerface", "seed": None, "trained_by": "fokouarnaud/FeatherFace"})
+    (run / "run.json").write_text(json.dumps(meta))
     return run
+
+
+def test_the_shipped_source_run_is_labelled_and_listed_first():
+    """On a fresh clone the Convergence data start with the source's real log, labelled with its origin."""
+    if not SHIPPED_SOURCE_RUN.is_dir():
+        pytest.skip("assets/reference/runs/featherface_eca_cbam is not shipped in this checkout")
+    from eval.roots import resolve_roots
+
+    roots = resolve_roots([], {}, Path(__file__).resolve().parents[1])
+    data = load_convergence(roots.runs, EventCache())
+    first = data.runs.iloc[0]
+    assert (first["run"], first["origin"], first["last_epoch"]) == (
+        "reference/featherface_eca_cbam", "trained on WIDER FACE by fokouarnaud/FeatherFace", 350)
+    synthetic = data.runs[data.runs["dataset"] == "synthetic"]
+    assert len(synthetic) and synthetic["origin"].str.contains("synthetic").all()
+    assert synthetic.index.min() > 0
 
 
 def test_source_log_fills_the_loss_and_lr_panels(tmp_path: Path):

@@ -212,7 +212,7 @@ def test_convergence_shows_the_source_log_first(tmp_path: Path, monkeypatch: pyt
     at = run_page("convergence")
     table = at.dataframe[0].value
     assert table["run"].tolist() == ["runs/featherface_eca_cbam", "runs/cbam_s0"]
-    assert table["origin"].iloc[0] == "trained on WIDER FACE by fokouarnaud/FeatherFace"
+    assert table["origin"].iloc[0] == "trained on WIDER FACE by fokouarnaud/FeatherFace"  # as run.json says
     assert "fokouarnaud/FeatherFace" in texts(at.caption)
     assert at.multiselect(key="conv_metrics").value == ["Train loss (total)", "Learning rate", "Val AP hard (%)"]
     loss = chart(at, "conv_fig_Train loss (total)")["data"]

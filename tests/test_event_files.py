@@ -87,8 +87,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def source_log() -> Path | None:
-    """The seed source's real 350-epoch TensorBoard log (`../shared/reference/featherface_eca_cbam`), if here."""
-    for folder in (REPO.parent / "shared" / "reference" / "featherface_eca_cbam",
+    """The seed source's real 350-epoch TensorBoard log: shipped in assets/reference, or the original in
+    `../shared/reference/featherface_eca_cbam`; None when neither is here."""
+    for folder in (REPO / "assets" / "reference" / "runs" / "featherface_eca_cbam",
+                   REPO.parent / "shared" / "reference" / "featherface_eca_cbam",
                    Path("/work/shared/reference/featherface_eca_cbam")):
         found = sorted(folder.glob("events.out.tfevents.*"))
         if found:
@@ -118,7 +120,7 @@ def assert_same(ours: pd.DataFrame, oracle: pd.DataFrame) -> None:
 def test_source_log_equals_tbparse() -> None:
     path = source_log()
     if path is None:
-        pytest.skip("the source's TensorBoard log is not here (../shared/reference/featherface_eca_cbam)")
+        pytest.skip("the source's TensorBoard log is neither shipped nor in ../shared/reference")
     ours = our_scalars(path)
     assert_same(ours, tbparse_scalars(path))
     assert len(ours) == 16_450 and set(ours["tag"]) == {"Loss/Total", "Loss/Localization", "Loss/Classification",
