@@ -21,7 +21,7 @@ import pytest
 from core.checkpoint import read_checkpoint
 from core.data.synth import generate_dataset
 from core.study_manifest import manifest_path, read_manifest
-from eval.study_progress import SLURM_RUNNING, SLURM_WAITING, squeue_states, study_progress
+from eval.study_progress import SLURM_RUNNING, SLURM_WAITING, effective_state, squeue_states, study_progress
 from tests.test_study import step_events
 from train import study
 
@@ -39,12 +39,14 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def studies(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
-    """Runs from the repository (the jobs' working directory); cancels what the test's studies left queued."""
+    """Runs from the repository (the jobs' working directory); cancels the jobs of runs a failed test left
+    unfinished (a finished run's job may still be exiting: it is left to end on its own)."""
     monkeypatch.chdir(REPO)
     folders: list[Path] = []
     yield folders
     ids = [str(e.job_id) for folder in folders if manifest_path(folder).is_file()
-           for e in read_manifest(folder).runs.values() if e.job_id]
+           for name, e in read_manifest(folder).runs.items()
+           if e.job_id and effective_state(e.state, folder / name) != "done"]
     if ids:
         subprocess.run(["scancel", *ids], capture_output=True, timeout=60)
 
@@ -145,6 +147,9 @@ def test_study_through_slurm_cancelled_mid_epoch_is_failed_and_the_rerun_resumes
         assert read_checkpoint(run_dir / "weights" / "Final.pth")["global_step"] == EPOCHS * STEPS
         assert step_events(run_dir) == list(range(EPOCHS * STEPS)), name  # every logged step once
         assert [r["global_step"] for r in meta.get("resumes", [])] == ([STEPS] if name == victim else []), name
+    final_jobs = [str(e.job_id) for e in again.runs.values()]
+    wait_for(lambda: all(ended(j) for j in final_jobs), 120, "the jobs did not end after their runs finished")
+    assert {j: squeue_states(final_jobs).get(j) for j in final_jobs} == dict.fromkeys(final_jobs, "COMPLETED")
     log = Path(str(again.runs[victim].log)).read_text()
     assert f"resuming {study_dir / victim} from {weights / 'last.pth'}: epoch 1 done, global step {STEPS}" in log
     print(f"\nslurm cancel/rerun study: {time.monotonic() - started:.1f} s wall")
@@ -175,4 +180,7 @@ def test_cpu_only_study_runs_and_a_job_dying_at_start_is_failed_in_one_status_ca
     wait_for(lambda: study_progress(cpu).complete, 300, "the CPU-only study did not complete", every=0.5)
     states, _ = status_of(cpu, capsys)
     assert states == {"none_s0": "done"}
+    cpu_job = str(read_manifest(cpu).runs["none_s0"].job_id)
+    wait_for(lambda: ended(cpu_job), 120, f"job {cpu_job} did not end after its run finished")
+    assert squeue_states([cpu_job]) == {cpu_job: "COMPLETED"}
     print(f"\nslurm CPU-only + dies-at-start: {time.monotonic() - started:.1f} s wall")
