@@ -1,4 +1,5 @@
-"""Inference-time rewrites that keep the function but cut CPU latency: BN folding, channels-last.
+"""Inference-time rewrites that keep the function but cut CPU latency: BN folding, the fused
+deformable SSH (channel shuffle folded into the heads), channels-last.
 
 Each is checked for equal outputs in tests/test_inference_opt.py and timed in
 benchmarks/bench_model_latency.py.
@@ -14,6 +15,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from core.detector import FeatherFace
 from core.layers.deform_conv import ModulatedDeformConv2d
+from core.ssh import SSH, FusedDeformSSH
 
 _CONV_LIKE = (nn.Conv2d, ModulatedDeformConv2d)
 
@@ -43,17 +45,47 @@ def _fold_into(conv: nn.Module, bn: nn.BatchNorm2d | nn.SyncBatchNorm) -> None:
     conv.bias = nn.Parameter(bias.detach(), requires_grad=False)
 
 
+def fuse_deformable_ssh(model: FeatherFace) -> FeatherFace:
+    """In place on a BN-folded model: every deformable SSH becomes a `FusedDeformSSH` without its
+    channel shuffle, and the shuffle's fixed permutation moves into the input channels of that level's
+    1x1 heads (the SSH output's only reader), where it costs nothing. Returns `model` (unchanged when
+    it is not a detector)."""
+    if not isinstance(model, FeatherFace):
+        return model
+    for level, ssh in enumerate(model.ssh):
+        if not isinstance(ssh, SSH) or not isinstance(ssh.conv3x3.conv, ModulatedDeformConv2d):
+            continue
+        channels = model.heads.bbox.convs[level].weight.shape[1]
+        inverse = torch.argsort(ssh.shuffle_permutation(channels))
+        for head in (model.heads.bbox, model.heads.cls, model.heads.landmark):
+            conv = head.convs[level]
+            conv.weight = nn.Parameter(conv.weight.detach()[:, inverse].contiguous(), requires_grad=False)
+        model.ssh[level] = FusedDeformSSH(ssh, shuffle=False)
+    return model
+
+
 def prepare_for_inference(
-    model: FeatherFace, fold_bn: bool = True, channels_last: bool | None = None
+    model: FeatherFace, fold_bn: bool = True, channels_last: bool | None = None, fuse_dcn: bool | None = None,
 ) -> FeatherFace:
-    """The latency-optimised eval copy used by the predictor and the latency benchmark.
+    """The latency-optimised eval copy used by the predictor, the latency benchmark and every exporter.
 
     `channels_last=None` means: on for a CPU model (8-22% faster at 320-640 px, 1 or 2 threads, see
-    benchmarks/results/model_latency.txt), off on CUDA, where it has not been measured.
+    benchmarks/results/model_latency.txt), off on CUDA, where it has not been measured. `fuse_dcn=None`
+    means: fuse the deformable SSHs (`fuse_deformable_ssh`, needs `fold_bn`) on CPU, where it is 3-5x
+    faster than the grid_sample kernel (benchmarks/results/deploy_latency.txt); on CUDA the module keeps
+    torchvision's kernel, since the fused path's GPU speed is unmeasured (it runs there: device-agnostic).
     """
     out = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
+    param = next(out.parameters(), None)
+    on_cpu = param is None or param.device.type == "cpu"
+    if fuse_dcn is None:
+        fuse_dcn = fold_bn and on_cpu
+    if fuse_dcn:
+        if not fold_bn:
+            raise ValueError("fuse_dcn needs fold_bn: the fused SSH carries the folded BN in its weights")
+        fuse_deformable_ssh(out)
     if channels_last is None:
-        channels_last = next(out.parameters()).device.type == "cpu"
+        channels_last = on_cpu
     if channels_last:
         out = out.to(memory_format=torch.channels_last)
     return out

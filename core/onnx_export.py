@@ -1,9 +1,13 @@
 """ONNX export of the BN-folded inference model, deformable convs as ONNX's native `DeformConv` (opset 19).
 
-torchvision's `deform_conv2d` does not export, and the grid_sample formulation exports as ~160 small
-ops per layer. Here each `ModulatedDeformConv2d` is traced through an autograd Function whose
-`symbolic` emits one `DeformConv` node (ONNX Runtime >= 1.2x has a CPU kernel for it), while its
-eager forward is the grid_sample kernel, so tracing still produces real outputs. The legacy
+torchvision's `deform_conv2d` does not export, the grid_sample formulation exports as ~160 small ops
+per layer, and the PyTorch path's `embedding_bag` has no ONNX counterpart that ONNX Runtime runs fast
+(Gather + Mul + ReduceSum and GridSample were both slower than its DeformConv, benchmarks/results/
+deploy_latency.txt). So the model is the fused inference copy (`core.inference.prepare_for_inference`:
+BN folded, each SSH's offset convs that read one tensor merged, the channel shuffle folded into the
+heads) and each deformable conv is traced through an autograd Function whose `symbolic` emits one
+`DeformConv` node (ONNX Runtime >= 1.2x has a CPU kernel for it), while its eager forward is the
+grid_sample kernel, so tracing still produces real outputs. The legacy
 TorchScript exporter (`dynamo=False`) is used: it honours `symbolic` and needs no onnxscript.
 Export happens in memory; writing the file is the caller's job (atomically).
 """
@@ -24,6 +28,7 @@ from core.layers.deform_conv import (
     deform_conv2d_grid_sample,
     swap_deform_convs,
 )
+from core.ssh import use_native_deform_op
 
 OPSET = 19
 INPUT_NAME = "input"
@@ -58,15 +63,26 @@ class NativeDeformConv(DeformConvStandIn):
         return _DeformConvOp.apply(x, self.weight, offset, self.bias, mask)
 
 
+def onnx_deform_conv(x: torch.Tensor, weight: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor,
+                     bias: torch.Tensor) -> torch.Tensor:
+    """A fused SSH stage's DCN as one ONNX `DeformConv` node (`core.ssh.NativeDeformOp`)."""
+    return _DeformConvOp.apply(x, weight, offset, bias, mask)
+
+
 def export_ready(model: nn.Module, dcn: DcnExport = "native") -> nn.Module:
-    """BN-folded, contiguous-layout eval copy of `model` on CPU, DCNs swapped for `NativeDeformConv`."""
+    """Contiguous-layout eval copy of `model` on CPU for export. "native": the fused inference copy,
+    each DCN one `DeformConv` node; "grid_sample": BN folded only, DCNs in the grid_sample formulation."""
     if dcn not in DCN_EXPORTS:
         raise ValueError(f"unknown DCN export {dcn!r}; choose one of {DCN_EXPORTS}")
-    ready = prepare_for_inference(model, channels_last=False).cpu().to(memory_format=torch.contiguous_format)
-    for module in ready.modules():
-        if isinstance(module, ModulatedDeformConv2d):
-            module.kernel = "grid_sample"
-    return swap_deform_convs(ready, NativeDeformConv) if dcn == "native" else ready
+    native = dcn == "native"
+    ready = prepare_for_inference(model, channels_last=False, fuse_dcn=native)
+    ready = ready.cpu().to(memory_format=torch.contiguous_format)
+    if not native:
+        for module in ready.modules():
+            if isinstance(module, ModulatedDeformConv2d):
+                module.kernel = "grid_sample"
+        return ready
+    return swap_deform_convs(use_native_deform_op(ready, onnx_deform_conv), NativeDeformConv)
 
 
 def export_onnx_bytes(
