@@ -12,13 +12,13 @@ from torch import nn
 from core.anchors import generate_anchors
 from core.backbone import MobileNetV1
 from core.bifpn import BiFPN
-from core.config import ModelConfig
+from core.config import TEST_KEEP_TOP_K, TEST_TOP_K, ModelConfig
 from core.fpn import FPN
 from core.heads import DetectionHead
-from core.image_input import rgb_to_model_tensor, to_rgb_uint8
 from core.layers.attention import MaskedAttention
 from core.layers.create_attn import create_attn
-from core.postprocess import Detections, NmsMethod, postprocess
+from core.postprocess import Detections, NmsMethod
+from core.predictor import Forward, Heatmaps, MaskCapture, Postprocess, Predictor, Preprocess
 from core.ssh import SSH
 
 ANCHOR_CACHE_SIZE = 32  # input sizes whose anchors a model keeps (<= ~1 MB each at WIDER sizes)
@@ -27,7 +27,7 @@ STAGES: tuple[str, ...] = ("stage1", "stage2", "stage3")
 LEVELS: tuple[str, ...] = ("P3", "P4", "P5")
 NECKS: tuple[str, ...] = ("bifpn", "fpn")
 
-Heatmaps = dict[str, dict[str, dict[str, np.ndarray]]]
+MASK_GROUPS: dict[str, str] = {**dict.fromkeys(STAGES, "backbone"), **dict.fromkeys(LEVELS, "bifpn")}
 
 
 class AttentionUnavailableError(RuntimeError):
@@ -127,24 +127,37 @@ class FeatherFace(nn.Module):
 
     def prepare_image(self, image: object) -> tuple[np.ndarray, torch.Tensor]:
         """Validate/convert a user image (RGB) and build the model input on the model's device."""
-        rgb = to_rgb_uint8(image)
-        return rgb, rgb_to_model_tensor(rgb, self.cfg.bgr_mean).to(self.device)
+        rgbs, x = self.preprocess([image])
+        return rgbs[0], x
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess(self.cfg.bgr_mean, self.device)
+
+    def predictor(
+        self, conf_thresh: float = 0.5, nms_thresh: float = 0.4, *, top_k: int = TEST_TOP_K,
+        keep_top_k: int = TEST_KEEP_TOP_K, nms_method: NmsMethod = "pixel", forward: Forward | None = None,
+    ) -> Predictor:
+        """This model's pre- and post-processing around `forward` (default: the model itself). Any callable
+        with the model's call fits, e.g. an ONNX Runtime or OpenVINO session made from it (eval's deploy code):
+        pre- and post-processing stay the same code."""
+        post = Postprocess(self.anchors_for, self.cfg.anchors.variances, conf_thresh, nms_thresh, top_k, keep_top_k,
+                           nms_method)
+        return Predictor(self.preprocess, forward if forward is not None else self, post)
 
     @torch.inference_mode()
     def detect(
-        self, image: object, conf_thresh: float = 0.5, nms_thresh: float = 0.4, *, top_k: int = 5000,
-        keep_top_k: int = 750, nms_method: NmsMethod = "pixel", backend: str = "torch",
+        self, image: object, conf_thresh: float = 0.5, nms_thresh: float = 0.4, *, top_k: int = TEST_TOP_K,
+        keep_top_k: int = TEST_KEEP_TOP_K, nms_method: NmsMethod = "pixel", forward: Forward | None = None,
     ) -> Detections:
         """RGB image (numpy HxWx3 uint8, any size, or tensor) -> boxes, scores and 5 landmarks in pixels.
 
         NMS uses RetinaFace's +1 pixel rule unless `nms_method="torchvision"`; `top_k` / `keep_top_k`
-        cap the boxes before / after NMS (0 = no cap), see `core.postprocess.postprocess`.
-        `backend="onnxruntime"` / `"openvino"` runs the forward pass in a runtime made from this
-        model (cached until its weights change, see `core.onnx_runtime.runtime_for`); pre- and
-        post-processing are the same code either way.
+        cap the boxes before / after NMS (0 = no cap), see `core.postprocess.postprocess`. `forward`
+        replaces the PyTorch forward pass (see `predictor`).
         """
         return self.inspect(image, conf_thresh, nms_thresh, with_masks=False, top_k=top_k, keep_top_k=keep_top_k,
-                            nms_method=nms_method, backend=backend)[0]
+                            nms_method=nms_method, forward=forward)[0]
 
     def get_attention_heatmaps(self, image: object) -> Heatmaps:
         """Masks captured from the real forward pass on `image` (RGB, any size, or a tensor).
@@ -158,69 +171,33 @@ class FeatherFace(nn.Module):
         """
         return self.inspect(image, with_masks=True)[1]
 
+    def mask_capture(self) -> MaskCapture:
+        """A forward callable that also keeps the masks of every attention tap (`MaskCapture.heatmaps`)."""
+        if not self.has_attention:
+            what = "the no-attention ablation" if self.cfg.neck == "bifpn" else "a baseline without attention"
+            raise AttentionUnavailableError(f"model {self.name!r} is {what}: it has no channel/spatial/hybrid masks")
+        return MaskCapture(self, self.attention_blocks())
+
     @torch.inference_mode()
     def inspect(
         self, image: object, conf_thresh: float = 0.5, nms_thresh: float = 0.4, with_masks: bool = True, *,
-        top_k: int = 5000, keep_top_k: int = 750, nms_method: NmsMethod = "pixel", backend: str = "torch",
+        top_k: int = TEST_TOP_K, keep_top_k: int = TEST_KEEP_TOP_K, nms_method: NmsMethod = "pixel",
+        forward: Forward | None = None,
     ) -> tuple[Detections, Heatmaps]:
-        """Detections and (optionally) attention masks from a single forward pass.
+        """Detections and (with `with_masks`) the attention masks of that same forward pass, in eval mode.
 
-        Masks exist only in the PyTorch forward pass (hooks capture them), so `with_masks` needs
-        `backend="torch"`.
+        Masks exist only in the PyTorch forward pass (hooks capture them), so `with_masks` takes no `forward`.
         """
-        forward = self
-        if backend != "torch":
-            from core.onnx_runtime import check_backend, runtime_for
-
-            check_backend(backend)
-            if with_masks:
-                raise ValueError("attention masks come from the PyTorch forward pass; use backend='torch'")
-            forward = runtime_for(self, backend=backend)
-        if with_masks and not self.has_attention:
-            what = "the no-attention ablation" if self.cfg.neck == "bifpn" else "a baseline without attention"
-            raise AttentionUnavailableError(
-                f"model {self.name!r} is {what}: it has no channel/spatial/hybrid masks"
-            )
+        if with_masks and forward is not None:
+            raise ValueError("attention masks come from the PyTorch forward pass; pass no forward with with_masks")
+        capture = self.mask_capture() if with_masks else None
+        predictor = self.predictor(conf_thresh, nms_thresh, top_k=top_k, keep_top_k=keep_top_k,
+                                   nms_method=nms_method, forward=capture or forward)
         was_training = self.training
         self.eval()
-        rgb, x = self.prepare_image(image)
         try:
-            (loc, conf, landm), raw = capture_masks(self, x) if with_masks else (forward(x), {})
+            dets = predictor(image)
         finally:
             self.train(was_training)
-        anchors = self.anchors_for(rgb.shape[:2], x.device)
-        dets = postprocess(loc[0], conf[0], landm[0], anchors, rgb.shape[:2], self.cfg.anchors.variances,
-                           conf_thresh, nms_thresh, top_k, keep_top_k, nms_method)
-        heatmaps: Heatmaps = {"backbone": {}, "bifpn": {}} if with_masks else {}
-        for name, masks in raw.items():
-            group = "backbone" if name in STAGES else "bifpn"
-            heatmaps[group][name] = {
-                "channel_mask": masks["channel"][0, :, 0, 0].float().cpu().numpy(),
-                "spatial_mask": masks["spatial"][0, 0].float().cpu().numpy(),
-                "hybrid_mask": masks["hybrid"][0].float().mean(dim=0).cpu().numpy(),
-            }
-        return dets, heatmaps
+        return dets, (capture.heatmaps(MASK_GROUPS) if capture else {})
 
-
-def capture_masks(model: FeatherFace, x: torch.Tensor) -> tuple[tuple, dict[str, dict[str, torch.Tensor]]]:
-    """Run `model(x)` with forward hooks on every attention tap; return outputs and the raw masks."""
-    raw: dict[str, dict[str, torch.Tensor]] = {}
-    handles = []
-    for name, block in model.attention_blocks().items():
-        raw[name] = {}
-        for kind in ("channel", "spatial", "hybrid"):
-            tap = getattr(block, f"{kind}_tap")
-            handles.append(tap.register_forward_hook(_store(raw[name], kind)))
-    try:
-        outputs = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return outputs, raw
-
-
-def _store(target: dict[str, torch.Tensor], key: str):
-    def hook(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        target[key] = output.detach()
-
-    return hook

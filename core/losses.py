@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.config import MATCH_IOU, NEG_POS
 from core.matching import flatten_targets, match_anchors
 
 
@@ -46,7 +47,7 @@ class LossTerms(NamedTuple):
 def build_targets(
     targets: list[torch.Tensor],
     anchors: torch.Tensor,
-    threshold: float = 0.35,
+    threshold: float = MATCH_IOU,
     variances: tuple[float, float] = (0.1, 0.2),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """B tensors (N_i,15) of normalised targets -> (B,A,4), (B,A) long, (B,A,10), matched in one pass."""
@@ -90,8 +91,8 @@ class MultiBoxLoss(nn.Module):
     def __init__(
         self,
         variances: tuple[float, float] = (0.1, 0.2),
-        overlap_threshold: float = 0.35,
-        neg_pos_ratio: int = 7,
+        overlap_threshold: float = MATCH_IOU,
+        neg_pos_ratio: int = NEG_POS,
         box_weight: float = 2.0,
         landmark_weight: float = 1.0,
     ) -> None:

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 
 from core.box_coder import center_to_corners, encode_boxes, encode_landmarks
+from core.config import MATCH_IOU
 
 MIN_FORCED_IOU = 0.2  # a face whose best anchor overlaps it less than this is left unmatched
 
@@ -62,7 +63,7 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
 def match_anchors(
     targets: FlatTargets,
     anchors: torch.Tensor,
-    threshold: float = 0.35,
+    threshold: float = MATCH_IOU,
     variances: tuple[float, float] = (0.1, 0.2),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Assign each anchor of each image one of that image's faces (or background) and encode its targets.

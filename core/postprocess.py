@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from core.box_coder import decode_boxes, decode_landmarks
+from core.config import TEST_KEEP_TOP_K, TEST_TOP_K
 
 NmsMethod = Literal["pixel", "torchvision"]
 NMS_METHODS: tuple[str, ...] = ("pixel", "torchvision")
@@ -68,8 +69,8 @@ def postprocess(
     variances: tuple[float, float] = (0.1, 0.2),
     conf_thresh: float = 0.02,
     nms_thresh: float = 0.4,
-    top_k: int = 5000,
-    keep_top_k: int = 750,
+    top_k: int = TEST_TOP_K,
+    keep_top_k: int = TEST_KEEP_TOP_K,
     nms_method: NmsMethod = "pixel",
 ) -> Detections:
     """One image's outputs (A,4), (A,2), (A,10) -> `Detections`.

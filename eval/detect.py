@@ -43,6 +43,7 @@ from core.onnx_runtime import BACKENDS
 from core.overlay import overlay_mask
 from core.postprocess import Detections
 from eval.attention_view import draw_detections, fit_image, level_masks, scale_detections
+from eval.backends import forward_for
 from eval.model_loading import load_checkpoint_file
 
 DEFAULT_OUT = Path("detections")
@@ -138,7 +139,7 @@ def detect_one(
     if masks and backend == "torch":
         dets, heatmaps = model.inspect(small, conf, nms_thresh, with_masks=True)
     else:
-        dets = model.detect(small, conf, nms_thresh, backend=backend)
+        dets = model.detect(small, conf, nms_thresh, forward=forward_for(model, backend))
         heatmaps = model.get_attention_heatmaps(small) if masks else None
     return (scale_detections(dets, 1.0 / scale) if scale != 1.0 else dets), heatmaps
 

@@ -27,16 +27,16 @@ from tqdm import tqdm
 
 from core.artifacts import DEFAULT_DATA, atomic_write_json
 from core.checkpoint import CheckpointError, load_checkpoint
-from core.config import MODEL_CONFIGS
+from core.config import MODEL_CONFIGS, TEST_KEEP_TOP_K, TEST_TOP_K
 from core.data.widerface import LabelFormatError, read_image_list
 from core.detector import FeatherFace
 from core.device import select_device
 from core.hashing import file_sha256
-from core.image_input import rgb_to_model_tensor, to_rgb_uint8
 from core.inference import prepare_for_inference
 from core.onnx_export import OnnxExportError
 from core.onnx_runtime import BACKENDS, check_backend
-from core.postprocess import NMS_METHODS, Detections, NmsMethod, postprocess
+from core.postprocess import NMS_METHODS, Detections, NmsMethod
+from eval.backends import forward_for
 from eval.predictions import META_FILE, Predictions, write_predictions
 
 
@@ -89,8 +89,8 @@ def inference_copy(model: torch.nn.Module) -> FeatherFace:
 
 def predict_image(
     model: FeatherFace, rgb: np.ndarray, max_side: int | None = None, conf_thresh: float = 0.02,
-    nms_thresh: float = 0.4, *, top_k: int = 5000, keep_top_k: int = 750, nms_method: NmsMethod = "pixel",
-    backend: str = "torch",
+    nms_thresh: float = 0.4, *, top_k: int = TEST_TOP_K, keep_top_k: int = TEST_KEEP_TOP_K,
+    nms_method: NmsMethod = "pixel", backend: str = "torch",
 ) -> np.ndarray:
     """(N, 5) float64 rows `x y w h score` in original-image pixels, sorted by score descending.
 
@@ -101,7 +101,7 @@ def predict_image(
     """
     rgb, scale = _downscale(rgb, max_side)
     dets = model.detect(rgb, conf_thresh=conf_thresh, nms_thresh=nms_thresh, top_k=top_k, keep_top_k=keep_top_k,
-                        nms_method=nms_method, backend=backend)
+                        nms_method=nms_method, forward=forward_for(model, backend))
     return _rows(dets, scale)
 
 
@@ -131,18 +131,11 @@ def _rows(dets: Detections, scale: float) -> np.ndarray:
 @torch.inference_mode()
 def detect_batch(
     model: FeatherFace, rgbs: Sequence[np.ndarray], conf_thresh: float = 0.02, nms_thresh: float = 0.4, *,
-    top_k: int = 5000, keep_top_k: int = 750, nms_method: NmsMethod = "pixel",
+    top_k: int = TEST_TOP_K, keep_top_k: int = TEST_KEEP_TOP_K, nms_method: NmsMethod = "pixel",
 ) -> list[Detections]:
     """`FeatherFace.detect` for equal-size RGB images in one forward pass (eval-mode model)."""
-    batch = torch.cat([rgb_to_model_tensor(to_rgb_uint8(rgb), model.cfg.bgr_mean) for rgb in rgbs])
-    hw = batch.shape[-2:]
-    device = model.device
-    if device.type == "cuda":
-        batch = batch.pin_memory()
-    loc, conf, landm = model(batch.to(device, non_blocking=True))
-    anchors = model.anchors_for(hw, device)
-    return [postprocess(loc[i], conf[i], landm[i], anchors, tuple(hw), model.cfg.anchors.variances, conf_thresh,
-                        nms_thresh, top_k, keep_top_k, nms_method) for i in range(len(rgbs))]
+    return model.predictor(conf_thresh, nms_thresh, top_k=top_k, keep_top_k=keep_top_k,
+                           nms_method=nms_method).batch(rgbs)
 
 
 def header_hw(path: Path) -> tuple[int, int] | None:
@@ -175,7 +168,7 @@ def size_groups(paths: Sequence[Path], max_side: int | None, batch_size: int) ->
 
 def predict_paths(
     model: FeatherFace, paths: Sequence[Path], max_side: int | None, conf_thresh: float, nms_thresh: float,
-    batch_size: int = 1, *, top_k: int = 5000, keep_top_k: int = 750, nms_method: NmsMethod = "pixel",
+    batch_size: int = 1, *, top_k: int = TEST_TOP_K, keep_top_k: int = TEST_KEEP_TOP_K, nms_method: NmsMethod = "pixel",
     backend: str = "torch",
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(index, rows) for every path, as `predict_image` gives them, batching equal sizes (see `size_groups`)."""
@@ -183,6 +176,7 @@ def predict_paths(
         raise PredictError(f"batch size {batch_size} needs the torch backend (the {backend} one predicts one image "
                            "at a time)")
     post = {"top_k": top_k, "keep_top_k": keep_top_k, "nms_method": nms_method}
+    forward = forward_for(model, backend)
     for group in size_groups(paths, max_side, batch_size):
         images = [_downscale(read_rgb(paths[i]), max_side) for i in group]
         if len(group) > 1 and len({rgb.shape for rgb, _ in images}) == 1:
@@ -190,7 +184,7 @@ def predict_paths(
             yield from ((i, _rows(d, scale)) for i, d, (_, scale) in zip(group, dets, images, strict=True))
         else:  # batch 1, or a header that did not tell the decoded size
             for i, (rgb, scale) in zip(group, images, strict=True):
-                det = model.detect(rgb, conf_thresh=conf_thresh, nms_thresh=nms_thresh, backend=backend, **post)
+                det = model.detect(rgb, conf_thresh=conf_thresh, nms_thresh=nms_thresh, forward=forward, **post)
                 yield i, _rows(det, scale)
 
 
@@ -203,8 +197,8 @@ def predict_split(
     limit: int | None = None,
     progress: bool = False,
     *,
-    top_k: int = 5000,
-    keep_top_k: int = 750,
+    top_k: int = TEST_TOP_K,
+    keep_top_k: int = TEST_KEEP_TOP_K,
     nms_method: NmsMethod = "pixel",
     backend: str = "torch",
     batch_size: int = 1,
@@ -258,8 +252,8 @@ def predict_to_dir(
     progress: bool = True,
     on_image: Callable[[int, int], None] | None = None,
     *,
-    top_k: int = 5000,
-    keep_top_k: int = 750,
+    top_k: int = TEST_TOP_K,
+    keep_top_k: int = TEST_KEEP_TOP_K,
     nms_method: NmsMethod = "pixel",
     backend: str = "torch",
     batch_size: int = 1,
@@ -336,10 +330,11 @@ def add_postprocess_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nms-thresh", type=float, default=0.4, help="NMS IoU threshold (default 0.4)")
     parser.add_argument("--nms", type=nms_method_arg, default="pixel", metavar="{pixel,torchvision}",
                         help="pixel: RetinaFace's +1 pixel areas (default); torchvision: continuous areas")
-    parser.add_argument("--top-k", type=non_negative_int, default=5000,
-                        help="best boxes sent to NMS (default 5000 as FeatherFace; 0 = no cap as RetinaFace)")
-    parser.add_argument("--keep-top-k", type=non_negative_int, default=750,
-                        help="boxes kept after NMS (default 750 as FeatherFace; 0 = no cap as RetinaFace)")
+    parser.add_argument("--top-k", type=non_negative_int, default=TEST_TOP_K,
+                        help=f"best boxes sent to NMS (default {TEST_TOP_K} as FeatherFace; 0 = no cap as RetinaFace)")
+    parser.add_argument("--keep-top-k", type=non_negative_int, default=TEST_KEEP_TOP_K,
+                        help=f"boxes kept after NMS (default {TEST_KEEP_TOP_K} as FeatherFace; 0 = no cap as "
+                             "RetinaFace)")
 
 
 def postprocess_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from core.artifacts import (
     read_results_csv,
 )
 from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from core.config import ABLATION, COMPARED_MODELS, MODEL_CONFIGS
+from core.config import ABLATION, COMPARED_MODELS, MODEL_CONFIGS, TEST_KEEP_TOP_K, TEST_TOP_K
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.device import device_name, select_device
 from core.hashing import file_sha256
@@ -291,8 +291,8 @@ def run_results(
     all_seeds: bool = False,
     checkpoint: str = "Final",
     figures_per_model: bool = False,
-    top_k: int = 5000,
-    keep_top_k: int = 750,
+    top_k: int = TEST_TOP_K,
+    keep_top_k: int = TEST_KEEP_TOP_K,
     nms_method: NmsMethod = "pixel",
 ) -> pd.DataFrame:
     """Predict, evaluate, time and draw every model; returns the updated comparison table.

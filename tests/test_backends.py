@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import torch
 from core.checkpoint import load_checkpoint
 from core.data.synth import generate_dataset
 from core.data.wider_gt import load_wider_gt
+from eval.backends import forward_for
 from eval.latency import for_backend, run_latency
 from eval.predict import main as predict_main
 from eval.predict import predict_split
@@ -52,15 +55,27 @@ def test_same_wider_ap_through_either_backend(synth_val, trained, backend):
             assert twin.max(initial=0.0) <= 1e-3
 
 
-def test_detect_backend_argument(trained, rgb_image):
+def test_detect_with_a_runtime_forward(trained, rgb_image):
+    """The detector's own pre/post-processing around an ONNX Runtime forward gives the PyTorch detections."""
     ref = trained.detect(rgb_image, conf_thresh=0.05)
-    got = trained.detect(rgb_image, conf_thresh=0.05, backend="onnxruntime")
+    got = trained.detect(rgb_image, conf_thresh=0.05, forward=forward_for(trained, "onnxruntime"))
     np.testing.assert_allclose(got.boxes, ref.boxes, atol=1e-3)
     np.testing.assert_allclose(got.scores, ref.scores, atol=1e-5)
+    assert forward_for(trained, "torch") is None
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
-        trained.detect(rgb_image, backend="tensorrt")
+        forward_for(trained, "tensorrt")
     with pytest.raises(ValueError, match="masks come from the PyTorch forward pass"):
-        trained.inspect(rgb_image, with_masks=True, backend="onnxruntime")
+        trained.inspect(rgb_image, with_masks=True, forward=forward_for(trained, "onnxruntime"))
+
+
+def test_core_imports_no_runtime():
+    """Importing the detector and running it loads neither ONNX Runtime nor OpenVINO (a fresh interpreter)."""
+    code = ("import sys, numpy as np; from core.factory import build_model; "
+            "build_model('eca_cbam').eval().inspect(np.zeros((32, 32, 3), np.uint8)); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnxruntime', 'openvino', 'onnx')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    assert out.strip() == "[]"
 
 
 def test_predict_cli_backend_records_it_and_matches_torch(synth_val, tmp_path, capsys):

@@ -97,7 +97,7 @@ class _StubModel:
         self.seen: tuple[int, ...] = ()
         self.postprocess: dict = {}
 
-    def detect(self, rgb, conf_thresh, nms_thresh, backend="torch", **postprocess):
+    def detect(self, rgb, conf_thresh, nms_thresh, forward=None, **postprocess):
         self.seen = rgb.shape
         self.postprocess = postprocess
         return Detections(boxes=np.array([[1, 2, 11, 22]], np.float32), scores=np.array([0.9], np.float32),

@@ -20,17 +20,12 @@ from core.config import DEFAULT_RECIPE, MODEL_CONFIGS, RECIPES
 from core.data.dataset import UnreadableImageError
 from core.data.widerface import LabelFormatError
 from train.distributed import DeviceChoiceError, resolve_device
+from train.recipe_card import per_recipe, recipes_help
+from train.schedule import WARMUP_START_LR
 from train.state import ResumeError
 from train.trainer import RECIPE_SETTINGS, RESTORED_ON_RESUME, NonFiniteLossError, TrainConfig, TrainSetupError, train
 
-EPILOG = """\
-recipes (--recipe, default featherface; any flag given explicitly overrides the recipe's value):
-  featherface  AdamW, lr 1e-3, weight decay 5e-4, 350 epochs, 5 warm-up epochs, LR x0.1 at 190 and 220
-  retinaface   SGD, lr 1e-3, momentum 0.9, weight decay 5e-4, 250 epochs, no warm-up, LR x0.1 at 190 and 220
-  both: global batch 32, 640 px, 7 hard negatives per positive, match IoU 0.35 (sources: README recipe card).
-With another --max-epoch the recipe's milestones scale with it (e.g. round(190*E/350)) unless --lr-steps
-is given.
-
+EPILOG = """
 --resume auto on an existing run takes the run's recorded settings (its run.json) for every flag not
 given, and refuses a given flag that contradicts them, naming it.
 
@@ -65,7 +60,7 @@ def unit_interval(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train", description="Train a FeatherFace variant on WIDERFace "
-                                "(or a synthetic set in the same layout).", epilog=EPILOG,
+                                "(or a synthetic set in the same layout).", epilog=recipes_help() + EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--network", default=None, choices=list(MODEL_CONFIGS),
                    help="model variant (required, except with --resume auto on an existing run)")
@@ -73,21 +68,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"dataset root: train/label.txt + train/images; val/ and ground_truth/ optional (default "
                         f"{DEFAULT_DATA}, where python -m core.data.synth writes)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
-                   help="training recipe the settings below start from (default featherface)")
-    p.add_argument("--max-epoch", type=positive_int, default=None, help="epochs (recipe: 350 / 250)")
+                   help=f"training recipe the settings below start from (default {DEFAULT_RECIPE})")
+    p.add_argument("--max-epoch", type=positive_int, default=None, help=f"epochs (recipe: {per_recipe('max_epoch')})")
     p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="GLOBAL batch size, split evenly across torchrun processes (recipe: 32)")
-    p.add_argument("--lr", type=float, default=None, help="base learning rate (recipe: 1e-3)")
-    p.add_argument("--optimizer", choices=("adamw", "sgd"), default=None, help="recipe: adamw / sgd")
-    p.add_argument("--momentum", type=float, default=None, help="SGD momentum (recipe: 0.9)")
-    p.add_argument("--weight-decay", type=float, default=None, help="recipe: 5e-4")
+                   help="GLOBAL batch size, split evenly across torchrun processes (recipe: "
+                        f"{per_recipe('batch_size')})")
+    p.add_argument("--lr", type=float, default=None, help=f"base learning rate (recipe: {per_recipe('lr')})")
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default=None, help=f"recipe: {per_recipe('optimizer')}")
+    p.add_argument("--momentum", type=float, default=None, help=f"SGD momentum (recipe: {per_recipe('momentum')})")
+    p.add_argument("--weight-decay", type=float, default=None, help=f"recipe: {per_recipe('weight_decay')}")
     p.add_argument("--warmup-epochs", type=float, default=None,
-                   help="linear warm-up from 1e-6 to --lr over this many epochs (recipe: 5 / 0; 0 = none)")
+                   help=f"linear warm-up from {WARMUP_START_LR:g} to --lr over this many epochs (recipe: "
+                        f"{per_recipe('warmup_epochs')}; 0 = none)")
     p.add_argument("--lr-steps", type=positive_int, nargs="+", default=None, metavar="EPOCH",
-                   help="after this many epochs the LR is multiplied by --gamma (recipe: 190 220, scaled to "
+                   help="after this many epochs the LR is multiplied by --gamma (recipe: "
+                        f"{per_recipe('lr_steps')}, scaled to "
                         "--max-epoch)")
-    p.add_argument("--gamma", type=float, default=None, help="LR decay factor at each step (recipe: 0.1)")
-    p.add_argument("--img-size", type=positive_int, default=None, help="square training input size (recipe: 640)")
+    p.add_argument("--gamma", type=float, default=None,
+                   help=f"LR decay factor at each step (recipe: {per_recipe('gamma')})")
+    p.add_argument("--img-size", type=positive_int, default=None,
+                   help=f"square training input size (recipe: {per_recipe('img_size')})")
     p.add_argument("--workers", type=non_negative_int, default=4, help="DataLoader workers per process (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seeds init, data order and augmentation (default 0)")
     p.add_argument("--out", type=Path, default=DEFAULT_RUNS, help=f"root of run directories (default {DEFAULT_RUNS}/)")
@@ -103,9 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="long side (px) val images are shrunk to for the in-training AP (default 640; "
                         "0 = original size). Final numbers: python -m eval.predict")
     p.add_argument("--neg-pos", type=positive_int, default=None,
-                   help="hard negatives mined per positive anchor (recipe: 7, both references)")
+                   help=f"hard negatives mined per positive anchor (recipe: {per_recipe('neg_pos')})")
     p.add_argument("--match-iou", type=unit_interval, default=None,
-                   help="IoU at which an anchor becomes a positive for a face (recipe: 0.35)")
+                   help=f"IoU at which an anchor becomes a positive for a face (recipe: {per_recipe('match_iou')})")
     p.add_argument("--backbone-weights", default=None, metavar="PATH",
                    help="ImageNet MobileNetV1-0.25 in RetinaFace's format (mobilenetV1X0.25_pretrain.tar / .pth / "
                         ".pth.tar, or the output of python -m train.pretrain_backbone); both recipes assume it")

@@ -38,6 +38,7 @@ from train import distributed
 
 ARCH = "mobilenet0.25"
 DEFAULT_OUT = Path("weights/mobilenetV1X0.25_pretrain.tar")
+IMAGENET_MOMENTUM = 0.9  # the ImageNet recipe above (SGD, Nesterov), not a detection recipe's
 
 
 class PretrainError(ValueError):
@@ -146,7 +147,8 @@ def _pretrain(args: argparse.Namespace, ctx: distributed.DistContext) -> dict:
     if ctx.distributed:
         model = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
     lr = args.lr if args.lr is not None else 0.1 * args.batch_size / 256
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=args.weight_decay)
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=IMAGENET_MOMENTUM, nesterov=True,
+                                weight_decay=args.weight_decay)
     total_steps = args.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total_steps)))
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from core.config import RECIPES, TrainRecipe
+from core.config import DEFAULT_RECIPE, RECIPES, TrainRecipe
 
 # (recipe field, row label, how to set it)
 ROWS: tuple[tuple[str, str, str], ...] = (
@@ -42,6 +42,40 @@ def _value(recipe: TrainRecipe, key: str) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def per_recipe(key: str) -> str:
+    """A setting's value in every recipe, for help texts: "7" when they agree, "350 / 250" (recipe order) when not.
+
+    A value that does not apply to a recipe ("-", momentum under AdamW) is left out.
+    """
+    values = [v for v in (_value(recipe, key) for recipe in RECIPES.values()) if v != "-"]
+    return values[0] if len(set(values)) == 1 else " / ".join(values)
+
+
+def recipe_summary(recipe: TrainRecipe) -> str:
+    """One line of `python -m train --help`: the settings that tell the recipes apart."""
+    parts = [_value(recipe, "optimizer"), f"lr {_value(recipe, 'lr')}"]
+    if recipe.optimizer == "sgd":
+        parts.append(f"momentum {_value(recipe, 'momentum')}")
+    parts += [f"weight decay {_value(recipe, 'weight_decay')}", f"{recipe.max_epoch} epochs",
+              f"{recipe.warmup_epochs:g} warm-up epochs" if recipe.warmup_epochs else "no warm-up",
+              f"LR x{recipe.gamma:g} at " + " and ".join(str(s) for s in recipe.lr_steps)]
+    return ", ".join(parts)
+
+
+def recipes_help() -> str:
+    """The recipes paragraph of `python -m train --help`, from the same registry as the card."""
+    lines = [f"recipes (--recipe, default {DEFAULT_RECIPE}; any flag given explicitly overrides the recipe's value):"]
+    lines += [f"  {name:<12} {recipe_summary(recipe)}" for name, recipe in RECIPES.items()]
+    lines.append(f"  all: global batch {per_recipe('batch_size')}, {per_recipe('img_size')} px, "
+                 f"{per_recipe('neg_pos')} hard negatives per positive, match IoU {per_recipe('match_iou')} "
+                 "(sources: README recipe card).")
+    default = RECIPES[DEFAULT_RECIPE]
+    lines.append(f"With another --max-epoch the recipe's milestones scale with it (e.g. "
+                 f"round({default.lr_steps[0]}*E/{default.max_epoch})) unless --lr-steps")
+    lines.append("is given.")
+    return "\n".join(lines) + "\n"
 
 
 def recipe_card() -> str:

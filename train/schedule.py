@@ -12,8 +12,10 @@ from __future__ import annotations
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-PUBLISHED_MAX_EPOCH = 350
-PUBLISHED_LR_STEPS: tuple[int, int] = (190, 220)
+from core.config import DEFAULT_RECIPE, get_recipe
+
+PUBLISHED_MAX_EPOCH = get_recipe(DEFAULT_RECIPE).max_epoch
+PUBLISHED_LR_STEPS: tuple[int, ...] = get_recipe(DEFAULT_RECIPE).lr_steps
 WARMUP_START_LR = 1e-6
 
 

@@ -75,6 +75,7 @@ TRAIN_TAGS = ("train_loss", "train_loss_box", "train_loss_cls", "train_loss_land
 VAL_TAGS = ("val_loss", "val_loss_box", "val_loss_cls", "val_loss_landmark")
 
 
+_DEFAULT = get_recipe(DEFAULT_RECIPE)  # TrainConfig's defaults
 FULL_RECIPE_EPOCHS = 100  # from here on, a run is meant to reproduce published numbers
 
 # TrainConfig fields a recipe sets (TrainRecipe holds the same names).
@@ -106,22 +107,23 @@ class PendingStep(NamedTuple):
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run; the defaults are the "featherface" recipe (`TrainConfig.from_recipe` for another)."""
+    """Every knob of a run; the defaults are the default recipe's (`core.config.RECIPES`, written there only;
+    `TrainConfig.from_recipe` for another)."""
 
     network: str
     data: Path
-    max_epoch: int = 350
-    batch_size: int = 32
-    lr: float = 1e-3
-    optimizer: str = "adamw"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 5.0
-    neg_pos: int = 7  # hard negatives per positive (RetinaFace's and FeatherFace's train scripts)
-    match_iou: float = 0.35  # anchor/face IoU for a positive
-    lr_steps: list[int] | None = None  # None: published (190, 220) scaled to max_epoch
-    gamma: float = 0.1
-    img_size: int = 640
+    max_epoch: int = _DEFAULT.max_epoch
+    batch_size: int = _DEFAULT.batch_size
+    lr: float = _DEFAULT.lr
+    optimizer: str = _DEFAULT.optimizer
+    momentum: float = _DEFAULT.momentum
+    weight_decay: float = _DEFAULT.weight_decay
+    warmup_epochs: float = _DEFAULT.warmup_epochs
+    neg_pos: int = _DEFAULT.neg_pos  # hard negatives per positive (RetinaFace's and FeatherFace's train scripts)
+    match_iou: float = _DEFAULT.match_iou  # anchor/face IoU for a positive
+    lr_steps: list[int] | None = None  # None: the recipe's published milestones scaled to max_epoch
+    gamma: float = _DEFAULT.gamma
+    img_size: int = _DEFAULT.img_size
     workers: int = 4
     seed: int = 0
     out: Path = Path("runs")
