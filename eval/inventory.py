@@ -117,26 +117,25 @@ def _missing(roots: Roots, inv: Inventory) -> list[Missing]:
     untrained = [m for m, opts in inv.weights.items() if m in COMPARED_MODELS and not any(o.trained for o in opts)]
     if not any(not r["shipped"] for r in inv.runs):
         out.append(Missing("training runs of your own (runs/)",
-                           "python -m core.data.synth --out data/synthetic  # or a WIDERFace copy\n"
-                           "python -m train --network eca_cbam --data data/synthetic --max-epoch 30 --out runs"))
+                           ".venv/bin/python -m core.data.synth  # -> data/synth; or a WIDERFace copy\n"
+                           ".venv/bin/python -m train --network eca_cbam --run-name eca_cbam_s0 --max-epoch 30"))
     if untrained:
         loop = " ".join(untrained)
         out.append(Missing(f"trained weights for {', '.join(untrained)} (only random init available)",
-                           f"for m in {loop}; do python -m train --network $m --data <dataset root> --out runs; done"))
+                           f"for m in {loop}; do .venv/bin/python -m train --network $m --run-name ${{m}}_s0; done"))
     if COMPARISON_CSV not in have:
         out.append(Missing("AP comparison table (comparison_table.csv)",
-                           "python -m eval.results --data <dataset root> --weights-dir <weights folder> --out results"))
+                           ".venv/bin/python -m eval.results  # data/synth + runs/ -> results/"))
     if LATENCY_CSV not in have:
         out.append(Missing("latency benchmark (latency_benchmark.csv)",
-                           "python -m eval.latency --out results/latency_benchmark.csv"))
+                           ".venv/bin/python -m eval.latency --out results/latency_benchmark.csv"))
     if REFERENCE_CSV not in have:
         out.append(Missing("published reference numbers (reference_results.csv)",
-                           "python -m eval.reference --out results/reference_results.csv"))
+                           ".venv/bin/python -m eval.reference --out results/reference_results.csv"))
     datasets = {d.lower() for r in inv.results if r["file"] == COMPARISON_CSV for d in r["datasets"]}
     if "widerface" not in datasets:
         out.append(Missing("WIDERFace numbers (every measured number found is on another dataset)",
-                           "python -m eval.results --data <WIDER FACE root> --dataset widerface "
-                           "--weights-dir <weights folder> --out results"))
+                           ".venv/bin/python -m eval.results --data data/widerface --dataset widerface"))
     if inv.manifest is None:
         out.append(Missing(f"shipped demo artefacts ({display_path(roots.demo_manifest, roots)}): not in this "
                            "checkout, so pages fall back to your own runs/results, or to random-init models", ""))

@@ -8,7 +8,7 @@ import pytest
 
 from core.config import DEFAULT_RECIPE, RECIPES
 from train.cli import build_parser, config_from_args
-from train.recipe_card import ROWS, recipe_card
+from train.recipe_card import BEGIN, DOC, END, ROWS, card_in, main, recipe_card
 from train.trainer import RECIPE_SETTINGS, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +63,11 @@ def test_cli_recipe_and_overrides():
         TrainConfig.from_recipe("yolo", "cbam", "d")
 
 
-def test_readme_recipe_card_is_current():
-    readme = (ROOT / "README.md").read_text()
-    assert recipe_card() in readme
+def test_docs_recipe_card_is_current(tmp_path):
+    """docs/recipes.md holds the generated card between its markers; --write puts it back when stale."""
+    assert card_in((ROOT / DOC).read_text()) == recipe_card()
+    stale = tmp_path / "recipes.md"
+    stale.write_text(f"intro\n{BEGIN}\nold table\n{END}\noutro\n")
+    assert main(["--write", str(stale)]) == 0
+    assert card_in(stale.read_text()) == recipe_card() and stale.read_text().endswith(f"{END}\noutro\n")
+    assert main(["--write", str(tmp_path / "none.md")]) == 2

@@ -1,5 +1,8 @@
 """Entry point: ``python -m train ...`` and ``torchrun --nproc_per_node K -m train ...``."""
 
-from train.cli import main
+from train.cli import build_parser, main
 
-raise SystemExit(main())
+__all__ = ["build_parser", "main"]
+
+if __name__ == "__main__":
+    raise SystemExit(main())

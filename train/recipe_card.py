@@ -1,11 +1,21 @@
-"""The README's recipe card, generated from `core.config.RECIPES` so the two cannot drift apart.
+"""The recipe card of docs/recipes.md, generated from `core.config.RECIPES` so the two cannot drift apart.
 
-    .venv/bin/python -m train.recipe_card     # prints the Markdown tables
+    .venv/bin/python -m train.recipe_card                          # prints the Markdown tables
+    .venv/bin/python -m train.recipe_card --write docs/recipes.md  # rewrites the card between its markers
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.atomic import atomic_write_text
 from core.config import DEFAULT_RECIPE, RECIPES, TrainRecipe
+
+BEGIN, END = "<!-- recipe-card:begin (python -m train.recipe_card) -->", "<!-- recipe-card:end -->"
+DOC = Path("docs/recipes.md")
 
 # (recipe field, row label, how to set it)
 ROWS: tuple[tuple[str, str, str], ...] = (
@@ -70,7 +80,7 @@ def recipes_help() -> str:
     lines += [f"  {name:<12} {recipe_summary(recipe)}" for name, recipe in RECIPES.items()]
     lines.append(f"  all: global batch {per_recipe('batch_size')}, {per_recipe('img_size')} px, "
                  f"{per_recipe('neg_pos')} hard negatives per positive, match IoU {per_recipe('match_iou')} "
-                 "(sources: README recipe card).")
+                 "(sources: docs/recipes.md).")
     default = RECIPES[DEFAULT_RECIPE]
     lines.append(f"With another --max-epoch the recipe's milestones scale with it (e.g. "
                  f"round({default.lr_steps[0]}*E/{default.max_epoch})) unless --lr-steps")
@@ -88,5 +98,43 @@ def recipe_card() -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def card_in(text: str) -> str | None:
+    """The card between the markers of a document, or None when the markers are missing."""
+    if BEGIN not in text or END not in text:
+        return None
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+
+
+def with_card(text: str) -> str:
+    """`text` with the generated card between its markers."""
+    head, tail = text.split(BEGIN, 1)[0], text.split(END, 1)[1]
+    return f"{head}{BEGIN}\n{recipe_card()}{END}{tail}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train.recipe_card", description=__doc__.split("\n\n")[0])
+    p.add_argument("--write", type=Path, default=None, metavar="FILE",
+                   help=f"rewrite the card between the markers of FILE (e.g. {DOC}) instead of printing it")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.write is None:
+        print(recipe_card(), end="")
+        return 0
+    try:
+        text = args.write.read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"error: {args.write}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    if card_in(text) is None:
+        print(f"error: {args.write} has no recipe-card markers ({BEGIN} ... {END})", file=sys.stderr)
+        return 2
+    atomic_write_text(args.write, with_card(text))
+    print(f"wrote the recipe card into {args.write}")
+    return 0
+
+
 if __name__ == "__main__":
-    print(recipe_card(), end="")
+    raise SystemExit(main())

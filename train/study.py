@@ -495,6 +495,14 @@ def run_study(args: argparse.Namespace, extra: Sequence[str]) -> int:
         return 1 if failed else 0
 
 
+def check_args(argv: Sequence[str]) -> None:
+    """Parse and validate a command line, train flags included, without running or writing anything (the
+    documentation's command test calls it); `StudyError` or SystemExit as the real command would."""
+    args, extra = build_parser().parse_known_args(argv)
+    if args.status is None:
+        make_plan(args, extra)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     try:

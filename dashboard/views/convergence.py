@@ -46,8 +46,8 @@ if data.warnings:
         for msg in data.warnings:
             st.text(rel_paths(msg))
 if data.runs.empty:
-    st.info("No training runs found. Train one with `python -m train --model cbam ...`; it writes run.json and "
-            "TensorBoard events under `runs/<run>/`.")
+    st.info("No training runs found. Train one with `.venv/bin/python -m train --network cbam --run-name cbam_s0`; "
+            "it writes run.json and TensorBoard events under `runs/<run>/`.")
     st.stop()
 
 st.subheader("Runs")

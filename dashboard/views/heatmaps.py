@@ -259,9 +259,9 @@ st.caption("Row 1: image with detections, stage1–3 hybrid masks; row 2: legend
 st.subheader("Heatmap quality over the val images")
 report_path = get_roots().results / DEFAULT_OUT
 if not report_path.is_file():
-    st.info(f"No heatmap-quality report at `{rel_paths(report_path)}`. `python -m eval.attention_stats --data <dataset "
-            f"root> --weights-dir <weights> --out {rel_paths(report_path)}` writes it (needs the val images with their "
-            "ground truth).")
+    st.info(f"No heatmap-quality report at `{rel_paths(report_path)}`. `.venv/bin/python -m eval.attention_stats "
+            f"--data <dataset root> --out {rel_paths(report_path)}` writes it from the checkpoints under runs/ (needs "
+            "the val images with their ground truth).")
 else:
     try:
         report = load_report(report_path, root=get_roots().results)

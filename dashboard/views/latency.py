@@ -87,7 +87,7 @@ threads = c7.number_input("CPU threads", 1, 256, torch.get_num_threads(), key="l
 backend = st.radio("Backend", BACKENDS, format_func=BACKEND_NAMES.get, horizontal=True, key="lat_backend",
                    help="ONNX Runtime runs an ONNX export of the same BN-folded weights (made in memory before "
                         "timing), on the CPU, with the thread count above. Checks of equal outputs: "
-                        "`python -m eval.export`.")
+                        "`.venv/bin/python -m eval.export`.")
 with_none = st.checkbox("Also time the no-attention ablation (gives each model's attention overhead)",
                         value=True, key="lat_none")
 with_baseline = st.checkbox(f"Also time the {display_name(BASELINE_MODEL)} baseline", value=True, key="lat_baseline",

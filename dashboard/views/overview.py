@@ -84,7 +84,7 @@ for study in studies:
     for line in cluster_warnings(study):
         st.warning(rel_paths(line))
 if not studies:
-    st.caption("No study (`study.json`) under the runs folders; start one with `python -m train.study "
+    st.caption("No study (`study.json`) under the runs folders; start one with `.venv/bin/python -m train.study "
                "--models ... --seeds 0 1 2 --data ROOT --out runs/`.")
 for warning in study_warnings:
     st.warning(rel_paths(warning))

@@ -101,7 +101,8 @@ records, warnings = load_eval_records(roots.results)
 for msg in warnings:
     st.warning(rel_paths(msg))
 if not records:
-    st.info(f"No evaluation files under `{rel_paths(roots.results / 'eval')}` (written by `python -m eval.results`).")
+    st.info(f"No evaluation files under `{rel_paths(roots.results / 'eval')}` (written by "
+            "`.venv/bin/python -m eval.results`).")
 else:
     datasets = sorted({r.dataset for r in records}, key=lambda d: (d != "widerface", d))
     dataset = st.radio("Dataset", datasets, horizontal=True, format_func=dataset_label, key="res_dataset")
@@ -123,9 +124,9 @@ reports, report_warnings = load_reports(roots.results)
 for msg in report_warnings:
     st.warning(rel_paths(msg))
 if not reports:
-    st.info(f"No AP comparisons under `{rel_paths(roots.results / COMPARE_DIR)}`. `python -m eval.compare_ap --results "
-            f"{rel_paths(roots.results)}` writes one per model pair from the prediction folders of `eval.results` "
-            "(seeds pooled); without them the table above has no CI for its deltas.")
+    st.info(f"No AP comparisons under `{rel_paths(roots.results / COMPARE_DIR)}`. `.venv/bin/python -m "
+            f"eval.compare_ap --results {rel_paths(roots.results)}` writes one per model pair from the prediction "
+            "folders of `eval.results` (seeds pooled); without them the table above has no CI for its deltas.")
 else:
     with_breakdown = st.toggle("Include the hard-set attribute and scale subsets", key="res_cmp_breakdown")
     st.dataframe(difference_table(reports, with_breakdown).style.format(
@@ -138,7 +139,7 @@ else:
 # ---- where the models differ ---------------------------------------------------------------------------
 st.subheader("Where the models differ")
 if not records:
-    st.info("Needs evaluation files (`python -m eval.results`).")
+    st.info("Needs evaluation files (`.venv/bin/python -m eval.results`).")
 else:
     payloads = {str(r.path): read_payload(r.path) for r in records if r.dataset == dataset}
     labels = {str(r.path): r.label for r in records if r.dataset == dataset}
