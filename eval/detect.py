@@ -96,8 +96,10 @@ def collect_inputs(images: Sequence[Path] | None, folder: Path | None, out: Path
 def read_photo(path: Path, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
     """RGB uint8 of a photo on disk, under the dashboard's upload rules (`core.image_io.decode_upload`);
     the byte limit is checked from the file size, before anything is read."""
-    if not path.is_file():
+    if not path.exists():
         raise ImageInputError(f"{path.name}: file not found")
+    if not path.is_file():
+        raise ImageInputError(f"{path.name}: not a file")
     size = path.stat().st_size
     if size > max_bytes:
         raise ImageInputError(f"{path.name}: {size / 2**20:.1f} MB is over the {max_bytes / 2**20:.0f} MB limit")

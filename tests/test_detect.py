@@ -163,3 +163,15 @@ def test_output_names_stay_distinct():
     paths = [Path("a/x.jpg"), Path("a/x.png"), Path("a/sub/x.jpg"), Path("a/y.bmp")]
     assert output_names(paths, Path("a")) == ["x_jpg", "x_png", "sub/x", "y"]
     assert output_names([Path("p/x.png"), Path("q/x.png")], None) == ["x_png", "x_png_2"]
+
+
+def test_a_file_over_the_byte_limit_is_refused_before_it_is_read(tmp_path):
+    from core.image_input import ImageInputError
+    from eval.detect import read_photo
+
+    big = tmp_path / "big.png"
+    big.write_bytes((SAMPLES / "camera.png").read_bytes())
+    with pytest.raises(ImageInputError, match="over the 0 MB limit"):
+        read_photo(big, max_bytes=1000)
+    with pytest.raises(ImageInputError, match="not a file"):
+        read_photo(tmp_path)
