@@ -11,15 +11,9 @@ from typing import Any
 import torch
 
 from core.atomic import atomic_write
+from core.checkpoint_meta import FORMAT, VERSION, CheckpointError  # noqa: F401  (defined there: no torch)
 from core.config import config_from_dict
 from core.detector import FeatherFace
-
-FORMAT = "featherface-checkpoint"
-VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, truncated, corrupt, or for a different variant; the message says which."""
 
 
 def atomic_torch_save(obj: Any, path: Path | str) -> None:

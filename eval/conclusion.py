@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy.special import stdtrit  # the t quantile (what stats.t.ppf calls), without scipy.stats
 
 from core.artifacts import DEFAULT_RESULTS, DEFAULT_RUNS, TARGETS, atomic_write_text
 from core.config import COMPARED_MODELS, MODEL_ORDER, TARGET_MODEL
@@ -115,7 +115,7 @@ def _target_check(values: pd.Series, target: float) -> str:
     v = values.dropna().to_numpy(dtype=np.float64)
     if v.size < 2:
         return "single seed: no verdict"
-    half = float(stats.t.ppf(0.975, v.size - 1)) * v.std(ddof=1) / np.sqrt(v.size)
+    half = float(stdtrit(v.size - 1, 0.975)) * v.std(ddof=1) / np.sqrt(v.size)
     lo, hi = v.mean() - half, v.mean() + half
     return "met" if lo >= target else "missed" if hi < target else "undecided: the CI includes the target"
 

@@ -677,7 +677,7 @@ class EventCache:
         if self.disk is None:
             return None
         try:
-            with np.load(self._entry(path), allow_pickle=False) as z:
+            with np.load(self._entry(path)) as z:  # numpy refuses pickled objects by default
                 meta = json.loads(str(z["meta"]))
                 arrays = Scalars(tuple(str(t) for t in z["tags"]), z["code"].astype(np.int32),
                                  z["step"].astype(np.int64), z["value"].astype(np.float64),

@@ -105,8 +105,9 @@ class CheckpointScan:
 
 
 def scan_checkpoints(roots: Roots) -> CheckpointScan:
-    """Read the embedded name of every checkpoint under the weights roots (each file once)."""
-    from core.checkpoint import CheckpointError, read_checkpoint  # torch import only when scanning
+    """Read the embedded name of every checkpoint under the weights roots (each file once): without torch
+    (core.checkpoint_meta) when the file is plainly one of ours, else through torch's full reading."""
+    from core.checkpoint_meta import CheckpointError, read_checkpoint_meta
 
     scan = CheckpointScan()
     seen: set[Path] = set()
@@ -117,7 +118,11 @@ def scan_checkpoints(roots: Roots) -> CheckpointScan:
                 continue
             seen.add(real)
             try:
-                data = read_checkpoint(path)
+                data = read_checkpoint_meta(path)
+                if data is None:
+                    from core.checkpoint import read_checkpoint  # torch import only for such a file
+
+                    data = read_checkpoint(path)
             except CheckpointError as exc:
                 scan.skipped.append(str(exc))
                 continue
