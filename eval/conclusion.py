@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.special import stdtrit  # the t quantile (what stats.t.ppf calls), without scipy.stats
 
 from core.artifacts import DEFAULT_RESULTS, DEFAULT_RUNS, TARGETS, atomic_write_text
-from core.config import COMPARED_MODELS, MODEL_ORDER, TARGET_MODEL
+from core.config import COMPARED_MODELS, MODEL_CONFIGS, MODEL_ORDER, TARGET_MODEL
 from eval.compare import (
     METRICS,
     PAIRS,
@@ -75,11 +75,14 @@ def _ms(mean: Any, std: Any) -> str:
 
 @lru_cache(maxsize=8)
 def _built_params(model: str) -> int | None:
-    """Parameter count from the model itself, when no table lists it (builds the CPU model once)."""
-    from core.factory import build_model
+    """Parameter count from the model itself, when no table lists it (eval.parameter_cache: counted once per
+    version of the model code); None for a name the registry does not know."""
+    from eval.parameter_cache import parameter_totals
 
+    if model not in MODEL_CONFIGS:
+        return None
     try:
-        return int(sum(p.numel() for p in build_model(model).parameters()))
+        return parameter_totals([model])[model]
     except (KeyError, ValueError):
         return None
 

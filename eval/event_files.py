@@ -597,11 +597,16 @@ _DISK_VERSION = 1
 _DISK_MIN_NEW = 256 * 1024  # a growing file's entry is rewritten once this many new bytes were decoded
 
 
-def default_cache_dir() -> Path:
-    """Where the dashboard keeps decoded event files between restarts: $FEATHERFACE_CACHE_DIR, else
-    ~/.cache/featherface_lab/events (never inside a data root, which may be read-only)."""
+def cache_root() -> Path:
+    """The app's cache folder: $FEATHERFACE_CACHE_DIR, else ~/.cache/featherface_lab (never inside a data
+    root, which may be read-only). Everything in it can be deleted at any time."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "featherface_lab" / "events"
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "featherface_lab"
+
+
+def default_cache_dir() -> Path:
+    """Where the dashboard keeps decoded event files between restarts."""
+    return cache_root() / "events"
 
 
 @dataclass

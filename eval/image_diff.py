@@ -20,21 +20,21 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 import pandas as pd
 
 from core.data.wider_gt import SETTINGS, GTImage, WiderGT
-from core.detector import FeatherFace
 from core.overlay import overlay_mask
-from eval.attention_view import level_masks
 from eval.model_loading import WeightsOption
-from eval.predict import list_val_images, predict_image, read_rgb
 from eval.predictions import Predictions
 from eval.roots import is_within
 from eval.widerface import counted_subsets, match_predictions
+
+if TYPE_CHECKING:  # torch is imported only where a model runs: the Results page lists differences without it
+    from core.detector import FeatherFace
 
 COLUMNS: tuple[str, ...] = ("event", "image", "faces", "found_a", "found_b", "only_a", "only_b", "fp_a", "fp_b",
                             "difference")
@@ -274,6 +274,8 @@ def side_mask(model: FeatherFace | None, rgb: np.ndarray, level: str) -> tuple[n
         return None, "weights absent: no mask"
     if not model.has_attention:
         return None, "no attention in this model"
+    from eval.attention_view import level_masks
+
     return level_masks(model.get_attention_heatmaps(rgb), level)["hybrid"], ""
 
 
@@ -281,6 +283,8 @@ def predict_val(model: FeatherFace, data: Path, on_image: Callable[[int, int], N
                 conf_thresh: float = 0.02, nms_thresh: float = 0.4) -> Predictions:
     """In-memory predictions of an inference-ready model over the val list (original size, the eval.results
     settings); `on_image(done, total)` after each image, for a progress bar."""
+    from eval.predict import list_val_images, predict_image, read_rgb
+
     entries = list_val_images(data)
     out: Predictions = {}
     for i, (event, image) in enumerate(entries, start=1):

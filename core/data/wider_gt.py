@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.io as sio
 
 from core.atomic import atomic_write_bytes
 
@@ -176,6 +175,8 @@ def _loadmat(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     if not path.is_file():
         raise WiderGTError(f"{path}: file not found")
     _check_complete(path)
+    import scipy.io as sio  # here, not at import: pages importing this module seldom read a .mat file
+
     try:
         mat = sio.loadmat(str(path), variable_names=list(keys))
     except Exception as exc:  # scipy raises many types (OSError, ValueError, IndexError, zlib.error)
@@ -353,6 +354,8 @@ def write_wider_gt(out_dir: str | os.PathLike[str], images: Iterable[GTImage]) -
     bytes depend only on the images (fixed header text instead of scipy's timestamp), and each
     file is replaced atomically.
     """
+    import scipy.io as sio
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}

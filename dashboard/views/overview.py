@@ -16,9 +16,10 @@ from eval.study_progress import cluster_warnings, failure_lines, progress_displa
 
 @st.cache_data(show_spinner=False)
 def parameter_totals() -> dict[str, int]:
-    from core.factory import parameter_counts
+    """From the app's cache folder while the model code is unchanged (no torch import on a cold start)."""
+    from eval.parameter_cache import parameter_totals as cached_totals
 
-    return {name: parameter_counts(name)["total"] for name in MODEL_CONFIGS}
+    return cached_totals(MODEL_CONFIGS)
 
 
 st.title("FeatherFace Lab")

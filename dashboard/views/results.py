@@ -9,7 +9,6 @@ import streamlit as st
 
 from core.data.wider_gt import SETTINGS, WiderGT, load_wider_gt
 from dashboard.common import get_model, get_roots, interactive_torch_threads, rel_paths, rel_paths_frame
-from eval.attention_view import LEVEL_CHOICES
 from eval.compare import (
     aggregate_seeds,
     attribute_figure,
@@ -40,7 +39,6 @@ from eval.image_diff import (
     side_mask,
 )
 from eval.model_loading import read_manifest
-from eval.predict import read_rgb
 from eval.predictions import Predictions, read_predictions
 from eval.roots import REPO_ROOT, SourceError, confine
 
@@ -188,6 +186,9 @@ else:
                                     format_func=lambda i: f"{top.iloc[i]['event']}/{top.iloc[i]['image']} "
                                                           f"(difference {top.iloc[i]['difference']})")
                 row = top.iloc[pick]
+                from eval.attention_view import LEVEL_CHOICES  # torch: only once an image is shown
+                from eval.predict import read_rgb
+
                 im = gt.index[(row["event"], row["image"])]
                 image_file = src.data / "val" / "images" / im.event / f"{im.name}.jpg"
                 try:  # names come from the ground truth file: "../" in them must not leave the dataset folder
