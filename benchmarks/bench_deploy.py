@@ -1,16 +1,20 @@
-"""Deployment latency: every FeatherFace variant on its fastest CPU path vs RetinaFace-mnet0.25 eager PyTorch.
+"""Deployment latency: every detector variant in each CPU runtime, against RetinaFace-mnet0.25 in the same runtime.
 
 Run from the repository root (writes the report it prints):
-    .venv/bin/python -m benchmarks.bench_deploy --out benchmarks/results/deploy_latency.txt [--compile] [--openvino]
+    .venv/bin/python -m benchmarks.bench_deploy --out benchmarks/results/deploy_latency.txt
 
 Conditions: CPU, batch 1, 3x640x640, `--threads` (default 2) for torch and every runtime, forward pass
-only. All configurations of a section are timed interleaved in one process (one run of each per
-round, the order rotating), so load from other processes hits them alike; medians come with a 95%
-bootstrap CI and the ratio to the baseline is the median of per-round ratios (paired), with its CI.
-Every configuration is first checked for equal outputs (max |diff| of loc, conf, landmarks against
-the plain PyTorch eval model) on the bundled sample, with trained-looking BN statistics and non-zero
-deformable offsets (`tests.conftest.realistic_model`). The per-op profile is ONNX Runtime's own
-(per-node median and minimum over the profiled runs, summed by op type).
+only. One child process per runtime (PyTorch, ONNX Runtime, OpenVINO): two runtimes' thread pools in
+one process slow each other. Within a process every configuration is timed interleaved (one run of each
+per round, the order rotating), so load from other processes hits them alike; medians come with a 95%
+bootstrap CI, and each variant's ratio to `retinaface_mnet` in the same runtime is the median of its
+per-round ratios (paired) with a 95% bootstrap CI. Every configuration is first checked for equal
+outputs (max |diff| of loc, conf, landmarks against the plain PyTorch eval model on the bundled
+sample) with trained-looking BN statistics and non-zero deformable offsets
+(`tests.conftest.realistic_model`). Per runtime, one 80x80 deformable layer of each SSH shape is also
+timed against a regular 3x3 conv of equal multiply-adds (C -> O + 27: the main conv plus the offset
+conv), and the forward pass is profiled (PyTorch profiler, ONNX Runtime's and OpenVINO's own).
+Each child holds the machine's timing lock (`eval.timing_lock`) and records the load average.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import collections
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,25 +32,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
+from torch import nn
 
 from core.atomic import atomic_write_text
 from core.config import MODEL_CONFIGS
 from core.inference import prepare_for_inference
 from core.layers.deform_conv import ModulatedDeformConv2d
-from core.onnx_export import export_onnx_bytes
-from core.onnx_runtime import OnnxRuntimeModel
-from eval.export import sample_input
 from eval.latency_stats import bootstrap_median_ci
-from tests.conftest import realistic_model
+from eval.timing_lock import timing_slot
 
 HW = (640, 640)
 BASELINE = "retinaface_mnet"
 FEATHERFACE = tuple(n for n in MODEL_CONFIGS if n != BASELINE)
-STEP_MODEL = "eca_cbam_parallel"
-QUIET_EAGER_MS, QUIET_ORT_MS = 13.9, 6.6
-"""The baseline's eager PyTorch and ONNX Runtime medians on the quiet build machine (issue 12), for the load check."""
+PROFILED = "eca_cbam_parallel"
+RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
+LAYER_SHAPES: tuple[tuple[int, int], ...] = ((52, 26), (52, 13), (13, 13))
+"""(C_in, C_out) of the SSH's deformable convs at 52 channels: 3x3 branch, 5x5 first, the three 13 -> 13."""
+LAYER_HW = 80
+GOAL = {"runtime": 1.3, "torch": 1.5}
 Run = Callable[[], object]
 
 
@@ -53,14 +58,14 @@ def outputs(result: object) -> list[np.ndarray]:
     """loc, conf, landmarks as numpy arrays from a torch tuple, an ORT list or an OpenVINO result."""
     if isinstance(result, (tuple, list)):
         return [r.detach().numpy() if isinstance(r, torch.Tensor) else np.asarray(r) for r in result]
-    return [np.asarray(v) for v in result.values()]  # openvino OVDict, in output order
+    return [np.asarray(v) for v in result.values()]
 
 
 def max_abs_diff(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
     return max(float(np.abs(a - b).max()) for a, b in zip(ref, got, strict=True))
 
 
-def interleave(configs: dict[str, Run], rounds: int, warmup: int) -> dict[str, np.ndarray]:
+def interleave(configs: dict[str, Run], rounds: int, warmup: int) -> dict[str, list[float]]:
     """ms per call of each config; every round runs each once, the order rotating between rounds."""
     names = list(configs)
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -74,267 +79,363 @@ def interleave(configs: dict[str, Run], rounds: int, warmup: int) -> dict[str, n
                 start = time.perf_counter()
                 configs[name]()
                 times[name].append((time.perf_counter() - start) * 1000.0)
-    return {n: np.asarray(t) for n, t in times.items()}
+    return times
 
 
-def torch_run(model: torch.nn.Module, x: torch.Tensor) -> Run:
-    return lambda: model(x)
+def _load() -> float:
+    return os.getloadavg()[0]
 
 
-def ort_run(session: OnnxRuntimeModel, x: np.ndarray) -> Run:
-    return lambda: session.run(x)
+# --- per runtime: the detector configurations -------------------------------------------------------------
 
 
-def eager_default(model: torch.nn.Module, x: torch.Tensor) -> Run:
-    """The project's PyTorch inference copy: grid_sample DCN, BN folded, channels-last."""
-    return torch_run(prepare_for_inference(model), x.contiguous(memory_format=torch.channels_last))
+def torch_configs(models: dict[str, nn.Module], x: torch.Tensor) -> dict[str, tuple[str, Run, Run]]:
+    """label -> (variant, timed run, checked run). The project's inference copy (BN folded, fused
+    deformable SSH, channels-last) for every variant; the previous default (grid_sample DCN, unfused)
+    for the profiled variant."""
+    xc = x.contiguous(memory_format=torch.channels_last)
+    out: dict[str, tuple[str, Run, Run]] = {}
+    for name, model in models.items():
+        fast = prepare_for_inference(model)
+        out[f"{name} | fused inference copy"] = (name, lambda f=fast: f(xc), lambda f=fast: f(xc))
+    old = prepare_for_inference(models[PROFILED], fuse_dcn=False)
+    out[f"{PROFILED} | grid_sample DCN, unfused (before)"] = (PROFILED, lambda: old(xc), lambda: old(xc))
+    return out
 
 
-def ort_session(model: torch.nn.Module, threads: int, level: str = "all", dcn: str = "native") -> OnnxRuntimeModel:
-    return OnnxRuntimeModel(export_onnx_bytes(model, HW, dcn=dcn), threads, level)
+def ort_configs(models: dict[str, nn.Module], x: torch.Tensor, threads: int) -> dict[str, tuple[str, Run, Run]]:
+    from core.onnx_export import export_onnx_bytes
+    from core.onnx_runtime import OnnxRuntimeModel
+
+    xn = x.numpy()
+    out: dict[str, tuple[str, Run, Run]] = {}
+    for name, model in models.items():
+        rt = OnnxRuntimeModel(export_onnx_bytes(model, HW), threads)
+        out[f"{name} | native DeformConv, fused export"] = (name, lambda r=rt: r.run(xn), lambda r=rt: r.run(xn))
+    return out
 
 
-def compiled_run(model: torch.nn.Module, x: torch.Tensor) -> tuple[Run, float]:
-    """torch.compile (inductor) of the inference copy; caches on disk (TORCHINDUCTOR_CACHE_DIR)."""
+def ov_configs(models: dict[str, nn.Module], x: torch.Tensor, threads: int) -> dict[str, tuple[str, Run, Run]]:
+    from core.openvino_runtime import OpenVinoModel
+
+    xn = x.numpy()
+    out: dict[str, tuple[str, Run, Run]] = {}
+    for dcn in ("native", "gather"):
+        for name, model in models.items():
+            if dcn == "gather" and name == BASELINE:
+                continue
+            rt = OpenVinoModel(model, threads, input_hw=HW, dcn=dcn)
+            label = f"{name} | {dcn} DCN" if name != BASELINE else f"{name} | (no DCN)"
+            out[label] = (name, lambda r=rt: r.run(xn), lambda r=rt: r.run(xn))
+    return out
+
+
+# --- per runtime: one deformable layer against a conv of equal multiply-adds -------------------------------
+
+
+def _layer(c: int, o: int) -> tuple[ModulatedDeformConv2d, nn.Conv2d]:
+    gen = torch.Generator().manual_seed(c * 100 + o)
+    dcn = ModulatedDeformConv2d(c, o).eval()
+    dcn.offset_mask.weight.data.normal_(0, 0.1, generator=gen)
+    dcn.offset_mask.bias.data.normal_(0, 1.0, generator=gen)
+    return dcn, nn.Conv2d(c, o + 27, 3, padding=1).eval()
+
+
+def torch_layers(x_by_c: dict[int, torch.Tensor]) -> dict[str, Run]:
+    out: dict[str, Run] = {}
+    for c, o in LAYER_SHAPES:
+        dcn, conv = _layer(c, o)
+        x = x_by_c[c].contiguous(memory_format=torch.channels_last)
+        conv = conv.to(memory_format=torch.channels_last)
+        for kernel in ("gather", "grid_sample", "torchvision"):
+            k = ModulatedDeformConv2d(c, o, kernel=kernel).eval()
+            k.load_state_dict(dcn.state_dict())
+            k = k.to(memory_format=torch.channels_last)
+            out[f"{c}->{o} DCN, {kernel} kernel"] = lambda m=k, v=x: m(v)
+        out[f"{c}->{o} conv {c}->{o + 27} (equal MACs)"] = lambda m=conv, v=x: m(v)
+    return out
+
+
+def _stand_alone(module: nn.Module, native: Callable | None) -> nn.Module:
+    """A single DCN as the exporters see it: offsets and mask from its conv, then the runtime's op."""
+
+    class One(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dcn = module
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            offset, mask = self.dcn.offsets_and_mask(x)
+            w, b = self.dcn.weight, torch.zeros(self.dcn.weight.shape[0])
+            return native(x, w, offset, mask, b) if native is not None else self.dcn(x)
+
+    return One().eval()
+
+
+def ort_layers(x_by_c: dict[int, torch.Tensor], threads: int) -> dict[str, Run]:
+    import io
+    import warnings
+
+    import onnxruntime as ort
+
+    from core.onnx_export import onnx_deform_conv
+
+    def session(module: nn.Module, x: torch.Tensor) -> Run:
+        buf = io.BytesIO()
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=19, input_names=["x"])
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        s = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+        xn = x.numpy()
+        return lambda: s.run(None, {"x": xn})
+
+    out: dict[str, Run] = {}
+    for c, o in LAYER_SHAPES:
+        dcn, conv = _layer(c, o)
+        out[f"{c}->{o} DCN, DeformConv node"] = session(_stand_alone(dcn, onnx_deform_conv), x_by_c[c])
+        out[f"{c}->{o} conv {c}->{o + 27} (equal MACs)"] = session(conv, x_by_c[c])
+    return out
+
+
+def ov_layers(x_by_c: dict[int, torch.Tensor], threads: int) -> dict[str, Run]:
+    import openvino as ov
+
+    from core.openvino_runtime import torchvision_deform_conv
+
+    def compiled(module: nn.Module, x: torch.Tensor) -> Run:
+        with torch.no_grad():
+            model = ov.convert_model(module, example_input=x, input=[list(x.shape)])
+        req = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                     "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+        xn = x.numpy()
+        return lambda: req.infer({0: xn})
+
+    out: dict[str, Run] = {}
+    for c, o in LAYER_SHAPES:
+        dcn, conv = _layer(c, o)
+        out[f"{c}->{o} DCN, native DeformableConvolution"] = compiled(
+            _stand_alone(dcn, torchvision_deform_conv), x_by_c[c])
+        gather = ModulatedDeformConv2d(c, o, kernel="gather").eval()
+        gather.load_state_dict(dcn.state_dict())
+        out[f"{c}->{o} DCN, gather (MatMul + EmbeddingBag)"] = compiled(gather, x_by_c[c])
+        out[f"{c}->{o} conv {c}->{o + 27} (equal MACs)"] = compiled(conv, x_by_c[c])
+    return out
+
+
+# --- per runtime: where the time goes ----------------------------------------------------------------------
+
+
+def torch_profile(model: nn.Module, x: torch.Tensor, runs: int) -> list[str]:
     fast = prepare_for_inference(model)
     xc = x.contiguous(memory_format=torch.channels_last)
-    compiled = torch.compile(fast)
-    start = time.perf_counter()
     with torch.inference_mode():
-        compiled(xc)
-    return (lambda: compiled(xc)), time.perf_counter() - start
+        for _ in range(2):
+            fast(xc)
+        with torch.profiler.profile() as prof:
+            for _ in range(runs):
+                fast(xc)
+    rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in rows)
+    return [f"  {e.key:<36}{e.self_cpu_time_total / runs / 1000:8.2f} ms {100 * e.self_cpu_time_total / total:5.1f}% "
+            f"({e.count // runs} calls)" for e in rows[:10]]
 
 
-def openvino_run(model: torch.nn.Module, x: torch.Tensor, threads: int) -> tuple[Run, float]:
-    """OpenVINO through its PyTorch frontend: the ONNX frontend has no DeformConv-19, the PyTorch one
-    converts torchvision's deform_conv2d op, which the DCN modules call directly for this trace."""
-    import openvino as ov
-    import torchvision  # noqa: F401 - registers torch.ops.torchvision; importing it while tracing would be traced
+def ort_profile(model: nn.Module, x: torch.Tensor, threads: int, runs: int) -> list[str]:
+    from core.onnx_export import export_onnx_bytes
+    from core.onnx_runtime import OnnxRuntimeModel
 
-    folded = prepare_for_inference(model, channels_last=False)
-    for m in folded.modules():
-        if isinstance(m, ModulatedDeformConv2d):
-            m.forward = _torchvision_op_forward.__get__(m)
-    start = time.perf_counter()
-    compiled = ov.Core().compile_model(ov.convert_model(folded, example_input=x), "CPU", {
-        "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
-    request = compiled.create_infer_request()
-    xn = x.numpy()
-    return (lambda: request.infer({0: xn})), time.perf_counter() - start
-
-
-def _torchvision_op_forward(self: ModulatedDeformConv2d, x: torch.Tensor) -> torch.Tensor:
-    om = self.offset_mask(x)
-    bias = self.bias if self.bias is not None else torch.zeros(self.weight.shape[0])
-    return torch.ops.torchvision.deform_conv2d(x, self.weight, om[:, :18], torch.sigmoid(om[:, 18:]), bias,
-                                               1, 1, 1, 1, 1, 1, 1, 1, True)
-
-
-def median_ci(t: np.ndarray) -> str:
-    med, lo, hi = bootstrap_median_ci(t)
-    return f"{med:8.1f} [{lo:6.1f}, {hi:6.1f}]  IQR {np.percentile(t, 25):6.1f}-{np.percentile(t, 75):6.1f}"
-
-
-def ratio_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Median of per-round ratios a/b (paired: same round) with its 95% bootstrap CI."""
-    return bootstrap_median_ci(a / b)
-
-
-def profile_ops(session_bytes: bytes, x: np.ndarray, threads: int, runs: int) -> tuple[dict[str, float], dict]:
-    """ONNX Runtime profile: per op type, the sum over its nodes of each node's median (and minimum) time."""
     with tempfile.TemporaryDirectory() as tmp:
-        rt = OnnxRuntimeModel(session_bytes, threads, "all", profile_prefix=str(Path(tmp) / "ort"))
+        rt = OnnxRuntimeModel(export_onnx_bytes(model, HW), threads, "all", profile_prefix=str(Path(tmp) / "ort"))
         for _ in range(runs + 2):
-            rt.run(x)
+            rt.run(x.numpy())
         events = json.loads(Path(rt.end_profiling()).read_text())
     per_node: dict[str, list[float]] = collections.defaultdict(list)
     op_of: dict[str, str] = {}
-    forward: list[float] = []
     for e in events:
         if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
             per_node[e["name"]].append(e["dur"] / 1000.0)
             op_of[e["name"]] = e["args"]["op_name"]
-        elif e.get("name") == "model_run":
-            forward.append(e["dur"] / 1000.0)
-    by_op_med: dict[str, float] = collections.Counter()
-    by_op_min: dict[str, float] = collections.Counter()
-    offset_med = 0.0
+    by_op: dict[str, float] = collections.Counter()
     for name, durs in per_node.items():
-        d = np.asarray(durs[2:])  # first two runs are warm-up
-        by_op_med[op_of[name]] += float(np.median(d))
-        by_op_min[op_of[name]] += float(d.min())
-        if "offset_mask" in name:
-            offset_med += float(np.median(d))
-    return dict(by_op_med), {"min": dict(by_op_min), "forward_median": float(np.median(forward[2:])),
-                             "offset_conv_median": offset_med, "nodes": len(per_node)}
+        by_op[op_of[name]] += float(np.median(durs[2:]))
+    total = sum(by_op.values())
+    return [f"  {op:<36}{ms:8.2f} ms {100 * ms / total:5.1f}%" for op, ms in sorted(by_op.items(), key=lambda kv: -kv[1])[:8]]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def ov_profile(model: nn.Module, x: torch.Tensor, threads: int, runs: int, dcn: str) -> list[str]:
+    import openvino as ov
+
+    from core.openvino_runtime import trace_ready
+
+    with torch.no_grad():
+        converted = ov.convert_model(trace_ready(model, dcn), example_input=x, input=[list(x.shape)])
+    req = ov.Core().compile_model(converted, "CPU", {
+        "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+        "PERF_COUNT": True}).create_infer_request()
+    xn = x.numpy()
+    for _ in range(2):
+        req.infer({0: xn})
+    by_type: dict[str, float] = collections.Counter()
+    for _ in range(runs):
+        req.infer({0: xn})
+        for p in req.get_profiling_info():
+            by_type[p.node_type] += p.real_time.total_seconds() * 1000.0 / runs
+    total = sum(by_type.values())
+    return [f"  {op:<36}{ms:8.2f} ms {100 * ms / total:5.1f}%" for op, ms in by_type.most_common(8)]
+
+
+# --- the child process ------------------------------------------------------------------------------------
+
+
+def worker(runtime: str, rounds: int, warmup: int, threads: int, profile_runs: int) -> dict:
+    """Everything one runtime reports, as JSON-able data."""
+    from eval.export import sample_input
+    from tests.conftest import realistic_model
+
+    torch.set_num_threads(threads)
+    x = sample_input(HW, MODEL_CONFIGS[BASELINE].bgr_mean)
+    models = {n: realistic_model(n) for n in MODEL_CONFIGS}
+    with torch.inference_mode():
+        refs = {n: outputs(m(x)) for n, m in models.items()}
+    gen = torch.Generator().manual_seed(0)
+    x_by_c = {c: torch.randn(1, c, LAYER_HW, LAYER_HW, generator=gen) for c in {c for c, _ in LAYER_SHAPES}}
+    with timing_slot():
+        load_start = _load()
+        if runtime == "torch":
+            configs, layers = torch_configs(models, x), torch_layers(x_by_c)
+        elif runtime == "onnxruntime":
+            configs, layers = ort_configs(models, x, threads), ort_layers(x_by_c, threads)
+        else:
+            configs, layers = ov_configs(models, x, threads), ov_layers(x_by_c, threads)
+        with torch.inference_mode():
+            diffs = {label: max_abs_diff(refs[variant], outputs(check())) for label, (variant, _, check) in
+                     configs.items()}
+        times = interleave({label: run for label, (_, run, _) in configs.items()}, rounds, warmup)
+        load_mid = _load()
+        layer_times = interleave(layers, rounds, warmup)
+        if runtime == "torch":
+            profile = torch_profile(models[PROFILED], x, profile_runs)
+        elif runtime == "onnxruntime":
+            profile = ort_profile(models[PROFILED], x, threads, profile_runs)
+        else:
+            profile = (["  native DCN:"] + ov_profile(models[PROFILED], x, threads, profile_runs, "native")
+                       + ["  gather DCN:"] + ov_profile(models[PROFILED], x, threads, profile_runs, "gather"))
+        load_end = _load()
+    return {"runtime": runtime, "variants": {label: variant for label, (variant, _, _) in configs.items()},
+            "times": times, "diffs": diffs, "layer_times": layer_times, "profile": profile,
+            "load": [load_start, load_mid, load_end], "versions": _versions(runtime)}
+
+
+def _versions(runtime: str) -> str:
+    if runtime == "onnxruntime":
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__}"
+    if runtime == "openvino":
+        import openvino
+
+        return f"openvino {openvino.__version__.split('-')[0]}"
+    return f"torch {torch.__version__}"
+
+
+# --- the report -------------------------------------------------------------------------------------------
+
+
+def median_ci(t: list[float]) -> str:
+    med, lo, hi = bootstrap_median_ci(t)
+    return f"{med:8.2f} [{lo:7.2f}, {hi:7.2f}]"
+
+
+def ratio_ci(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """Median of per-round ratios a/b (paired: same round) with its 95% bootstrap CI."""
+    return bootstrap_median_ci(np.asarray(a) / np.asarray(b))
+
+
+def report(result: dict, threads: int) -> tuple[list[str], dict[str, tuple[float, float, float]]]:
+    """The runtime's section, and each FeatherFace variant's best ratio to the baseline (median, CI)."""
+    rt = result["runtime"]
+    times, variants = result["times"], result["variants"]
+    base_label = next(label for label, v in variants.items() if v == BASELINE)
+    lines = [f"## {rt} ({result['versions']}), {threads} threads; load average {result['load'][0]:.2f} at start, "
+             f"{result['load'][1]:.2f} after the detectors, {result['load'][2]:.2f} at the end", "",
+             f"{'configuration':<58}{'median ms [95% CI]':>28}{'x ' + BASELINE:>22}{'[95% CI]':>18}{'max|diff|':>11}"]
+    best: dict[str, tuple[float, float, float]] = {}
+    for label, t in times.items():
+        r, lo, hi = ratio_ci(t, times[base_label])
+        lines.append(f"{label:<58}{median_ci(t):>28}{r:22.2f} [{lo:5.2f}, {hi:5.2f}]{result['diffs'][label]:11.1e}")
+        v = variants[label]
+        if v != BASELINE and "(before)" not in label and (v not in best or r < best[v][0]):
+            best[v] = (r, lo, hi)
+    limit = GOAL["torch"] if rt == "torch" else GOAL["runtime"]
+    lines += ["", f"goal: every FeatherFace variant <= {limit}x {BASELINE} in this runtime (best configuration "
+                  "per variant; verdict from the ratio's CI):"]
+    for v, (r, lo, hi) in best.items():
+        verdict = "met" if hi <= limit else "NOT met" if lo > limit else "undecided (CI spans the limit)"
+        lines.append(f"  {v:<20}{r:6.2f}x [{lo:.2f}, {hi:.2f}]  {verdict}; {r / limit:.2f}x the limit")
+    lines += ["", f"one deformable layer at {LAYER_HW}x{LAYER_HW} (offset conv included) vs a regular 3x3 conv of "
+                  "equal multiply-adds, interleaved:"]
+    lt = result["layer_times"]
+    for c, o in LAYER_SHAPES:
+        conv_label = f"{c}->{o} conv {c}->{o + 27} (equal MACs)"
+        for label, t in lt.items():
+            if label.startswith(f"{c}->{o} "):
+                r, lo, hi = ratio_ci(t, lt[conv_label])
+                lines.append(f"  {label:<56}{median_ci(t):>28}  x conv {r:6.2f} [{lo:.2f}, {hi:.2f}]")
+    lines += ["", f"profile of {PROFILED}'s forward pass (top ops; sum of per-call self time per forward):"]
+    lines += result["profile"]
+    return lines, best
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=30, help="interleaved timed rounds per section")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes to compile)")
-    parser.add_argument("--openvino", action="store_true", help="also time OpenVINO (needs `pip install openvino`)")
-    parser.add_argument("--profile-runs", type=int, default=15)
+    parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
+    parser.add_argument("--profile-runs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
-    return parser
-
-
-def main() -> int:
-    parser = build_parser()
+    parser.add_argument("--worker", choices=RUNTIMES, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(".cache/torchinductor").resolve()))
+    if args.worker:
+        data = worker(args.worker, args.rounds, args.warmup, args.threads, args.profile_runs)
+        args.worker_out.write_text(json.dumps(data))
+        return 0
     lines: list[str] = []
 
     def say(text: str = "") -> None:
         print(text, flush=True)
         lines.append(text)
 
-    say(f"# Deployment latency, CPU, batch 1, 3x{HW[0]}x{HW[1]}, {args.threads} threads (torch and every runtime)")
-    say(f"torch {torch.__version__}, onnxruntime {ort.__version__}, {platform.machine()}, {os.cpu_count()} cores; "
-        f"load average at start {os.getloadavg()[0]:.2f} (shared machine: compare rows, not absolute ms)")
-    say(f"{args.rounds} interleaved rounds per section after {args.warmup} warm-up calls; ms as median [95% CI] "
-        "and interquartile range")
+    say(f"# Deployment latency, CPU, batch 1, 3x{HW[0]}x{HW[1]}, {args.threads} threads, one process per runtime")
+    say(f"{platform.machine()}, {os.cpu_count()} cores; load average {_load():.2f} at start; {args.rounds} interleaved "
+        f"rounds after {args.warmup} warm-up calls; ms as median [95% bootstrap CI]; ratios are medians of per-round "
+        "ratios (paired) [95% CI]; max|diff| against the plain PyTorch model on the bundled sample")
     say()
-
-    x = sample_input(HW, MODEL_CONFIGS[STEP_MODEL].bgr_mean)
-    xn = x.numpy()
-    models = {n: realistic_model(n) for n in MODEL_CONFIGS}
-    with torch.inference_mode():
-        refs = {n: outputs(m(x)) for n, m in models.items()}
-    baseline = models[BASELINE]
-
-    # 1. Steps on one variant, the baseline's eager forward timed alongside.
-    m = models[STEP_MODEL]
-    steps: dict[str, Run] = {
-        f"{BASELINE} eager PyTorch (baseline)": torch_run(baseline, x),
-        "PyTorch eager: grid_sample DCN + BN folding + channels-last": eager_default(m, x),
-        "ONNX Runtime, grid_sample DCN exported, opt all": ort_run(ort_session(m, args.threads, dcn="grid_sample"), xn),
-    }
-    for level in ("disable", "basic", "extended", "all"):
-        steps[f"ONNX Runtime, native DeformConv, opt {level}"] = ort_run(ort_session(m, args.threads, level), xn)
-    notes = []
-    if args.compile:
-        run, seconds = compiled_run(m, x)
-        steps["torch.compile (inductor) of the PyTorch inference copy"] = run
-        notes.append(f"torch.compile: first call {seconds:.0f} s (cache: {os.environ['TORCHINDUCTOR_CACHE_DIR']})")
-    if args.openvino:
-        run, seconds = openvino_run(m, x, args.threads)
-        steps["OpenVINO (PyTorch frontend, torchvision DCN op)"] = run
-        notes.append(f"OpenVINO: convert + compile {seconds:.0f} s")
-    with torch.inference_mode():
-        diffs = {label: max_abs_diff(refs[BASELINE if label.startswith(BASELINE) else STEP_MODEL], outputs(run()))
-                 for label, run in steps.items()}
-    times = interleave(steps, args.rounds, args.warmup)
-    base_t = times[next(iter(steps))]
-    say(f"## Steps ({STEP_MODEL}); ratio = median of per-round ratios to {BASELINE} eager [95% CI]")
-    say(f"{'configuration':<62}{'median ms [95% CI]':>26}{'':>19}{'ratio':>8}{'[95% CI]':>16}{'max|diff|':>11}")
-    for label, t in times.items():
-        r, lo, hi = ratio_ci(t, base_t)
-        say(f"{label:<62}{median_ci(t)}{r:8.2f} [{lo:5.2f}, {hi:5.2f}]{diffs[label]:11.1e}")
-    for note in notes:
-        say(f"({note})")
-    say(f"(load average now {os.getloadavg()[0]:.2f})")
-    say()
-
-    # 2. The goal: every variant on its fastest path vs the baseline.
-    ff_steps = {k: v for k, v in times.items() if not k.startswith(BASELINE)}
-    fastest = min(ff_steps, key=lambda k: float(np.median(ff_steps[k])))
-    use_ort = fastest.startswith("ONNX Runtime, native")
-    level = fastest.rsplit(" ", 1)[-1] if use_ort else "all"
-    say(f"## Goal: every FeatherFace variant on its fastest path vs {BASELINE}")
-    say(f"fastest path in the steps above: {fastest}" + ("" if use_ort else
-        " (the goal table times the project's ONNX Runtime backend, native DeformConv, opt all, for every "
-        "variant; see the 1-thread control for the other runtimes without thread contention)"))
-    goal: dict[str, Run] = {
-        f"{BASELINE} eager PyTorch": torch_run(baseline, x),
-        f"{BASELINE} PyTorch, BN folded + channels-last": eager_default(baseline, x),
-        f"{BASELINE} ONNX Runtime, opt all": ort_run(ort_session(baseline, args.threads), xn),
-    }
-    sessions = {n: ort_session(models[n], args.threads, level) for n in FEATHERFACE}
-    for n in FEATHERFACE:
-        goal[f"{n} ONNX Runtime, native DeformConv, opt {level}"] = ort_run(sessions[n], xn)
-    if args.openvino:  # the other runtime, against its own baseline too
-        for n in (BASELINE, *FEATHERFACE):
-            goal[f"{n} OpenVINO"] = openvino_run(models[n], x, args.threads)[0]
-    with torch.inference_mode():
-        goal_diffs = {label: max_abs_diff(refs[label.split(" ", 1)[0]], outputs(run())) for label, run in goal.items()}
-    gtimes = interleave(goal, args.rounds, args.warmup)
-    eager_t = gtimes[f"{BASELINE} eager PyTorch"]
-    ort_t = gtimes[f"{BASELINE} ONNX Runtime, opt all"]
-    ov_t = gtimes.get(f"{BASELINE} OpenVINO")
-    say(f"{'configuration':<62}{'median ms [95% CI]':>26}{'':>19}{'/ eager':>8}{'[95% CI]':>16}"
-        f"{'/ same rt':>10}{'max|diff|':>11}")
-    eager_over_ort = float(np.median(eager_t / ort_t))
-    quiet = QUIET_EAGER_MS / QUIET_ORT_MS
-    loaded = eager_over_ort > 1.5 * quiet
-    verdicts = []
-    for label, t in gtimes.items():
-        r, lo, hi = ratio_ci(t, eager_t)
-        same = ov_t if "OpenVINO" in label else ort_t if "ONNX Runtime" in label else eager_t
-        r_ort = float(np.median(t / same))
-        say(f"{label:<62}{median_ci(t)}{r:8.2f} [{lo:5.2f}, {hi:5.2f}]{r_ort:10.2f}{goal_diffs[label]:11.1e}")
-        if label.split(" ", 1)[0] in FEATHERFACE and "OpenVINO" not in label:
-            if loaded:
-                est = r_ort / quiet
-                met = f"quiet-machine estimate {est:.2f}x -> goal {'met' if est <= 1.0 else 'not met'}"
-            else:
-                met = "goal " + ("met" if hi <= 1.0 else ("not met" if lo > 1.0 else "undecided (CI spans 1)"))
-            variant = label.split(" ", 1)[0]
-            ov_note = (f" (OpenVINO: {float(np.median(gtimes[f'{variant} OpenVINO'] / ov_t)):.2f}x its OpenVINO "
-                       "median)" if ov_t is not None else "")
-            verdicts.append(f"{variant}: {r:.2f}x the baseline's eager median [{lo:.2f}, {hi:.2f}], "
-                            f"{r_ort:.2f}x its ONNX Runtime median; {met}{ov_note}")
-    say(f"load check: here the baseline's eager PyTorch takes {eager_over_ort:.1f}x its own ONNX Runtime time; "
-        f"issue 12 measured {QUIET_EAGER_MS} / {QUIET_ORT_MS} ms = {quiet:.1f}x on a quiet machine. "
-        + ("Load hits eager PyTorch's 2 synchronising threads far harder than ONNX Runtime, so the '/ eager' "
-           "column flatters every ONNX Runtime row and is not used for the verdict; the load-robust estimate is "
-           f"'/ same rt' / {quiet:.1f} (a runtime against the baseline in the same runtime, scaled by the "
-           "quiet-machine ratio)."
-           if loaded else "Consistent: the measured '/ eager' CI is used for the verdict."))
-    say("verdicts (goal: ratio to the baseline's eager PyTorch median <= 1):")
-    for v in verdicts:
-        say(f"  {v}")
-    say(f"(load average now {os.getloadavg()[0]:.2f})")
-    say()
-
-    # 2b. Control on one thread (no intra-op thread synchronisation to suffer from load).
-    torch.set_num_threads(1)
-    control = {
-        f"{BASELINE} eager PyTorch, 1 thread": torch_run(baseline, x),
-        f"{BASELINE} ONNX Runtime, 1 thread": ort_run(OnnxRuntimeModel(export_onnx_bytes(baseline, HW), 1), xn),
-        f"{STEP_MODEL} ONNX Runtime native DeformConv, 1 thread": ort_run(
-            OnnxRuntimeModel(export_onnx_bytes(m, HW), 1, level), xn),
-    }
-    if args.openvino:
-        control[f"{BASELINE} OpenVINO, 1 thread"] = openvino_run(baseline, x, 1)[0]
-        control[f"{STEP_MODEL} OpenVINO, 1 thread"] = openvino_run(m, x, 1)[0]
-    ctimes = interleave(control, args.rounds, args.warmup)
-    torch.set_num_threads(args.threads)
-    c_eager = ctimes[f"{BASELINE} eager PyTorch, 1 thread"]
-    say("## Control: the same comparison on 1 thread (no intra-op thread synchronisation, so load-robust); "
-        "ratio to the baseline's eager PyTorch")
-    for label, t in ctimes.items():
-        r, lo, hi = ratio_ci(t, c_eager)
-        say(f"{label:<62}{median_ci(t)}{r:8.2f} [{lo:5.2f}, {hi:5.2f}]")
-    say(f"(load average now {os.getloadavg()[0]:.2f})")
-    say()
-
-    # 3. Where the time goes, per op (ONNX Runtime profiler).
-    say(f"## Per-op profile, ONNX Runtime opt all, {args.profile_runs} profiled runs "
-        "(sum over nodes of each node's median; minimum in brackets)")
-    for name in (STEP_MODEL, BASELINE):
-        by_med, extra = profile_ops(export_onnx_bytes(models[name], HW), xn, args.threads, args.profile_runs)
-        total = sum(by_med.values())
-        say(f"{name}: forward median {extra['forward_median']:.1f} ms, {extra['nodes']} nodes, "
-            f"sum of node medians {total:.1f} ms")
-        for op, ms in sorted(by_med.items(), key=lambda kv: -kv[1])[:8]:
-            say(f"  {op:<22}{ms:8.2f} ms ({extra['min'][op]:6.2f}) {100 * ms / total:5.1f}%")
-        if name != BASELINE:
-            say(f"  of the Conv time, the 15 DCN offset/mask convs: {extra['offset_conv_median']:.2f} ms")
-    say(f"(load average at the end {os.getloadavg()[0]:.2f})")
+    best: dict[str, dict[str, tuple[float, float, float]]] = {}
+    for rt in args.runtimes:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "result.json"
+            cmd = [sys.executable, "-m", "benchmarks.bench_deploy", "--worker", rt, "--worker-out", str(out),
+                   "--rounds", str(args.rounds), "--warmup", str(args.warmup), "--threads", str(args.threads),
+                   "--profile-runs", str(args.profile_runs)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                say(f"## {rt}: failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+                say()
+                continue
+            section, best[rt] = report(json.loads(out.read_text()), args.threads)
+        for line in section:
+            say(line)
+        say()
+    say("## Summary: each FeatherFace variant's best ratio to " + BASELINE + " in the same runtime")
+    say(f"{'variant':<20}" + "".join(f"{rt:>24}" for rt in best))
+    for v in FEATHERFACE:
+        say(f"{v:<20}" + "".join(f"{best[rt][v][0]:8.2f} [{best[rt][v][1]:.2f}, {best[rt][v][2]:.2f}]"
+                                 if v in best[rt] else f"{'-':>24}" for rt in best))
+    say(f"(load average at the end {_load():.2f})")
     if args.out:
         atomic_write_text(args.out, "\n".join(lines) + "\n")
     return 0

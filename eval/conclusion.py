@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.special import stdtrit  # the t quantile (what stats.t.ppf calls), without scipy.stats
 
 from core.artifacts import DEFAULT_RESULTS, DEFAULT_RUNS, TARGETS, atomic_write_text
-from core.config import COMPARED_MODELS, MODEL_CONFIGS, MODEL_ORDER, TARGET_MODEL
+from core.config import BASELINE_MODEL, COMPARED_MODELS, MODEL_CONFIGS, MODEL_ORDER, TARGET_MODEL
 from eval.compare import (
     METRICS,
     PAIRS,
@@ -47,7 +47,7 @@ from eval.hypotheses import (
     load_attention_report,
     load_compare_ap,
 )
-from eval.latency_stats import MIN_ROUNDS, paired_difference, precision_note
+from eval.latency_stats import MIN_ROUNDS, paired_difference, precision_note, ratios_to
 from eval.run_index import index_runs
 
 _AP_WORD = {"agrees": "higher", "opposes": "lower", "includes 0": "indistinguishable (CI includes 0)"}
@@ -200,6 +200,12 @@ def _latency_section(lat: pd.DataFrame, runs: pd.DataFrame) -> list[str]:
         verdict = r.get("overhead_verdict") or "no CI: no verdict"
         out.append(f"| {display_name(r['model'])} | {med} | {over} | {verdict if r['model'] != 'none' else '–'} |")
     out += ["", f"- {precision_note(latest)}"]
+    ratios = ratios_to(session, BASELINE_MODEL) if not session.empty else {}
+    if ratios:
+        backend = first.get("backend") if isinstance(first.get("backend"), str) and first.get("backend") else "torch"
+        out.append(f"- Latency as a multiple of {display_name(BASELINE_MODEL)} in the same session and runtime "
+                   f"({backend}; median of per-round ratios): "
+                   + "; ".join(f"{display_name(m)} {r.text()}" for m, r in ratios.items()) + ".")
     compared = [m for m in COMPARED_MODELS if m in set(session["model"])]
     if len(compared) > 1:
         names = {m: display_name(m) for m in MODEL_ORDER}

@@ -93,6 +93,56 @@ def paired_difference(runs: pd.DataFrame, a: str, b: str, resamples: int = RESAM
     return PairedDifference(a, b, median, low, high, int(diff.size))
 
 
+@dataclass(frozen=True)
+class PairedRatio:
+    """Median of the per-round ratios a / b with its bootstrap CI, over `rounds` paired rounds: how many
+    times b's latency a takes when both run under the same load (issue 19's "x RetinaFace" figure)."""
+
+    a: str
+    b: str
+    ratio: float
+    ci_low: float
+    ci_high: float
+    rounds: int
+
+    def text(self) -> str:
+        """E.g. "1.42x (95% CI 1.38-1.47)", or "1.42x (no CI: fewer than 10 rounds)"."""
+        ci = (f"95% CI {self.ci_low:.2f}-{self.ci_high:.2f}" if np.isfinite(self.ci_low)
+              else f"no CI: fewer than {MIN_ROUNDS} rounds")
+        return f"{self.ratio:.2f}x ({ci})"
+
+    def within(self, limit: float) -> str:
+        """"within" / "over" `limit` when the CI is on one side of it, else "undecided"."""
+        if not np.isfinite(self.ci_low):
+            return "undecided"
+        return "within" if self.ci_high <= limit else "over" if self.ci_low > limit else "undecided"
+
+
+def paired_ratio(runs: pd.DataFrame, a: str, b: str, resamples: int = RESAMPLES, level: float = LEVEL,
+                 seed: int = 0) -> PairedRatio:
+    """Paired a / b over the rounds where both were timed (long-format runs: round, model, ms)."""
+    table = _rounds_table(runs)
+    for name in (a, b):
+        if name not in table.columns:
+            raise KeyError(f"{name!r} was not timed in these runs (timed: {sorted(table.columns)})")
+    if a == b:
+        n = int(table[a].notna().sum())
+        return PairedRatio(a, b, 1.0, 1.0, 1.0, n)
+    both = table[[a, b]].dropna()
+    ratio = (both[a] / both[b]).to_numpy()
+    median, low, high = bootstrap_median_ci(ratio, resamples, level, seed)
+    return PairedRatio(a, b, median, low, high, int(ratio.size))
+
+
+def ratios_to(runs: pd.DataFrame, reference: str, resamples: int = RESAMPLES, level: float = LEVEL,
+              seed: int = 0) -> dict[str, PairedRatio]:
+    """Every other model's `paired_ratio` to `reference` (first-appearance order); {} when it was not timed."""
+    models = list(dict.fromkeys(runs["model"])) if "model" in runs.columns else []
+    if reference not in models:
+        return {}
+    return {m: paired_ratio(runs, m, reference, resamples, level, seed) for m in models if m != reference}
+
+
 def summarize_runs(runs: pd.DataFrame, baseline: str = BASELINE, batch: int = 1, resamples: int = RESAMPLES,
                    level: float = LEVEL, seed: int = 0,
                    order: list[str] | None = None) -> list[dict[str, float | str | int]]:

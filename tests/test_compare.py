@@ -294,3 +294,23 @@ def test_attribute_order_is_natural_not_alphabetical(results: Path):
     table = attribute_table(records[:1])
     assert list(dict.fromkeys(table["attribute"])) == ["occlusion", "scale"]
     assert table[table["attribute"] == "scale"]["value"].tolist() == ["small", "medium", "large"]
+
+
+def test_conclusion_reports_each_model_as_a_multiple_of_the_baseline(results: Path):
+    """With the RetinaFace baseline timed in the latest session, the latency section states every other
+    model's paired per-round ratio to it, with its CI; without the baseline it says nothing of the kind."""
+    rows = latency_rows() + [latency_rows()[-1] | {"model": "retinaface_mnet", "median_ms": 20.0}]
+    pd.DataFrame(rows, columns=list(LATENCY_COLUMNS)).to_csv(results / "latency_benchmark.csv", index=False)
+    rng = np.random.default_rng(0)
+    load = rng.gamma(2.0, 4.0, 40)
+    factor = {"cbam": 1.5, "eca_cbam": 1.25, "eca_cbam_parallel": 1.3, "none": 1.2, "retinaface_mnet": 1.0}
+    runs = [{"session": "s1", "round": r, "position": i, "model": m, "ms": f * (20.0 + load[r])}
+            for r in range(40) for i, (m, f) in enumerate(factor.items())]
+    pd.DataFrame(runs).to_csv(results / "latency_runs.csv", index=False)
+    md = build_conclusion(results_root=results)
+    line = next(li for li in md.splitlines() if "as a multiple of RetinaFace" in li)
+    assert "CBAM baseline 1.50x (95% CI 1.50-1.50)" in line and "ECA-CBAM sequential 1.25x" in line
+    assert "(torch;" in line
+    pd.DataFrame(runs[:0] + [r for r in runs if r["model"] != "retinaface_mnet"]).to_csv(
+        results / "latency_runs.csv", index=False)
+    assert "as a multiple of" not in build_conclusion(results_root=results)

@@ -12,7 +12,9 @@ from eval.latency_stats import (
     MIN_ROUNDS,
     bootstrap_median_ci,
     paired_difference,
+    paired_ratio,
     precision_note,
+    ratios_to,
     summarize_runs,
     verdict,
 )
@@ -89,3 +91,24 @@ def test_precision_note_reports_the_widest_ci():
     assert f"{widest:.1f} ms" in note and "paired differences" in note
     few = summarize_runs(crafted_runs(rounds=5))
     assert "Precision unknown" in precision_note(few)
+
+
+def test_paired_ratio_recovers_a_slowdown_factor_under_load():
+    """b's cost swings with a shared per-round load; a costs 1.4x b in every round (plus noise). The paired
+    ratio finds 1.4 with a CI narrow enough to place it between 1.3 and 1.5."""
+    rng = np.random.default_rng(1)
+    base = 10.0 * rng.gamma(4.0, 0.5, 60)  # 20 ms median, wide spread
+    rows = [{"session": "s", "round": r, "model": m, "ms": v}
+            for r in range(60) for m, v in (("b", base[r]), ("a", 1.4 * base[r] * rng.normal(1, 0.01)))]
+    ratio = paired_ratio(pd.DataFrame(rows), "a", "b")
+    assert ratio.rounds == 60
+    assert ratio.ci_low < 1.4 < ratio.ci_high
+    assert ratio.within(1.5) == "within" and ratio.within(1.3) == "over" and ratio.within(1.4) == "undecided"
+    assert ratio.text().startswith("1.40x (95% CI 1.3")
+    assert paired_ratio(pd.DataFrame(rows), "b", "b").ratio == 1.0
+    few = paired_ratio(pd.DataFrame(rows[: 2 * (MIN_ROUNDS - 1)]), "a", "b")
+    assert "no CI" in few.text() and few.within(1.5) == "undecided"
+    with pytest.raises(KeyError, match="not timed"):
+        paired_ratio(pd.DataFrame(rows), "a", "zzz")
+    assert list(ratios_to(pd.DataFrame(rows), "b")) == ["a"]
+    assert ratios_to(pd.DataFrame(rows), "retinaface_mnet") == {}

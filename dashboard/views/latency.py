@@ -29,11 +29,11 @@ from eval.compare import (
     load_latency_runs,
 )
 from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, for_backend, measure_session, save_session
-from eval.latency_stats import paired_difference, precision_note
+from eval.latency_stats import paired_difference, precision_note, ratios_to
 from eval.model_loading import random_option
 from eval.timing_lock import TimingBusy, load_caption, load_warning, timing_slot
 
-BACKEND_NAMES = {"torch": "PyTorch", "onnxruntime": "ONNX Runtime (CPU, native DeformConv)",
+BACKEND_NAMES = {"torch": "PyTorch (fused deformable SSH)", "onnxruntime": "ONNX Runtime (CPU, native DeformConv)",
                  "openvino": "OpenVINO (CPU)"}
 RESULT_KEY = "lat_result"
 SAVE_MSG_KEY = "lat_save_message"
@@ -61,6 +61,14 @@ def _pair_picker(runs: pd.DataFrame, key: str) -> None:
     a = c1.selectbox("Model A", models, format_func=display_name, key=f"{key}_a")
     b = c2.selectbox("Model B", models, index=len(models) - 1, format_func=display_name, key=f"{key}_b")
     st.markdown(f"**A − B:** {paired_difference(runs, a, b).sentence(NAMES)}.")
+
+
+def _baseline_ratios(runs: pd.DataFrame) -> None:
+    """Each model's latency as a multiple of the RetinaFace baseline's, paired per round (same backend)."""
+    ratios = ratios_to(runs, BASELINE_MODEL)
+    if ratios:
+        st.markdown(f"**× {display_name(BASELINE_MODEL)}** (paired per round, same backend and threads): "
+                    + "; ".join(f"{display_name(m)} {r.text()}" for m, r in ratios.items()) + ".")
 
 
 selection = current_selection()
@@ -145,6 +153,7 @@ if result and result["rows"]:
     st.dataframe(latency_display(frame).style.format(precision=2), hide_index=True, width="stretch")
     st.markdown("**Compare any two models** (paired per round):")
     _pair_picker(result["runs"], "lat_pair")
+    _baseline_ratios(result["runs"])
     times = {m: g["ms"].tolist() for m, g in result["runs"].groupby("model", sort=False)}
     st.plotly_chart(latency_box_figure(times), width="stretch", key="lat_box")
     st.caption("Box plot: each timed run (warm-up excluded), the timings the table's statistics summarise.")
@@ -186,3 +195,4 @@ elif not earlier.errors:
         session = st.selectbox("Saved session", sessions, format_func=lambda s: f"{dates.get(s, '?')} · {s}",
                                key="lat_session")
         _pair_picker(saved_runs.frame[saved_runs.frame["session"] == session], "lat_saved_pair")
+        _baseline_ratios(saved_runs.frame[saved_runs.frame["session"] == session])
