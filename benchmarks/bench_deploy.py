@@ -261,7 +261,8 @@ def ort_profile(model: nn.Module, x: torch.Tensor, threads: int, runs: int) -> l
     for name, durs in per_node.items():
         by_op[op_of[name]] += float(np.median(durs[2:]))
     total = sum(by_op.values())
-    return [f"  {op:<36}{ms:8.2f} ms {100 * ms / total:5.1f}%" for op, ms in sorted(by_op.items(), key=lambda kv: -kv[1])[:8]]
+    ranked = sorted(by_op.items(), key=lambda kv: -kv[1])[:8]
+    return [f"  {op:<36}{ms:8.2f} ms {100 * ms / total:5.1f}%" for op, ms in ranked]
 
 
 def ov_profile(model: nn.Module, x: torch.Tensor, threads: int, runs: int, dcn: str) -> list[str]:
@@ -423,7 +424,8 @@ def main() -> int:
                    "--profile-runs", str(args.profile_runs)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
-                say(f"## {rt}: failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+                why = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
+                say(f"## {rt}: failed: {why}")
                 say()
                 continue
             section, best[rt] = report(json.loads(out.read_text()), args.threads)
