@@ -127,6 +127,8 @@ def test_latency_live_run_and_save(roots):
     assert "RetinaFace-mnet0.25 (baseline)" in [m.label for m in at.metric]
     assert "Precision: the 95% CIs of the paired differences to none" in texts(at.info)
     assert "vs none (" in " ".join(str(m.delta) for m in at.metric)
+    ratios = next(t for t in texts(at.markdown).split("\n") if "× RetinaFace-mnet0.25 (baseline)" in t)
+    assert "CBAM baseline" in ratios and "x (95% CI" in ratios  # each model as a multiple of the baseline
     at.selectbox(key="lat_pair_a").set_value("cbam")
     at.selectbox(key="lat_pair_b").set_value("eca_cbam").run()
     assert "CBAM baseline is" in texts(at.markdown) and "10 paired rounds" in texts(at.markdown)
