@@ -323,9 +323,11 @@ def measure_study(folder: Path | None) -> list[str]:
                      f"JSONs ({sum(p.stat().st_size for p in (results / 'eval').glob('*.json')) / 1e6:.1f} MB); "
                      "the shipped runs roots (reference, demo) are listed beside it as in the app")
         lines += parse_rates(files[0])
-        real = sorted((Path(__file__).resolve().parents[2] / "shared" / "reference" / "featherface_eca_cbam")
-                      .glob("events.out.tfevents.*"))
-        if real:
+        repo = Path(__file__).resolve().parents[1]
+        real = [p for folder in (repo / "assets" / "reference" / "runs" / "featherface_eca_cbam",
+                                 repo.parent / "shared" / "reference" / "featherface_eca_cbam")
+                for p in sorted(folder.glob("events.out.tfevents.*"))]
+        if real:  # the source's real 350-epoch log
             lines += parse_rates(real[0])
         lines.append("page script time (AppTest): cold = first run in a fresh process, imports included, first "
                      "with an empty event-file disk cache (every file decoded), then again in another fresh "

@@ -105,13 +105,12 @@ def _long_register(data: np.ndarray, start: int, length: int) -> np.uint32:
     return reg if length else c[0]
 
 
-def _masked_crc32c_many(buf: bytes | np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Masked CRC-32C (TFRecord's checksum) of many byte ranges of `buf` at once.
+def _crc_registers(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """CRC-32C registers (before the final xor and TFRecord's masking) of many byte ranges of `data` at once.
 
     Ranges are grouped by length; each group is one table gather and one XOR reduction (see
     `_distance_tables`), about 30x faster than the per-byte update and 100x than pure Python.
     """
-    data = buf if isinstance(buf, np.ndarray) else np.frombuffer(buf, dtype=np.uint8)
     starts, lengths = np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
     t, c = _distance_tables()
     reg = np.empty(len(starts), dtype=np.uint32)
@@ -130,7 +129,31 @@ def _masked_crc32c_many(buf: bytes | np.ndarray, starts: np.ndarray, lengths: np
         reg[group] = np.bitwise_xor.reduce(t[np.arange(n - 1, -1, -1), block], axis=1) ^ c[n]
     for i in np.flatnonzero(lengths > _TABLE_MAX):
         reg[i] = _long_register(data, int(starts[i]), int(lengths[i]))
-    return _mask(reg)
+    return reg
+
+
+def _masked_crc32c_many(buf: bytes | np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Masked CRC-32C (TFRecord's checksum) of many byte ranges of `buf` at once."""
+    data = buf if isinstance(buf, np.ndarray) else np.frombuffer(buf, dtype=np.uint8)
+    return _mask(_crc_registers(data, starts, lengths))
+
+
+@lru_cache(maxsize=1)
+def _short_header_crcs() -> np.ndarray:
+    """The masked CRC of the 8-byte length field of every record shorter than 64 KiB (two non-zero bytes)."""
+    t, c = _distance_tables()
+    n = np.arange(1 << 16)
+    return _mask(c[8] ^ t[7][n & 0xFF] ^ t[6][n >> 8])
+
+
+def _headers_ok(buf: bytes, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Each record's length checksum against its stored one (a table look-up for the usual short records)."""
+    expected = np.empty(len(starts), dtype=np.uint32)
+    short = lengths < (1 << 16)
+    expected[short] = _short_header_crcs()[lengths[short]]
+    long_ = np.flatnonzero(~short)
+    expected[long_] = _masked_crc32c_many(data, starts[long_], np.full(len(long_), 8, dtype=np.int64))
+    return expected == _fixed(buf, starts + 8, "<u4")
 
 
 # --------------------------------------------------------------------------- framing
@@ -147,17 +170,15 @@ class Framing:
     reason: str | None
 
 
-def frame_records(buf: bytes) -> Framing:
-    """Follow record boundaries, then verify every length and data checksum at once.
-
-    A bad length can only misplace boundaries after its own record, which fails its header check and
-    ends the valid prefix there; nothing after a corrupt record is trusted.
-    """
+def _follow(buf: bytes) -> tuple[np.ndarray, np.ndarray, int, str | None]:
+    """Record offsets and payload lengths by following the length fields (the one serial step), where the
+    last whole record ends, and why following stopped (None, "incomplete", or "corrupt" for a partial last
+    record whose length checksum fails)."""
     starts: list[int] = []
     add = starts.append
     unpack = struct.Struct("<Q").unpack_from
     pos, n, tail = 0, len(buf), None
-    while pos < n:  # the one serial step: each record's length says where the next one starts
+    while pos < n:
         if n - pos < 12:
             tail = "incomplete"
             break
@@ -170,19 +191,29 @@ def frame_records(buf: bytes) -> Framing:
         add(pos)
         pos = nxt
     st = np.asarray(starts, dtype=np.int64)
-    ln = np.diff(st, append=pos) - 16
-    if not starts:
-        return Framing(st, ln, 0, tail)
-    data = np.frombuffer(buf, dtype=np.uint8)
-    stored = _fixed(buf, st + 8, "<u4")
-    header_ok = _masked_crc32c_many(data, st, np.full(len(st), 8, dtype=np.int64)) == stored
-    stored = _fixed(buf, st + 12 + ln, "<u4")
-    data_ok = _masked_crc32c_many(data, st + 12, ln) == stored
-    bad = np.flatnonzero(~(header_ok & data_ok))
+    return st, np.diff(st, append=pos) - 16, pos, tail
+
+
+def _valid_prefix(st: np.ndarray, ln: np.ndarray, pos: int, tail: str | None, ok: np.ndarray) -> Framing:
+    bad = np.flatnonzero(~ok)
     if bad.size:
         k = int(bad[0])
         return Framing(st[:k], ln[:k], int(st[k]), "corrupt")
     return Framing(st, ln, pos, tail)
+
+
+def frame_records(buf: bytes) -> Framing:
+    """Follow record boundaries, then verify every length and data checksum at once.
+
+    A bad length can only misplace boundaries after its own record, which fails its header check and
+    ends the valid prefix there; nothing after a corrupt record is trusted.
+    """
+    st, ln, pos, tail = _follow(buf)
+    if not len(st):
+        return Framing(st, ln, 0, tail)
+    data = np.frombuffer(buf, dtype=np.uint8)
+    ok = _headers_ok(buf, data, st, ln) & (_masked_crc32c_many(data, st + 12, ln) == _fixed(buf, st + 12 + ln, "<u4"))
+    return _valid_prefix(st, ln, pos, tail, ok)
 
 
 def scan_records(buf: bytes) -> tuple[int, str | None]:
@@ -303,8 +334,14 @@ def _words(buf: bytes) -> np.ndarray:
 
 
 def _tag_codes(buf: bytes, start: np.ndarray, end: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Distinct tag strings and each value's index into them, without a Python string per value: the tag
-    bytes are read as 64-bit words, hashed, factorised, and the grouping verified word for word."""
+    """Distinct tag strings and each value's index into them."""
+    return _distinct(*_tag_codes_exact(buf, start, end))
+
+
+def _tag_codes_exact(buf: bytes, start: np.ndarray, end: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Each value's index among the distinct tag byte strings (and their text), without a Python string
+    per value: the tag bytes are read as 64-bit words, hashed, factorised, and the grouping verified word
+    for word. Two byte strings get two codes even when they decode to one text (invalid UTF-8)."""
     n = end - start
     n_words = -(-int(n.max(initial=0)) // 8)
     if len(start) and 0 < n_words <= 32:
@@ -320,10 +357,10 @@ def _tag_codes(buf: bytes, start: np.ndarray, end: np.ndarray) -> tuple[list[str
         rep = np.unique(codes, return_index=True)[1]  # the first value of each hash
         if np.array_equal(words, words[:, rep[codes]]) and np.array_equal(n, n[rep[codes]]):
             tags = [buf[s:e].decode("utf-8", errors="replace") for s, e in zip(start[rep], end[rep], strict=True)]
-            return _distinct(tags, codes)
+            return tags, codes.astype(np.int32)
     raw = [buf[s:e] for s, e in zip(start.tolist(), end.tolist(), strict=True)]
     codes, uniques = pd.factorize(pd.Series(raw, dtype=object))
-    return _distinct([u.decode("utf-8", errors="replace") for u in uniques], codes)
+    return [u.decode("utf-8", errors="replace") for u in uniques], codes.astype(np.int32)
 
 
 def _distinct(tags: list[str], codes: np.ndarray) -> tuple[list[str], np.ndarray]:
@@ -405,22 +442,26 @@ class _Values:
     wall: np.ndarray
 
 
-def _template(buf: bytes, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, _Values]:
+def _template(buf: bytes, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+              ) -> tuple[np.ndarray, _Values, np.ndarray]:
     """The records laid out exactly as SummaryWriter.add_scalar writes them, read at fixed offsets:
 
         09 <wall_time f64> [10 <step varint>] 2A <n+9> 0A <n+7> 0A <n> <tag: n bytes> 15 <simple_value f32>
 
     (Event{wall_time, step, summary{value{tag, simple_value}}}, nothing else, lengths below 128). Such a
-    record has this one reading under protobuf's rules; every other record goes through `_walk`.
+    record has this one reading under protobuf's rules; every other record goes through `_walk`. Also
+    returns, per matched record, the byte count of its step varint (0: no step field).
     """
     p = starts + 12
     ok = data[p] == 0x09
     q = p + 9
     has_step = data[q] == 0x10
     step = np.zeros(len(p), dtype=np.int64)
+    step_bytes = np.zeros(len(p), dtype=np.int64)
     with_step = np.flatnonzero(has_step & ok)
     value, count = _varint(data, q[with_step] + 1)
     step[with_step] = value.view(np.int64)
+    step_bytes[with_step] = count
     q = q.copy()
     q[with_step] += 1 + count
     ok[with_step[count == 0]] = False
@@ -434,7 +475,34 @@ def _template(buf: bytes, data: np.ndarray, starts: np.ndarray, lengths: np.ndar
     hit = np.flatnonzero(ok)
     values = _Values(hit, tag_start[hit], tag_end[hit], step[hit],
                      _fixed(buf, tag_end[hit] + 1, "<f4").astype(np.float64), _fixed(buf, p[hit] + 1, "<f8"))
-    return ok, values
+    return ok, values, step_bytes[hit]
+
+
+def _template_registers(data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, values: _Values,
+                        step_bytes: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """CRC registers of the `_template` records without reading all their bytes.
+
+    Records of one tag and one step width differ only in wall_time, the step varint and the value: every
+    other byte (structure checked by `_template`, tag bytes checked equal by `_tag_codes`) is the same, at
+    the same distance from the end. CRC-32C being linear, a record's register is its group's first
+    record's register (computed in full) xor what its differing bytes change: 12-22 table look-ups per
+    record instead of one per byte.
+    """
+    t, _ = _distance_tables()
+    rec = values.rec
+    p, n = starts[rec] + 12, lengths[rec]
+    varying = np.zeros(len(rec), dtype=np.uint32)
+    for o in range(1, 9):  # wall_time
+        varying ^= t[n - 1 - o, data[p + o]]
+    for o in range(4):  # simple_value: the last 4 bytes
+        varying ^= t[3 - o, data[p + n - 4 + o]]
+    for j in range(int(step_bytes.max(initial=0))):  # step varint after its key at offset 9
+        sel = np.flatnonzero(step_bytes > j)
+        varying[sel] ^= t[n[sel] - 11 - j, data[p[sel] + 10 + j]]
+    group = codes.astype(np.int64) * 16 + step_bytes
+    _, first, inverse = np.unique(group, return_index=True, return_inverse=True)
+    full = _crc_registers(data, p[first], n[first])
+    return full[inverse] ^ varying ^ varying[first][inverse]
 
 
 @dataclass(frozen=True)
@@ -502,26 +570,35 @@ def _walk(buf: bytes, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray)
 def decode_records(buf: bytes, starts: np.ndarray, lengths: np.ndarray) -> Decoded:
     """Scalar summaries of the framed records (`frame_records`) of `buf`, vectorised over records: the
     common layout at fixed offsets (`_template`), the rest field by field (`_walk`)."""
-    n_rec = len(starts)
-    if not n_rec:
+    if not len(starts):
         return Decoded(empty_arrays(), np.zeros(0, np.int64), (), float("inf"), ())
-    data = np.concatenate([np.frombuffer(buf, dtype=np.uint8), np.zeros(_PAD, dtype=np.uint8)])
-    matched, fast = _template(buf, data, starts, lengths)
+    data = _padded(buf)
+    matched, fast, _ = _template(buf, data, starts, lengths)
+    tags, codes = _tag_codes(buf, fast.tag_start, fast.tag_end)
+    return _decode(buf, data, starts, lengths, matched, fast, tags, codes)
+
+
+def _padded(buf: bytes) -> np.ndarray:
+    return np.concatenate([np.frombuffer(buf, dtype=np.uint8), np.zeros(_PAD, dtype=np.uint8)])
+
+
+def _decode(buf: bytes, data: np.ndarray, starts: np.ndarray, lengths: np.ndarray, matched: np.ndarray,
+            fast: _Values, tags: list[str], codes: np.ndarray) -> Decoded:
+    """`decode_records` given the `_template` reading (and its tag codes) of the same records."""
+    n_rec = len(starts)
     rest = np.flatnonzero(~matched)
     walk = _walk(buf, data, starts[rest], lengths[rest])
     other = walk.values
-    parts = [fast, _Values(rest[other.rec], other.tag_start, other.tag_end, other.step, other.value, other.wall)]
-    v = _Values(*(np.concatenate([getattr(x, f) for x in parts]) for f in _Values.__dataclass_fields__))
-    if len(fast.rec) and len(other.rec):  # interleaved records: back to file order
-        order = np.argsort(v.rec, kind="stable")
-        v = _Values(*(getattr(v, f)[order] for f in _Values.__dataclass_fields__))
-    tags, codes = _tag_codes(buf, v.tag_start, v.tag_end)
-    scalars, rec = Scalars(tuple(tags), codes, v.step, v.value, v.wall), v.rec
+    other_tags, other_codes = _tag_codes(buf, other.tag_start, other.tag_end)
+    scalars = concat_scalars([Scalars(tuple(tags), codes, fast.step, fast.value, fast.wall),
+                              Scalars(tuple(other_tags), other_codes, other.step, other.value, other.wall)])
+    rec = np.concatenate([fast.rec, rest[other.rec]])
     slow = rest[walk.slow]
     if slow.size:
         extra, extra_rec = _decode_slow(buf, starts, lengths, slow)
         scalars = concat_scalars([scalars, extra])
         rec = np.concatenate([rec, extra_rec])
+    if rec.size and (rec[1:] < rec[:-1]).any():  # interleaved records: back to file order
         order = np.argsort(rec, kind="stable")
         scalars, rec = scalars.take(order), rec[order]
     wall = np.zeros(n_rec, dtype=np.float64)
@@ -533,6 +610,30 @@ def decode_records(buf: bytes, starts: np.ndarray, lengths: np.ndarray) -> Decod
     first = float(head[head > 0].min()) if (head > 0).any() else float("inf")
     start_events = tuple((int(rest[r]), step) for r, step in walk.start_events)
     return Decoded(scalars, rec, start_events, first, tuple(int(starts[i]) for i in np.flatnonzero(bad)), n_rec)
+
+
+def read_records(buf: bytes) -> tuple[Framing, Decoded]:
+    """Frame, verify and decode in one pass: `frame_records` then `decode_records` on its valid prefix, with
+    the same answers, but the checksums of add_scalar-style records come from `_template_registers`."""
+    st, ln, pos, tail = _follow(buf)
+    if not len(st):
+        return Framing(st, ln, 0, tail), decode_records(buf, st, ln)
+    data = _padded(buf)
+    matched, fast, step_bytes = _template(buf, data, st, ln)
+    tags, codes = _tag_codes_exact(buf, fast.tag_start, fast.tag_end)
+    reg = np.empty(len(st), dtype=np.uint32)
+    rest = np.flatnonzero(~matched)
+    reg[rest] = _crc_registers(data, st[rest] + 12, ln[rest])
+    reg[fast.rec] = _template_registers(data, st, ln, fast, step_bytes, codes)
+    ok = _headers_ok(buf, data, st, ln) & (_mask(reg) == _fixed(buf, st + 12 + ln, "<u4"))
+    framing = _valid_prefix(st, ln, pos, tail, ok)
+    k = len(framing.starts)
+    if k < len(st):  # a corrupt record: only what precedes it is read
+        keep = fast.rec < k
+        fast = _Values(*(getattr(fast, f)[keep] for f in _Values.__dataclass_fields__))
+        used, codes = np.unique(codes[keep], return_inverse=True)  # tags seen only after it are dropped
+        tags, codes, matched = [tags[i] for i in used], codes.astype(np.int32), matched[:k]
+    return framing, _decode(buf, data, framing.starts, framing.lengths, matched, fast, *_distinct(tags, codes))
 
 
 def _decode_slow(buf: bytes, starts: np.ndarray, lengths: np.ndarray, records: np.ndarray
@@ -581,8 +682,7 @@ def purge_within(decoded: Decoded) -> Scalars:
 
 def read_scalars(buf: bytes) -> tuple[pd.DataFrame, Framing, Decoded]:
     """A whole event file's bytes -> its scalars (tag, step, value, wall_time) as TensorBoard shows them."""
-    framing = frame_records(buf)
-    decoded = decode_records(buf, framing.starts, framing.lengths)
+    framing, decoded = read_records(buf)
     return purge_within(decoded).frame(), framing, decoded
 
 
@@ -731,10 +831,9 @@ class EventCache:
         state.size, state.mtime_ns = stat.st_size, stat.st_mtime_ns
         if not state.head:
             state.head = head
-        framing = frame_records(new)
+        framing, decoded = read_records(new)
         problems = []
         if framing.whole:
-            decoded = decode_records(new, framing.starts, framing.lengths)
             if state.offset == 0:
                 state.first_wall_time = decoded.first_wall_time
             if decoded.starts:  # a restart inside this file voids what the earlier reads hold at >= its step

@@ -230,3 +230,50 @@ def test_disk_cache_survives_a_restart_and_reads_only_what_was_appended(tmp_path
     other = write_events(tmp_path / "other", range(5))  # the file replaced by another run's: read afresh
     path.write_bytes(other.read_bytes())
     assert EventCache(disk).read(path).scalars["step"].tolist() == list(range(5))
+
+
+def test_fused_reading_finds_every_damage_the_plain_checksums_find(tmp_path: Path) -> None:
+    """read_records checks add_scalar-style records by their group's checksum plus what their own bytes
+    change (eval.event_files._template_registers): any flipped byte, wherever in the record (wall time,
+    step, value, tag, structure, length, stored CRC), must still be caught at the same record."""
+    from eval.event_files import decode_records, frame_records, read_records
+
+    with SummaryWriter(str(tmp_path)) as w:
+        for step in range(0, 3000, 7):
+            for tag in ("train_step/loss_total", "train_step/lr", "a/b"):
+                w.add_scalar(tag, step / 7.0, step)
+    (path,) = tmp_path.glob("events.out.tfevents.*")
+    whole = path.read_bytes()
+    starts = record_starts(whole)
+    rng = np.random.default_rng(0)
+    record = starts[len(starts) // 2]
+    length = struct.unpack_from("<Q", whole, record)[0]
+    offsets = [record + o for o in range(16 + length)] + list(rng.integers(0, len(whole), 40))
+    for offset in offsets:
+        damaged = bytearray(whole)
+        damaged[offset] ^= 1 << int(rng.integers(0, 8))
+        damaged = bytes(damaged)
+        plain = frame_records(damaged)
+        fused, decoded = read_records(damaged)
+        assert (fused.whole, fused.reason) == (plain.whole, plain.reason), offset
+        assert plain.reason == "corrupt" or offset >= len(whole) - 4 and plain.reason is None
+        expected = decode_records(damaged, plain.starts, plain.lengths).scalars.frame()
+        assert decoded.scalars.frame().equals(expected), offset
+
+
+def test_tags_that_differ_only_in_invalid_utf8_keep_their_checksums_apart(tmp_path: Path) -> None:
+    """Two tag byte strings that decode to one text (U+FFFD) are two checksum groups: no false damage."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+
+    def record(tag: bytes, step: int) -> bytes:
+        value = summary_pb2.Summary.Value(simple_value=1.0)
+        raw = value.SerializeToString()
+        value_bytes = b"\x0a" + bytes([len(tag)]) + tag + raw  # tag set by hand: protobuf refuses invalid UTF-8
+        summary = b"\x0a" + bytes([len(value_bytes)]) + value_bytes
+        return event_pb2.Event(wall_time=1.0, step=step).SerializeToString() + b"\x2a" + bytes([len(summary)]) + summary
+
+    path = tmp_path / "events.out.tfevents.1.host"
+    write_records(path, [record(b"x\xff", 1), record(b"x\xfe", 2), record(b"x\xff", 3)])
+    read = EventCache().read(path)
+    assert read.warning is None and read.scalars["step"].tolist() == [1, 2, 3]
+    assert read.scalars["tag"].astype(str).tolist() == ["x\ufffd"] * 3
