@@ -14,7 +14,6 @@ timing that naive way per resample beside the vectorised one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -30,6 +29,7 @@ import numpy as np
 
 from benchmarks.bench_evaluator import synthetic_predictions
 from core.atomic import atomic_write_text
+from core.cli_paths import CliParser, input_dir, output_file
 from core.data.wider_gt import SETTINGS, GTImage, WiderGT, load_wider_gt
 from eval.compare_ap import _Counts, _resampled_ap, compare_predictions
 from eval.predictions import write_predictions
@@ -51,18 +51,18 @@ def spelled_out(gt: WiderGT, pred: dict, weights: np.ndarray) -> tuple[WiderGT, 
     return WiderGT(tuple(images)), out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gt", type=Path, default=find_real_wider_gt())
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m benchmarks.bench_compare_ap", description=__doc__.splitlines()[0])
+    parser.add_argument("--gt", type=input_dir, default=str(find_real_wider_gt()))
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3, help="whole-process CLI runs")
-    parser.add_argument("--out", type=Path, help="also write the report here")
+    parser.add_argument("--out", type=output_file, help="also write the report here")
     return parser
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     lines: list[str] = []
 
     def say(text: str = "") -> None:

@@ -18,7 +18,6 @@ switch < 1 s.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import shutil
@@ -33,6 +32,7 @@ from pathlib import Path
 from selenium.webdriver.common.by import By
 
 from core.atomic import atomic_write_text
+from core.cli_paths import CliParser, output_dir, output_file
 from tests.test_dashboard_browser import (
     _STATE_JS,
     CHROMIUM,
@@ -364,13 +364,13 @@ def environment() -> list[str]:
             f"{os.cpu_count()} CPU cores (shared), load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_dashboard", description=__doc__.split("\n")[0])
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m benchmarks.bench_dashboard", description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="measured rounds of page switches (default 3)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument("--out", type=output_file, default=None, help="also write the report here")
     parser.add_argument("--study", action="store_true",
                         help="pages at study scale (15 runs x 350 epochs, generated) instead of the browser run")
-    parser.add_argument("--study-dir", type=Path, default=None,
+    parser.add_argument("--study-dir", type=output_dir, default=None,
                         help="with --study: generate the study here (kept) or reuse the one already there")
     return parser
 
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     missing = browser_missing()
     if missing:
-        print(f"cannot run: {missing}", file=sys.stderr)
+        print(f"error: cannot run: {missing}", file=sys.stderr)
         return 2
     report = "\n".join(["Dashboard: cold start and page switches (headless chromium, real server)",
                         *environment(), "", *measure(args.rounds), "", *measure_event_reading()]) + "\n"

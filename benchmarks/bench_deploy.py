@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from core.atomic import atomic_write_text
+from core.cli_paths import CliParser, missing_tools, output_file
 from core.config import MODEL_CONFIGS
 from core.inference import prepare_for_inference
 from core.layers.deform_conv import ModulatedDeformConv2d
@@ -389,17 +390,21 @@ def report(result: dict, threads: int) -> tuple[list[str], dict[str, tuple[float
     return lines, best
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = CliParser(prog="python -m benchmarks.bench_deploy", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=30, help="interleaved timed rounds per section")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=list(RUNTIMES))
     parser.add_argument("--profile-runs", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument("--out", type=output_file, default=None, help="also write the report here")
     parser.add_argument("--worker", choices=RUNTIMES, help=argparse.SUPPRESS)
-    parser.add_argument("--worker-out", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--worker-out", type=output_file, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if not args.worker and "openvino" in args.runtimes and missing_tools(modules=("openvino",)):
+        parser.error("--runtimes openvino needs the Python package openvino (pip install openvino), not found "
+                     "here; leave openvino out of --runtimes")
     if args.worker:
         data = worker(args.worker, args.rounds, args.warmup, args.threads, args.profile_runs)
         args.worker_out.write_text(json.dumps(data))

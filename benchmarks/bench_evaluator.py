@@ -13,18 +13,17 @@ median of --runs for the vectorised one, a single run for the oracle.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 from core.atomic import atomic_write_text
+from core.cli_paths import CliParser, input_dir, output_file
 from core.data.wider_gt import SETTINGS, WiderGT, load_wider_gt
 from eval.predictions import read_predictions, write_predictions
 from eval.widerface import evaluate
@@ -61,18 +60,18 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - start
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gt", type=Path, default=DEFAULT_GT)
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m benchmarks.bench_evaluator", description=__doc__.splitlines()[0])
+    parser.add_argument("--gt", type=input_dir, default=str(DEFAULT_GT))
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, help="also write the report here")
+    parser.add_argument("--out", type=output_file, help="also write the report here")
     return parser
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     lines: list[str] = []
 

@@ -12,7 +12,6 @@ linear. The unit test (tests/test_label_reader.py) checks linearity by counting 
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 from core.atomic import atomic_write_text
+from core.cli_paths import CliParser, output_file
 from core.data.widerface import read_labels
 
 FACE20 = "78 221 7 8 79.0 223.0 0.0 83.0 223.0 0.0 81.0 225.0 0.0 79.0 227.0 0.0 83.0 227.0 0.0 0.5"
@@ -38,17 +38,17 @@ def write_label(path: Path, images: int) -> int:
     return len(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m benchmarks.bench_label_reader", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000], help="images per file")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--out", type=Path, help="also write the report here")
+    parser.add_argument("--out", type=output_file, help="also write the report here")
     return parser
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     report: list[str] = []
 

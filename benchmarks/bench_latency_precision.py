@@ -13,15 +13,14 @@ is recorded before and after: the point of pairing is that the verdicts hold on 
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from core.atomic import atomic_write_text
+from core.cli_paths import CliParser, output_file
 from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, format_rows, measure_session
 from eval.latency_stats import RESAMPLES
 
@@ -37,19 +36,19 @@ def unpaired_ci(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed: 
     return float(low), float(high)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m benchmarks.bench_latency_precision", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS)
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--size", type=int, default=640)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=output_file, default=None)
     return parser
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from core.factory import build_model
     from core.inference import prepare_for_inference

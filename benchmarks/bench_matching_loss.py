@@ -30,6 +30,7 @@ import torch
 
 from core.anchors import generate_anchors
 from core.atomic import atomic_write_text
+from core.cli_paths import CliParser, input_dir, output_file
 from core.data.augment import TrainTransform
 from core.data.dataset import WiderFaceDetection, detection_collate
 from core.data.synth import generate_dataset
@@ -104,20 +105,21 @@ def report(root: Path, data_label: str, rounds: int, warmup: int, threads: int) 
     return "\n".join(lines) + "\n"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=None, help="dataset root (default: a temp synthetic set)")
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m benchmarks.bench_matching_loss", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=input_dir, default=None, help="dataset root (default: a temp synthetic set)")
     parser.add_argument("--num-images", type=int, default=64, help="synthetic train images (default 64)")
     parser.add_argument("--rounds", type=int, default=20, help="timed rounds (default 20)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds (default 2)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument("--out", type=output_file, default=None, help="also write the report here")
     return parser
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data or generate_dataset(Path(tmp) / "synth", num_train=args.num_images, num_val=0, seed=0)
         label = str(args.data) if args.data else "synthetic set, core.data.synth seed 0 (not WIDERFace)"

@@ -25,6 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from core.atomic import atomic_write_text
+from core.cli_paths import CliParser, output_file
 from core.config import MODEL_CONFIGS
 from core.detector import FeatherFace
 from core.image_input import rgb_to_model_tensor
@@ -137,19 +138,20 @@ def dcn_share(model: FeatherFace, x: torch.Tensor, kernel: str, iters: int = 10)
             "core_share": events.get(core_op, 0.0) / total}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m benchmarks.bench_model_latency", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (about 70 s to compile)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument("--out", type=output_file, default=None, help="also write the report here")
     return parser
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     lines: list[str] = []

@@ -11,18 +11,17 @@ each per round) medians on a shared CPU; the oracle runs once.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from core.atomic import atomic_write_text
+from core.cli_paths import CliParser, output_file
 from core.postprocess import nms
 from tests.test_nms import oracle_nms
 
@@ -56,17 +55,17 @@ def numpy_greedy(boxes: np.ndarray, scores: np.ndarray, thresh: float) -> list[i
     return keep
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m benchmarks.bench_nms")
     parser.add_argument("--boxes", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=output_file, default=None)
     return parser
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     boxes, scores = decoded_like_boxes(args.boxes, seed=0)
     tb, ts = torch.from_numpy(boxes), torch.from_numpy(scores)

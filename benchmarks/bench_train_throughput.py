@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from core.atomic import atomic_write_text
+from core.cli_paths import CliParser, input_dir, output_file
 from core.config import COMPARED_MODELS
 from core.data.augment import TrainTransform
 from core.data.dataset import WiderFaceDetection, detection_collate
@@ -145,22 +146,23 @@ def report(root: Path, data_label: str, threads: list[int], rounds: int, warmup:
     return "\n".join(lines) + "\n"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=None, help="dataset root (default: a temp synthetic set)")
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m benchmarks.bench_train_throughput", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=input_dir, default=None, help="dataset root (default: a temp synthetic set)")
     parser.add_argument("--num-images", type=int, default=64, help="synthetic train images (default 64)")
     parser.add_argument("--rounds", type=int, default=5, help="timed steps per model (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per model (default 2)")
     parser.add_argument("--loader-epochs", type=int, default=2, help="passes over the data per loader timing")
     parser.add_argument("--threads", type=int, nargs="+", default=None,
                         help="torch intra-op thread counts to time the models with (default: torch's default)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument("--out", type=output_file, default=None, help="also write the report here")
     return parser
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     threads = args.threads or [torch.get_num_threads()]
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data or generate_dataset(Path(tmp) / "synth", num_train=args.num_images, num_val=0, seed=0)

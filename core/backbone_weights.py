@@ -14,7 +14,6 @@ written before PyTorch 0.4.1. `train.pretrain_backbone` writes exactly this form
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.checkpoint import CheckpointError
+from core.checkpoint import CheckpointError, load_torch_file
 from core.hashing import file_sha256
 
 PREFIX = "module."
 CLASSIFIER = "fc."
 OPTIONAL_SUFFIX = "num_batches_tracked"
+BACKBONE_FIX = ("a RetinaFace backbone file (mobilenetV1X0.25_pretrain.tar) is a torch.save dict even when named .tar, "
+                "not a tar archive: use the file as downloaded, without unpacking or converting it, or make one "
+                "with python -m train.pretrain_backbone")
 
 
 class BackboneWeightsError(CheckpointError):
@@ -49,19 +51,7 @@ class BackboneWeightsInfo:
 
 def read_backbone_state(path: Path | str) -> dict[str, torch.Tensor]:
     """The body's state dict from a RetinaFace-format file (or a bare state dict), prefix and `fc.*` removed."""
-    path = Path(path)
-    if not path.is_file():
-        raise BackboneWeightsError(f"backbone weights not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights only load failed" in str(exc).lower():
-            raise BackboneWeightsError(
-                f"{path} refused: it holds a Python object that could run code when loaded (weights_only=True); "
-                "a backbone file holds only tensors and plain data") from None
-        raise BackboneWeightsError(_unreadable(path, exc)) from exc
-    except Exception as exc:
-        raise BackboneWeightsError(_unreadable(path, exc)) from exc
+    data = load_torch_file(path, what="backbone weights", fix=BACKBONE_FIX, error=BackboneWeightsError)
     state = data.get("state_dict", data) if isinstance(data, dict) else None
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise BackboneWeightsError(f"{path} holds no state dict of tensors (expected a dict with 'state_dict', "
@@ -98,7 +88,3 @@ def load_backbone_weights(body: nn.Module, path: Path | str) -> BackboneWeightsI
     return BackboneWeightsInfo(name=path.name, path=str(path), sha256=file_sha256(path), tensors=len(state))
 
 
-def _unreadable(path: Path, exc: Exception) -> str:
-    return (f"{path} cannot be read as a torch.save file ({exc}). A RetinaFace backbone file is a torch.save "
-            "dict even when named .tar (not a tar archive): do not unpack or rename-convert it; a truncated "
-            "download gives this error too")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,19 +33,7 @@ def save_checkpoint(path: Path | str, model: FeatherFace, **extra: Any) -> None:
 def read_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and validate a checkpoint dict with `weights_only=True`; raise `CheckpointError` on problems."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
-    _check_torch_file(path)
-    try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if "weights only load failed" not in str(exc).lower():
-            raise CheckpointError(f"checkpoint {path} is truncated or corrupt and cannot be read ({exc})") from exc
-        raise CheckpointError(_refused_message(path, str(exc))) from None
-    except Exception as exc:
-        raise CheckpointError(f"checkpoint {path} is truncated or corrupt and cannot be read ({exc})") from exc
+    data = load_torch_file(path, map_location=map_location)
     if not isinstance(data, dict) or "state_dict" not in data:
         raise CheckpointError(f"{path} is not a FeatherFace checkpoint (no 'state_dict' entry)")
     if data.get("format") != FORMAT:
@@ -53,32 +42,88 @@ def read_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
 
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default format is a zip archive
+_EMPTY_ZIP_MAGIC = b"PK\x05\x06"  # a zip archive with no entry at all
 _PICKLE_MAGIC = b"\x80"  # the legacy format (_use_new_zipfile_serialization=False) is a protocol-2+ pickle
+_DEFAULT_FIX = "pick the .pth file written by training, or copy the file again"
 
 
-def _check_torch_file(path: Path) -> None:
-    """Refuse, with the reason, a file that cannot be a torch.save file at all (text, CSV, JSON, an image...):
-    torch's own errors for those are a bare KeyError or a misleading weights-only warning."""
+def load_torch_file(path: Path | str, what: str = "checkpoint", fix: str = _DEFAULT_FIX,
+                    error: type[CheckpointError] = CheckpointError,
+                    map_location: str | torch.device = "cpu") -> Any:
+    """`torch.load(path, weights_only=True)` for every loader of the project, failures explained in words.
+
+    The message says what the file looks like (missing, a folder, empty, text, a tar or numpy file, a zip
+    archive cut short or without data.pkl, a pickle that asks for code) and ends with `fix`; torch's own
+    errors ("KeyError: 101", "()", a hint to switch the safety check off) never reach the user.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{what} not found: {path}")
+    if path.is_dir():
+        raise error(f"{what} {path} is a folder, not a file; {fix}")
     try:
+        size = path.stat().st_size
         with path.open("rb") as f:
-            head = f.read(16)
+            head = f.read(512)
     except OSError as exc:
-        raise CheckpointError(f"checkpoint {path} cannot be read ({exc})") from None
-    if head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
-        return
-    kind = "text" if all(32 <= b < 127 or b in (9, 10, 13) for b in head) else "binary data"
-    raise CheckpointError(f"{path} is not a PyTorch checkpoint: it starts with {head[:12]!r} ({kind}), while "
-                          "torch.save writes a zip archive (starting with 'PK'); pick the .pth file written by "
-                          "training")
+        raise error(f"{what} {path} cannot be read ({exc.strerror or type(exc).__name__}); check its "
+                    "permissions") from None
+    if size == 0:
+        raise error(f"{what} {path} is empty (0 bytes): an interrupted copy or download; {fix}")
+    if not head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC, _PICKLE_MAGIC)):
+        raise error(f"{path} is not a PyTorch checkpoint: {_foreign_kind(head)}, while torch.save writes a zip "
+                    f"archive (starting with 'PK'); {fix}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every failure is explained below from the file itself
+        raise error(describe_load_failure(path, exc, what, fix)) from None
 
 
-def _refused_message(path: Path, reason: str) -> str:
-    """Name what a weights-only load refused, instead of torch's advice to switch the check off."""
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", reason)
-    what = found.group(1) if found else "an object that is not a tensor or plain data"
-    return (f"checkpoint {path} refused: it holds a Python object ({what}) that could run code when loaded, "
-            "so it was not loaded and nothing in it ran (weights_only=True). Checkpoints written by this tool "
-            "hold only tensors and plain data; do not load this file from elsewhere unless you trust it.")
+def _foreign_kind(head: bytes) -> str:
+    """What a file that is not a torch.save file looks like, from its first bytes."""
+    if len(head) > 262 and head[257:262] == b"ustar":
+        return "it is a tar archive (RetinaFace's .tar weights are not tar archives: do not pack or unpack them)"
+    for magic, name in ((b"\x93NUMPY", "a numpy .npy file"), (b"\x89PNG", "a PNG image"),
+                        (b"\xff\xd8\xff", "a JPEG image"), (b"\x1f\x8b", "a gzip file"),
+                        (b"\x89HDF", "an HDF5 (Keras/MATLAB 7.3) file"), (b"MATLAB", "a MATLAB .mat file")):
+        if head.startswith(magic):
+            return f"it is {name}"
+    sample = head[:64]
+    if all(32 <= b < 127 or b in (9, 10, 13) for b in sample):
+        return f"it is text, starting with {head[:24].decode('ascii', 'replace')!r} (text)"
+    return f"it starts with {head[:12]!r} (binary data)"
+
+
+def describe_load_failure(path: Path, exc: BaseException, what: str = "checkpoint", fix: str = _DEFAULT_FIX) -> str:
+    """Why torch.load failed on a file that starts like a torch.save file, in words, from the file's structure."""
+    reason = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in reason.lower():
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", reason)
+        obj = found.group(1) if found else "an object that is not a tensor or plain data"
+        return (f"{what} {path} refused: it holds a Python object ({obj}) that could run code when loaded, "
+                "so it was not loaded and nothing in it ran (weights_only=True). Files written by this tool "
+                "hold only tensors and plain data; do not load this file from elsewhere unless you trust it.")
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        zipped = f.read(4) in (_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)
+    if not zipped:
+        return (f"{what} {path} is truncated or corrupt: a legacy (pre-zip) torch.save pickle of {size:,} bytes "
+                f"that ends too early or holds damaged data; {fix}")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return (f"{what} {path} is truncated or corrupt: a zip archive of {size:,} bytes cut short (its table "
+                f"of contents at the end is missing), as after an interrupted copy or download; {fix}")
+    if not any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "") or "nothing"
+        return (f"{path} is a zip archive without data.pkl (it holds {shown}), so not a file written by "
+                f"torch.save; {fix}")
+    if damaged is not None:
+        return f"{what} {path} is truncated or corrupt: its entry {damaged} fails its checksum; {fix}"
+    return (f"{what} {path} is truncated or corrupt: torch.save's data.pkl is there but cannot be read back "
+            f"({type(exc).__name__}); {fix}")
 
 
 def load_checkpoint(

@@ -15,11 +15,25 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.cli_paths import missing_tools
 from core.onnx_export import INPUT_NAME, OUTPUT_NAMES, DcnExport, export_onnx_bytes
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
 """openvino: `core.openvino_runtime.OpenVinoModel`, same call; fastest at 2 threads (deploy_latency.txt)."""
 OPT_LEVELS: tuple[str, ...] = ("disable", "basic", "extended", "all")
+
+
+BACKEND_PACKAGES: dict[str, tuple[str, ...]] = {"torch": (), "onnxruntime": ("onnx", "onnxruntime"),
+                                                "openvino": ("openvino",)}
+
+
+def backend_missing(backend: str) -> str | None:
+    """Why `backend` cannot run here (its optional package is not installed), or None: checked before any work."""
+    gone = missing_tools(modules=BACKEND_PACKAGES.get(backend, ()))
+    if not gone:
+        return None
+    return (f"--backend {backend} needs {', '.join(gone)}, not installed here (pip install "
+            f"{' '.join(BACKEND_PACKAGES[backend])}); use --backend torch")
 
 
 def check_backend(backend: str) -> str:

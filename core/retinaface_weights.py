@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from core.backbone_weights import PREFIX, BackboneWeightsError
+from core.checkpoint import load_torch_file
 from core.detector import FeatherFace
 from core.hashing import file_sha256
 
@@ -54,13 +55,9 @@ def load_retinaface_weights(model: FeatherFace, path: Path | str) -> str:
     if model.cfg.neck != "fpn" or model.cfg.deformable_ssh or model.has_attention:
         raise RetinaFaceWeightsError(f"model {model.name!r} is not the RetinaFace-mobilenet0.25 layout; "
                                      "use retinaface_mnet")
-    if not path.is_file():
-        raise RetinaFaceWeightsError(f"RetinaFace weights not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise RetinaFaceWeightsError(f"{path} cannot be read as a torch.save file with weights_only=True ({exc})") \
-            from exc
+    data = load_torch_file(path, what="RetinaFace weights", error=RetinaFaceWeightsError,
+                           fix="use mobilenet0.25_Final.pth from biubug6/Pytorch_Retinaface as downloaded "
+                               "(a torch.save state dict), or download it again")
     state = data.get("state_dict", data) if isinstance(data, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise RetinaFaceWeightsError(f"{path} holds no state dict of tensors")

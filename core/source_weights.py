@@ -30,7 +30,6 @@ that names what was found.
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from typing import Any
 
 import torch
 
-from core.checkpoint import FORMAT, CheckpointError
+from core.checkpoint import FORMAT, CheckpointError, load_torch_file
 from core.detector import FeatherFace
 from core.factory import build_model
 from core.hashing import file_sha256
@@ -63,7 +62,6 @@ SEPARABLE = {"conv4_up": "conv_p4_td", "conv3_up": "conv_p3_out", "conv4_down": 
              "conv5_down": "conv_p5_out"}
 SEPARABLE_PARTS = {"depthwise_conv.conv": "depthwise", "pointwise_conv.conv": "pointwise", "bn": "bn"}
 OPTIONAL_SUFFIX = "num_batches_tracked"
-_ZIP_MAGIC, _PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
 
 
 class SourceWeightsError(CheckpointError):
@@ -87,27 +85,8 @@ def read_source_file(path: Path | str) -> SourceFile:
     """Load a source checkpoint on CPU with `weights_only=True`; `SourceWeightsError` for a missing, empty,
     text, truncated or non-tensor file, and for a file that is already this project's checkpoint."""
     path = Path(path)
-    if not path.is_file():
-        raise SourceWeightsError(f"{path}: no such file")
-    size = path.stat().st_size
-    if size == 0:
-        raise SourceWeightsError(f"{path} is empty (0 bytes): not a checkpoint")
-    with path.open("rb") as f:
-        head = f.read(64)
-    if not head.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
-        kind = "a text file" if _is_text(head) else "not a PyTorch file"
-        raise SourceWeightsError(f"{path} is {kind} (starts with {head[:16]!r}), not a checkpoint written by "
-                                 "torch.save")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
-        what = found.group(1) if found else "an object that is not a tensor or plain data"
-        raise SourceWeightsError(f"{path} refused: it holds a Python object ({what}) that weights_only=True "
-                                 "does not load, so nothing in it ran") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, zipfile errors... for a cut file
-        raise SourceWeightsError(f"{path} is truncated or corrupt ({size:,} bytes): torch cannot read it "
-                                 f"({_first_line(exc)})") from None
+    data = load_torch_file(path, what="source checkpoint", error=SourceWeightsError,
+                           fix="use the .pth as the source repository ships it (a torch.save file), or copy it again")
     if isinstance(data, Mapping) and data.get("format") == FORMAT:
         raise SourceWeightsError(f"{path} is already a FeatherFace Lab checkpoint (model "
                                  f"{data.get('model_name')!r}): use it as it is, no conversion needed")
@@ -129,19 +108,6 @@ def read_source_file(path: Path | str) -> SourceFile:
         match = re.search(r"epoch_?(\d+)", path.stem)
         epoch = int(match.group(1)) if match else None
     return SourceFile(path=path, state=clean, wrapper_keys=wrapper, epoch=epoch, sha256=file_sha256(path))
-
-
-def _is_text(head: bytes) -> bool:
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return all(c.isprintable() or c in "\t\r\n" for c in text)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split("\n", 1)[0].split()) or type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _channels(state: Mapping[str, torch.Tensor]) -> int | None:

@@ -27,6 +27,10 @@ RUN_STATES: tuple[str, ...] = ("pending", "running", "done", "failed")
 _RUN_NAME = re.compile(r"^(?P<model>.+)_s(?P<seed>-?\d+)$")
 
 
+FIX = ("restore it from a copy, or rerun the same python -m train.study command with --reset (a new study.json "
+       "from the command; finished runs are found from their folders and kept)")
+
+
 class StudyManifestError(ValueError):
     """study.json is missing, unreadable or not a study manifest; the message names the file."""
 
@@ -98,6 +102,16 @@ class StudyManifest:
         return data
 
 
+def _field_problem(exc: Exception) -> str:
+    """What is wrong with the fields, in words (a KeyError names a missing field, a TypeError a wrong one)."""
+    if isinstance(exc, KeyError):
+        return f"no {exc.args[0]!r} field" if exc.args else "a field missing"
+    if isinstance(exc, AttributeError):
+        return "a run entry is not an object"
+    found = re.search(r"'(\w+)'", str(exc))
+    return f"field {found.group(1)!r} missing or unknown" if found else "fields missing or of the wrong kind"
+
+
 def manifest_path(study_dir: Path | str) -> Path:
     return Path(study_dir) / MANIFEST_NAME
 
@@ -115,12 +129,26 @@ def read_manifest(study_dir: Path | str) -> StudyManifest:
     if not path.is_file():
         raise StudyManifestError(f"{path}: no study manifest (not a folder made by python -m train.study)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise StudyManifestError(f"{path}: unreadable study manifest ({reason}); {FIX}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        what = "empty" if not text.strip() else (
+            "cut short (truncated)" if not text.rstrip().endswith("}") else "hand-edited or damaged")
+        raise StudyManifestError(f"{path}: unreadable study manifest, {what}: not valid JSON at line {exc.lineno} "
+                                 f"column {exc.colno}; {FIX}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), dict):
+        raise StudyManifestError(f"{path}: unreadable study manifest, valid JSON but no 'runs' object; {FIX}")
+    try:
         runs = {name: RunEntry(**entry) for name, entry in data.pop("runs").items()}
         manifest = StudyManifest(**data, runs=runs)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise StudyManifestError(f"{path}: unreadable study manifest ({type(exc).__name__}: {exc})") from exc
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise StudyManifestError(f"{path}: unreadable study manifest, valid JSON but {_field_problem(exc)}; "
+                                 f"{FIX}") from None
     bad = [f"{n}: {e.state!r}" for n, e in manifest.runs.items() if e.state not in RUN_STATES]
     if bad:
-        raise StudyManifestError(f"{path}: unknown run states {bad}; expected one of {list(RUN_STATES)}")
+        raise StudyManifestError(f"{path}: unknown run states {bad}; expected one of {list(RUN_STATES)}; {FIX}")
     return manifest

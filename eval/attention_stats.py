@@ -27,11 +27,9 @@ CLI: ``python -m eval.attention_stats --data ROOT --weights-dir DIR --out FILE.j
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
-import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -46,6 +44,7 @@ from tqdm import tqdm
 
 from core.artifacts import DEFAULT_RESULTS, ResultsFileError, atomic_write_json, detect_dataset
 from core.checkpoint import CheckpointError, load_checkpoint
+from core.cli_paths import CliParser, fail, input_dir, output_file
 from core.config import COMPARED_MODELS, MODEL_CONFIGS, display_name, model_color
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.detector import LEVELS, STAGES, FeatherFace
@@ -359,14 +358,15 @@ def stats_figure(report: Mapping[str, Any], level: str, mask: str,
 # ------------------------------------------------------------------------------------------ CLI
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.attention_stats",
-                                     description="Heatmap quality per model and level over the val images.")
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m eval.attention_stats",
+                       description="Heatmap quality per model and level over the val images.")
     add_data_and_weights_args(parser)
-    parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS / DEFAULT_OUT,
+    parser.add_argument("--out", type=output_file, default=str(DEFAULT_RESULTS / DEFAULT_OUT),
                         help=f"output JSON (default {DEFAULT_RESULTS / DEFAULT_OUT}, where the Heatmaps page reads it)")
     parser.add_argument("--models", nargs="+", default=list(COMPARED_MODELS), choices=sorted(MODEL_CONFIGS))
-    parser.add_argument("--gt", type=Path, default=None, help="ground-truth .mat folder (default <data>/ground_truth)")
+    parser.add_argument("--gt", type=input_dir, default=None,
+                        help="ground-truth .mat folder (default <data>/ground_truth)")
     parser.add_argument("--limit", type=int, default=None, help="first N val images with faces only")
     parser.add_argument("--resize-long", type=int, default=None, metavar="N",
                         help="downscale images whose long side exceeds N px (default: original size)")
@@ -395,8 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = attention_stats(models, args.data, args.gt, args.limit, args.resize_long, args.resamples, args.seed)
     except (AttentionStatsError, WeightsError, CheckpointError, PredictError, WiderGTError, ResultsFileError,
             RuntimeError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     report["weights"] = {m: [{"path": display_path(p), "sha256": file_sha256(p)} for n, p in chosen if n == m]
                          for m in models}
     if not args.all_seeds:  # one checkpoint per model: keep the flat form

@@ -37,6 +37,7 @@ from core.artifacts import (
     dataset_label,
     read_results_csv,
 )
+from core.cli_paths import read_problem
 from core.config import CBAM, PARALLEL, SEQUENTIAL, display_name, model_color, model_rank
 from eval.roots import SourceError, confine, confined_files
 from eval.seed_stats import difference_verdict, welch_from_summary
@@ -365,7 +366,7 @@ def load_eval_records(results_root: Path | str) -> tuple[list[EvalRecord], list[
         try:
             records.append(parse_eval_record(path, json.loads(path.read_text(encoding="utf-8"))))
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            warnings.append(f"{path}: unreadable evaluation file ({type(exc).__name__}: {exc})")
+            warnings.append(f"{path}: unreadable evaluation file ({read_problem(exc)}), skipped")
     return records, warnings
 
 

@@ -51,10 +51,8 @@ the conclusion reads.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -76,6 +74,7 @@ from core.artifacts import (
     atomic_write_json,
     detect_dataset,
 )
+from core.cli_paths import CliParser, fail, input_dir, output_file, read_problem, require, warn
 from core.config import display_name, model_rank
 from core.data.wider_gt import SETTINGS, WiderGT, WiderGTError, load_wider_gt
 from eval.ci import ci_verdict, percentile_interval
@@ -282,6 +281,17 @@ def _pair_name(model_a: str | None, model_b: str | None, dataset: str) -> str:
     return f"{model_a or 'A'}__{model_b or 'B'}__{dataset}.json"
 
 
+def seed_count_warning(n_a: int, n_b: int, name_a: str = "A", name_b: str = "B") -> str | None:
+    """A warning when A and B have different numbers of seeds: the side with fewer has a spread that is unknown
+    (one run) or rests on fewer runs, so the interval understates the uncertainty of the difference."""
+    if n_a == n_b:
+        return None
+    few, many, n_few, n_many = (name_a, name_b, n_a, n_b) if n_a < n_b else (name_b, name_a, n_b, n_a)
+    spread = ("is unknown (a single run)" if n_few == 1 else f"rests on {n_few} runs only")
+    return (f"unequal seed counts, {many} {n_many} and {few} {n_few}: the seed spread of {few} {spread}, so the "
+            f"interval understates the uncertainty of the difference; give {few} {n_many} seeds too")
+
+
 def compare_results(
     results_root: Path | str,
     base: Path | str = ".",
@@ -306,7 +316,7 @@ def compare_results(
             model, dataset, data = str(payload["model"]), str(payload["dataset"]), str(payload["dataset_path"])
             named = Path(payload["predict"]["predictions"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            warnings.append(f"{path}: skipped, not an eval.results file ({exc})")
+            warnings.append(f"{path}: skipped, not an eval.results file ({read_problem(exc)})")
             continue
         folder = named if named.is_absolute() else base / named
         if not folder.is_dir():
@@ -326,6 +336,8 @@ def compare_results(
             warnings.append(f"{dataset} at {data}: skipped ({exc})")
             continue
         for a, b in itertools.combinations(models, 2):
+            if unequal := seed_count_warning(len(by_model[a]), len(by_model[b]), a, b):
+                warnings.append(f"{dataset}: {unequal}")
             result = compare_predictions(preds[a], preds[b], gt, dataset=dataset, resamples=resamples, seed=seed,
                                          seed_mode=seed_mode, breakdown=True, progress=progress)
             result |= {"model_a": a, "model_b": b, "data": data,
@@ -352,7 +364,7 @@ def load_reports(results_root: Path | str) -> tuple[list[dict[str, Any]], list[s
                 raise ValueError("models not named (model_a/model_b or an <A>__<B>__<dataset>.json name)")
             reports.append(data | {"path": path.as_posix()})
         except (OSError, ValueError, TypeError) as exc:
-            warnings.append(f"{path}: unreadable AP comparison ({exc})")
+            warnings.append(f"{path}: unreadable AP comparison ({read_problem(exc)}), skipped")
     return reports, warnings
 
 
@@ -389,19 +401,19 @@ def _print(result: Mapping[str, Any]) -> None:
               f"{r['ci_high']:>+9.4f}  {r['verdict']}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> CliParser:
+    parser = CliParser(
         prog="python -m eval.compare_ap",
         description="Paired bootstrap over val images of the WIDER FACE AP difference B - A, with a verdict.",
     )
-    parser.add_argument("--pred-a", nargs="+", type=Path, help="prediction dir(s) of A (one per seed)")
-    parser.add_argument("--pred-b", nargs="+", type=Path, help="prediction dir(s) of B (one per seed)")
-    parser.add_argument("--gt", type=Path, default=None,
+    parser.add_argument("--pred-a", nargs="+", type=input_dir, help="prediction dir(s) of A (one per seed)")
+    parser.add_argument("--pred-b", nargs="+", type=input_dir, help="prediction dir(s) of B (one per seed)")
+    parser.add_argument("--gt", type=input_dir, default=None,
                         help=f"folder with the four wider_*_val.mat files (default {DEFAULT_DATA}/ground_truth)")
-    parser.add_argument("--json", type=Path, default=None,
+    parser.add_argument("--json", type=output_file, default=None,
                         help=f"output JSON file, written atomically (default {DEFAULT_RESULTS}/{COMPARE_DIR}/"
                              "<A>__<B>__<dataset>.json, where eval.conclusion reads it)")
-    parser.add_argument("--results", type=Path,
+    parser.add_argument("--results", type=input_dir,
                         help=f"instead of --pred-a/--pred-b/--gt/--json: every model pair of <results>/eval/*.json "
                              f"whose predictions are present -> <results>/{COMPARE_DIR}/<A>__<B>__<dataset>.json")
     parser.add_argument("--resamples", type=int, default=1000)
@@ -426,25 +438,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         written, warnings = compare_results(args.results, resamples=args.resamples, seed=args.seed,
                                             seed_mode=args.seed_mode)
         for w in warnings:
-            print(f"warning: {w}", file=sys.stderr)
+            warn(w)
         for path in written:
             _print(json.loads(path.read_text(encoding="utf-8")))
             print(f"-> {path}\n")
         if not written:
-            print(f"error: no pair of models with predictions on the same data under {args.results / 'eval'}",
-                  file=sys.stderr)
-            return 2
+            return fail(f"no pair of models with predictions on the same data under {args.results / 'eval'}")
         return 0
     missing = [f"--{n.replace('_', '-')}" for n in ("pred_a", "pred_b") if not getattr(args, n)]
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)} (or --results DIR)")
-    args.gt = args.gt if args.gt is not None else DEFAULT_DATA / "ground_truth"
+    if args.gt is None:
+        args.gt = DEFAULT_DATA / "ground_truth"
+        require(parser, "--gt", args.gt, "input_dir")
     model_a, model_b = args.model_a or _network(args.pred_a), args.model_b or _network(args.pred_b)
     if args.json is None and not (model_a and model_b):
         parser.error("name the models (--model-a/--model-b; the prediction folders do not record one network each) "
                      "or the output (--json FILE)")
+    if unequal := seed_count_warning(len(args.pred_a), len(args.pred_b), model_a or "A", model_b or "B"):
+        warn(unequal)
     try:
         dataset = gt_dataset(args.gt, args.dataset)
+        if args.json is None:
+            require(parser, "--json", DEFAULT_RESULTS / COMPARE_DIR / _pair_name(model_a, model_b, dataset),
+                    "output_file")
         gt = load_wider_gt(args.gt)
         pred_a = [read_predictions(d, gt, strict=True).predictions for d in args.pred_a]
         pred_b = [read_predictions(d, gt, strict=True).predictions for d in args.pred_b]
@@ -452,8 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      confidence=args.confidence, seed_mode=args.seed_mode, breakdown=args.breakdown,
                                      progress=True)
     except (WiderGTError, PredictionFormatError, ResultsFileError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     result |= {"model_a": model_a, "model_b": model_b,
                "pred_a": [d.as_posix() for d in args.pred_a], "pred_b": [d.as_posix() for d in args.pred_b]}
     out = args.json if args.json is not None else DEFAULT_RESULTS / COMPARE_DIR / _pair_name(model_a, model_b, dataset)

@@ -12,9 +12,9 @@ CLI: `python -m eval.conclusion --results DIR [--runs DIR ...] --out FILE`.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import stdtrit  # the t quantile (what stats.t.ppf calls), without scipy.stats
 
-from core.artifacts import DEFAULT_RESULTS, DEFAULT_RUNS, TARGETS, atomic_write_text
+from core.artifacts import COMPARISON_CSV, DEFAULT_RESULTS, DEFAULT_RUNS, LATENCY_CSV, TARGETS, atomic_write_text
+from core.cli_paths import CliParser, error_line, fail, input_dir, output_file, require, warn
 from core.config import BASELINE_MODEL, COMPARED_MODELS, MODEL_CONFIGS, MODEL_ORDER, TARGET_MODEL
 from eval.compare import (
     METRICS,
@@ -310,16 +311,55 @@ def runs_overview(roots: Iterable[Path | str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "model", "dataset", "seed"])
 
 
-def build_conclusion(results_root: Path | str, runs: pd.DataFrame | None = None,
-                     now: datetime | None = None, scalars: pd.DataFrame | None = None) -> str:
-    """The whole Markdown report. `runs` is the Convergence run table and `scalars` their TensorBoard scalars
-    (eval.convergence; None: runs not inspected)."""
+@dataclass
+class ConclusionInputs:
+    """Everything the conclusion reads from a results folder, and what was skipped there and why."""
+
+    comp: Any
+    ref: Any
+    lat: Any
+    lat_runs: Any
+    records: list
+    record_warnings: list[str]
+    reports: list
+    report_warnings: list[str]
+    attention: dict[str, Any] | None
+    attention_problem: str | None
+
+    @property
+    def measured(self) -> bool:
+        """Whether the folder holds any measurement (the reference rows alone are not one)."""
+        return bool(not self.comp.frame.empty or not self.lat.frame.empty or self.records or self.reports
+                    or self.attention)
+
+    @property
+    def skipped(self) -> list[str]:
+        """Every file present but not used, with its path and the reason (for stderr)."""
+        return [*self.comp.errors, *self.lat.errors, *self.lat_runs.errors, *self.record_warnings,
+                *self.report_warnings, *([self.attention_problem] if self.attention_problem else [])]
+
+
+def conclusion_inputs(results_root: Path | str) -> ConclusionInputs:
     results_root = Path(results_root)
-    comp, ref, lat = load_comparison(results_root), load_reference(results_root), load_latency(results_root)
-    lat_runs = load_latency_runs(results_root)
     records, record_warnings = load_eval_records(results_root)
     reports, report_warnings = load_compare_ap(results_root)
     attention, attention_problem = load_attention_report(results_root)
+    return ConclusionInputs(load_comparison(results_root), load_reference(results_root), load_latency(results_root),
+                            load_latency_runs(results_root), records, record_warnings, reports, report_warnings,
+                            attention, attention_problem)
+
+
+def build_conclusion(results_root: Path | str, runs: pd.DataFrame | None = None,
+                     now: datetime | None = None, scalars: pd.DataFrame | None = None,
+                     inputs: ConclusionInputs | None = None) -> str:
+    """The whole Markdown report. `runs` is the Convergence run table and `scalars` their TensorBoard scalars
+    (eval.convergence; None: runs not inspected); `inputs`: `conclusion_inputs(results_root)` if already read."""
+    results_root = Path(results_root)
+    got = inputs or conclusion_inputs(results_root)
+    comp, ref, lat, lat_runs = got.comp, got.ref, got.lat, got.lat_runs
+    records, record_warnings, reports, report_warnings = got.records, got.record_warnings, got.reports, \
+        got.report_warnings
+    attention, attention_problem = got.attention, got.attention_problem
     agg = aggregate_seeds(comp.frame)
     session = _session_runs(latest_latency(lat.frame), lat_runs.frame)
     stamp = (now or datetime.now()).isoformat(timespec="seconds")
@@ -402,15 +442,15 @@ def _missing(comp: Any, lat: Any, agg: pd.DataFrame, records: list, runs: pd.Dat
     return out or ["Nothing: every kind of result is present."]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.conclusion",
-                                     description="Write the Markdown conclusion (with the hypotheses table).")
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS,
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m eval.conclusion",
+                       description="Write the Markdown conclusion (with the hypotheses table).")
+    parser.add_argument("--results", type=input_dir, default=str(DEFAULT_RESULTS),
                         help=f"results folder (comparison_table.csv, compare_ap/, ...; default {DEFAULT_RESULTS})")
-    parser.add_argument("--runs", nargs="*", type=Path, default=None,
+    parser.add_argument("--runs", nargs="*", type=input_dir, default=None,
                         help=f"training run folders (TensorBoard logs) for the convergence hypothesis (default "
                              f"{DEFAULT_RUNS} when it exists; give --runs alone for none)")
-    parser.add_argument("--out", type=Path, default=None,
+    parser.add_argument("--out", type=output_file, default=None,
                         help="Markdown file to write, atomically (default <results>/conclusion.md)")
     return parser
 
@@ -418,12 +458,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.results.is_dir():
-        print(f"error: {args.results}: results folder not found", file=sys.stderr)
-        return 2
     if args.runs is None:
         args.runs = [DEFAULT_RUNS] if DEFAULT_RUNS.is_dir() else []
-    args.out = args.out if args.out is not None else args.results / "conclusion.md"
+    if args.out is None:
+        args.out = args.results / "conclusion.md"
+        require(parser, "--out", args.out, "output_file")
+    inputs = conclusion_inputs(args.results)
+    for skipped in inputs.skipped:
+        warn(f"{skipped} (skipped)")
+    if not inputs.measured:  # a wrong folder must not replace a good conclusion with an empty one
+        kept = f"; {args.out} left as it was" if args.out.exists() else ""
+        return fail(f"{args.results} holds no measurement ({COMPARISON_CSV}, {LATENCY_CSV}, eval/*.json, "
+                    f"compare_ap/*.json or attention_stats.json): no conclusion written{kept}. Is it the folder "
+                    "eval.results wrote?")
     runs = scalars = None
     if args.runs:
         from eval.convergence import load_convergence
@@ -433,10 +480,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         runs, scalars = runs_overview(args.runs), data.scalars
     try:
-        atomic_write_text(args.out, build_conclusion(args.results, runs, scalars=scalars))
+        atomic_write_text(args.out, build_conclusion(args.results, runs, scalars=scalars, inputs=inputs))
     except OSError as exc:
-        print(f"error: {args.out}: {exc}", file=sys.stderr)
-        return 2
+        return fail(f"{args.out}: {exc.strerror or error_line(exc)}")
     print(f"wrote {args.out}")
     return 0
 

@@ -16,7 +16,6 @@ skipped, 2 when nothing could start (unusable weights, no input files, bad argum
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,13 +32,14 @@ from tqdm import tqdm
 from core.artifacts import atomic_write_csv, atomic_write_json, dataset_label
 from core.atomic import atomic_write_bytes
 from core.checkpoint import CheckpointError
+from core.cli_paths import CliParser, fail, input_dir, input_file, output_dir
 from core.detector import LEVELS, STAGES, FeatherFace, Heatmaps
 from core.device import select_device
 from core.hashing import file_sha256
 from core.image_input import ImageInputError
 from core.image_io import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, decode_upload
 from core.onnx_export import OnnxExportError
-from core.onnx_runtime import BACKENDS
+from core.onnx_runtime import BACKENDS, backend_missing
 from core.overlay import overlay_mask
 from core.postprocess import Detections
 from eval.attention_view import draw_detections, fit_image, level_masks, scale_detections
@@ -218,17 +218,17 @@ def csv_frame(report: DetectReport, header: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(CSV_COLUMNS))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m eval.detect", description=__doc__.split("\n\n")[0],
-                                epilog="example: .venv/bin/python -m eval.detect --weights runs/par_s0/weights/"
-                                       "Final.pth --images assets/samples --out detections")
-    p.add_argument("--weights", required=True, type=Path,
+def build_parser() -> CliParser:
+    p = CliParser(prog="python -m eval.detect", description=__doc__.split("\n\n")[0],
+                  epilog="example: .venv/bin/python -m eval.detect --weights runs/par_s0/weights/"
+                         "Final.pth --images assets/samples --out detections")
+    p.add_argument("--weights", required=True, type=input_file,
                    help="a checkpoint the app accepts: a training run's weights/Final.pth, the shipped demo weights, "
                         "or a converted reference file (eval.import_retinaface)")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--image", nargs="+", type=Path, metavar="FILE", help="one or more photos")
-    src.add_argument("--images", type=Path, metavar="DIR", help="every file under this folder (recursive)")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT}/)")
+    src.add_argument("--image", nargs="+", type=input_file, metavar="FILE", help="one or more photos")
+    src.add_argument("--images", type=input_dir, metavar="DIR", help="every file under this folder (recursive)")
+    p.add_argument("--out", type=output_dir, default=str(DEFAULT_OUT), help=f"output folder (default {DEFAULT_OUT}/)")
     p.add_argument("--conf", type=float, default=0.5, help="keep detections scoring at least this (default 0.5)")
     p.add_argument("--nms-thresh", type=float, default=0.4, help="NMS IoU threshold (default 0.4)")
     p.add_argument("--resize-long", type=int, default=None, metavar="N",
@@ -248,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if problem := backend_missing(args.backend):  # before any model is built or file written
+        parser.error(problem)
     if not 0.0 <= args.conf <= 1.0:
         parser.error(f"--conf must be in [0, 1], got {args.conf}")
     if args.resize_long is not None and args.resize_long < 32:
@@ -261,8 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = collect_inputs(args.image, args.images, args.out)
         model, info, origin = load_checkpoint_file(args.weights, device=device)
     except (DetectError, CheckpointError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     header = {"model": info.model, "display_name": model.cfg.display_name, "weights": args.weights.as_posix(),
               "weights_sha256": file_sha256(args.weights), "origin": origin, "trained_on": info.dataset,
               "trained_on_label": dataset_label(info.dataset), "epochs": info.epochs,

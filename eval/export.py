@@ -7,7 +7,6 @@ sample image and compared with the PyTorch model's own outputs; only when every 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from core.atomic import atomic_write_bytes
 from core.checkpoint import CheckpointError, load_checkpoint
+from core.cli_paths import CliParser, fail, input_file, output_file
 from core.config import MODEL_CONFIGS
 from core.factory import build_model
 from core.image_input import rgb_to_model_tensor
@@ -113,12 +113,12 @@ def load_network(network: str, trained_model: Path | str | None) -> nn.Module:
     return model.eval()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.export", description=__doc__.splitlines()[0])
-    parser.add_argument("--network", required=True, help=" | ".join(MODEL_CONFIGS))
-    parser.add_argument("--trained-model", type=Path, default=None,
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m eval.export", description=__doc__.splitlines()[0])
+    parser.add_argument("--network", required=True, choices=list(MODEL_CONFIGS), help=" | ".join(MODEL_CONFIGS))
+    parser.add_argument("--trained-model", type=input_file, default=None,
                         help="checkpoint (.pth) of that network (default: random init, for latency work)")
-    parser.add_argument("--out", required=True, type=Path, help="ONNX file to write")
+    parser.add_argument("--out", required=True, type=output_file, help="ONNX file to write")
     parser.add_argument("--size", nargs=2, type=int, default=[640, 640], metavar=("H", "W"),
                         help="input size traced (and fixed unless --dynamic); default 640 640")
     parser.add_argument("--dynamic", action="store_true", help="leave batch, height and width free")
@@ -137,8 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = load_network(args.network, args.trained_model)
         report = export_model(model, args.out, tuple(args.size), args.dynamic, args.dcn, progress=True)
     except (CheckpointError, OnnxExportError, KeyError) as exc:
-        print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     weights = args.trained_model or "random init"
     shape = "dynamic N x 3 x H x W" if args.dynamic else f"1 x 3 x {args.size[0]} x {args.size[1]}"
     print(f"{report.path}: {args.network} ({weights}), input {shape}, {report.nodes} nodes "

@@ -8,8 +8,6 @@ button; the CLI writes them atomically.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +16,8 @@ import numpy as np
 
 from core.artifacts import atomic_write_bytes
 from core.checkpoint import CheckpointError, load_checkpoint
+from core.cli_paths import CliParser, fail, input_file, output_file
+from core.config import MODEL_CONFIGS
 from core.detector import LEVELS, STAGES, AttentionUnavailableError, FeatherFace
 from core.factory import build_model
 from core.image_input import ImageInputError
@@ -141,12 +141,13 @@ def write_heatmap_figure(
     return png
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.figures", description="Attention heatmap figure (2x4 grid).")
-    parser.add_argument("--network", required=True, help="cbam | eca_cbam | eca_cbam_parallel")
-    parser.add_argument("--trained-model", type=Path, default=None, help="checkpoint; omitted: random init")
-    parser.add_argument("--image", type=Path, default=Path("assets/samples/astronaut.png"))
-    parser.add_argument("--out", type=Path, default=Path("figures/attention_heatmaps.png"))
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m eval.figures", description="Attention heatmap figure (2x4 grid).")
+    parser.add_argument("--network", required=True, choices=list(MODEL_CONFIGS), metavar="NETWORK",
+                        help="cbam | eca_cbam | eca_cbam_parallel (a model with attention blocks)")
+    parser.add_argument("--trained-model", type=input_file, default=None, help="checkpoint; omitted: random init")
+    parser.add_argument("--image", type=input_file, default=Path("assets/samples/astronaut.png"))
+    parser.add_argument("--out", type=output_file, default="figures/attention_heatmaps.png")
     parser.add_argument("--conf", type=float, default=0.5, help="score threshold for the drawn detections")
     return parser
 
@@ -163,8 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.trained_model.parent.name}/{args.trained_model.name}"
         write_heatmap_figure(model.eval(), args.image, args.out, label, args.conf)
     except (AttentionUnavailableError, CheckpointError, FigureError, ImageInputError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     print(f"wrote {args.out}")
     return 0
 

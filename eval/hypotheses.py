@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from core.artifacts import dataset_label
+from core.cli_paths import read_problem
 from core.config import CBAM, PARALLEL, SEQUENTIAL, display_name
 from eval.ci import UNDECIDED, ci_verdict
 from eval.roots import SourceError, confine
@@ -364,7 +365,7 @@ def load_attention_report(results_root: Path | str) -> tuple[dict[str, Any] | No
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        return None, f"{path}: unreadable ({exc})"
+        return None, f"{path}: unreadable ({read_problem(exc)})"
     need = {"model_a", "model_b", "level", "mask", "metric", "delta", "ci_low", "ci_high"}
     if (not isinstance(report, dict) or "dataset" not in report or not isinstance(report.get("pairs"), list)
             or any(not isinstance(p, dict) or not need <= set(p) for p in report["pairs"])):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.checkpoint import save_checkpoint
+from core.cli_paths import CliParser, fail, input_file, output_file
 from core.source_weights import NETWORKS, SOURCE_CLASSES, SOURCE_REPO, SourceWeightsError, convert_source_file
 
 DATASET = "widerface"  # the source's training scripts read WIDER FACE only
@@ -57,12 +58,13 @@ def import_featherface(checkpoint: Path | str, out: Path | str, network: str = "
     return ImportReport(network=chosen, sha256=src.sha256, epoch=epoch, tensors=len(src.state))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.import_featherface", description=__doc__.split("\n\n")[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, type=Path, help="the source's .pth (state dict or training "
-                        "dict, `module.` prefix and CUDA tensors accepted)")
-    parser.add_argument("--out", required=True, type=Path, help="where to write the converted checkpoint")
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m eval.import_featherface", description=__doc__.split("\n\n")[1],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, type=input_file,
+                        help="the source's .pth (state dict or training dict, `module.` prefix and CUDA tensors "
+                             "accepted)")
+    parser.add_argument("--out", required=True, type=output_file, help="where to write the converted checkpoint")
     parser.add_argument("--network", default="auto", choices=("auto", *NETWORKS),
                         help="variant; auto finds it from the keys (ECA-CBAM keys are taken as sequential unless "
                              "the source's training dict names the parallel design)")
@@ -84,8 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = import_featherface(args.checkpoint, args.out, args.network, args.origin, args.trained_by,
                                     args.dataset, args.epoch)
     except SourceWeightsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     except OSError as exc:
         print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2

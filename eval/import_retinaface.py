@@ -12,11 +12,11 @@ name and sha256. Then, with WIDERFace val, the reference's test settings reprodu
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from core.checkpoint import save_checkpoint
+from core.cli_paths import CliParser, fail, input_file, output_file
 from core.config import BASELINE_MODEL
 from core.factory import build_model
 from core.retinaface_weights import RetinaFaceWeightsError, load_retinaface_weights
@@ -38,11 +38,11 @@ def import_retinaface(weights: Path | str, out: Path | str, origin: str | None =
     return sha
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.import_retinaface", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--weights", required=True, type=Path, help="reference mobilenet0.25_Final.pth")
-    parser.add_argument("--out", type=Path, default=Path("weights/retinaface_mnet.pth"))
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m eval.import_retinaface", description=__doc__.split("\n\n")[0],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", required=True, type=input_file, help="reference mobilenet0.25_Final.pth")
+    parser.add_argument("--out", type=output_file, default="weights/retinaface_mnet.pth")
     parser.add_argument("--origin", default=None, help="where the file comes from, recorded in the checkpoint")
     parser.add_argument("--trained-by", default=None, help="who trained it (biubug6/Pytorch_Retinaface for the "
                         "published file); the dashboard labels the weights 'trained on WIDER FACE by <this>'")
@@ -55,8 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sha = import_retinaface(args.weights, args.out, args.origin, args.trained_by)
     except RetinaFaceWeightsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     print(f"{args.weights} (sha256 {sha[:12]}...) -> {args.out}")
     return 0
 

@@ -12,8 +12,6 @@ Timings run one at a time on the machine (eval.timing_lock) and record the load 
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -35,12 +33,13 @@ from core.artifacts import (
     append_rows,
     read_results_csv,
 )
+from core.cli_paths import CliParser, fail, output_file
 from core.config import MODEL_CONFIGS
 from core.device import device_name, select_device
 from core.factory import build_model
 from core.inference import prepare_for_inference
 from core.onnx_export import OnnxExportError
-from core.onnx_runtime import BACKENDS, OnnxRuntimeModel, check_backend
+from core.onnx_runtime import BACKENDS, OnnxRuntimeModel, backend_missing, check_backend
 from eval.latency_stats import RESAMPLES, precision_note, summarize_runs
 from eval.timing_lock import DEFAULT_MAX_WAIT_S, MachineLoad, WaitCallback, load_warning, say_once, timing_slot
 
@@ -288,8 +287,8 @@ def format_rows(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.latency", description="Forward-pass latency per variant.")
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m eval.latency", description="Forward-pass latency per variant.")
     parser.add_argument("--models", nargs="+", default=list(MODEL_CONFIGS))
     parser.add_argument("--size", nargs=2, type=int, default=[640, 640], metavar=("H", "W"))
     parser.add_argument("--batch", type=int, default=1)
@@ -303,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="PyTorch eager (default), ONNX Runtime with native DeformConv, or OpenVINO (CPU)")
     parser.add_argument("--no-optimize", dest="optimize", action="store_false",
                         help="time the plain eval model instead of the BN-folded inference copy")
-    parser.add_argument("--out", type=Path, default=DEFAULT_CSV,
+    parser.add_argument("--out", type=output_file, default=str(DEFAULT_CSV),
                         help=f"CSV to append to (default {DEFAULT_CSV}); runs go to {LATENCY_RUNS_CSV} beside it")
     return parser
 
@@ -311,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if problem := backend_missing(args.backend):  # before any model is built or file written
+        parser.error(problem)
     with tqdm(total=args.warmup + args.rounds, desc="rounds", unit="round") as bar:
         def advance(done: int, total: int) -> None:
             bar.update(done - bar.n)
@@ -320,8 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                args.optimize, args.out, args.threads, advance, args.backend, say_once(tqdm.write))
         except (ResultsFileError, KeyError, ValueError, RuntimeError, OnnxExportError) as exc:
             bar.close()
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            return fail(exc)
     print(f"{rows[0]['device_name']}, torch {torch.__version__}, input {args.batch}x3x{args.size[0]}x{args.size[1]}, "
           f"{args.rounds} interleaved rounds, {rows[0]['threads']} threads, backend {args.backend}, "
           f"load average {rows[0]['load_avg_1m']} on {rows[0]['cpu_count']} CPUs at start")

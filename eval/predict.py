@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from tqdm import tqdm
 
 from core.artifacts import DEFAULT_DATA, atomic_write_json
 from core.checkpoint import CheckpointError, load_checkpoint
+from core.cli_paths import CliParser, fail, input_dir, input_file, output_dir
 from core.config import MODEL_CONFIGS, TEST_KEEP_TOP_K, TEST_TOP_K
 from core.data.widerface import LabelFormatError, read_image_list
 from core.detector import FeatherFace
@@ -34,7 +34,7 @@ from core.device import select_device
 from core.hashing import file_sha256
 from core.inference import prepare_for_inference
 from core.onnx_export import OnnxExportError
-from core.onnx_runtime import BACKENDS, check_backend
+from core.onnx_runtime import BACKENDS, backend_missing, check_backend
 from core.postprocess import NMS_METHODS, Detections, NmsMethod
 from eval.backends import forward_for
 from eval.predictions import META_FILE, Predictions, write_predictions
@@ -341,16 +341,16 @@ def postprocess_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"top_k": args.top_k, "keep_top_k": args.keep_top_k, "nms_method": args.nms}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.predict",
-                                     description="Write WIDERFace submission files for the val list.")
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m eval.predict",
+                       description="Write WIDERFace submission files for the val list.")
     parser.add_argument("--network", default=None, choices=list(MODEL_CONFIGS),
                         help="the variant the checkpoint must hold (default: the one it names)")
-    parser.add_argument("--trained-model", required=True, type=Path, help="checkpoint (.pth), e.g. "
+    parser.add_argument("--trained-model", required=True, type=input_file, help="checkpoint (.pth), e.g. "
                         "runs/<run-name>/weights/Final.pth")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+    parser.add_argument("--data", type=input_dir, default=str(DEFAULT_DATA),
                         help=f"dataset root holding val/wider_val.txt (default {DEFAULT_DATA})")
-    parser.add_argument("--out", required=True, type=Path, help="output folder: <out>/<event>/<image>.txt")
+    parser.add_argument("--out", required=True, type=output_dir, help="output folder: <out>/<event>/<image>.txt")
     parser.add_argument("--resize-long", type=int, default=None, metavar="N",
                         help="downscale images whose long side exceeds N px (default: original size)")
     add_postprocess_args(parser)
@@ -369,6 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if problem := backend_missing(args.backend):  # before any model is built or file written
+        parser.error(problem)
     try:
         device = select_device(args.device)
         if args.threads is not None:
@@ -380,8 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.batch_size > 1 and args.backend != "torch":
             raise ValueError(f"--batch-size {args.batch_size} needs --backend torch")
     except (RuntimeError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     try:
         model = load_for_eval(args.network, args.trained_model, device)
         meta = {"network": model.name, "weights_sha256": file_sha256(args.trained_model)}
@@ -389,8 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  overwrite=args.overwrite, backend=args.backend, batch_size=args.batch_size,
                                  **postprocess_kwargs(args))
     except (CheckpointError, PredictError, KeyError, OnnxExportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     print(f"{summary.written} written, {summary.skipped} already present, {summary.total} images -> {summary.out_dir} "
           f"({args.backend}, {torch.get_num_threads()} threads)")
     return 0

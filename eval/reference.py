@@ -8,7 +8,6 @@ for with the parallel design). AP values are percentages; mAP is the mean of eas
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +23,7 @@ from core.artifacts import (
     atomic_write_csv,
     read_results_csv,
 )
+from core.cli_paths import CliParser, output_file
 from core.config import MODEL_CONFIGS, TARGET_MODEL, display_name
 
 DEFAULT_PATH = Path("results") / REFERENCE_CSV
@@ -68,10 +68,10 @@ def load_reference(path: Path | str = DEFAULT_PATH) -> pd.DataFrame:
     return frame
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.reference",
-                                     description="Write the published/target reference rows CSV.")
-    parser.add_argument("--out", type=Path, default=DEFAULT_PATH)
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m eval.reference",
+                       description="Write the published/target reference rows CSV.")
+    parser.add_argument("--out", type=output_file, default=str(DEFAULT_PATH))
     return parser
 
 

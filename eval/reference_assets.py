@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from core.atomic import atomic_write_bytes, atomic_write_text
 from core.checkpoint import CheckpointError, read_checkpoint
+from core.cli_paths import CliParser, fail, input_dir, output_dir
 from core.hashing import file_sha256
 from core.source_weights import SourceWeightsError, read_source_file
 from eval.import_featherface import import_featherface
@@ -227,12 +228,12 @@ def _compare(ours: Path, theirs: Path) -> list[str]:
     return [f"{ours}: {len(bad)} tensors differ from a fresh conversion, first {bad[0]}"] if bad else []
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.reference_assets", description=__doc__.split("\n\n")[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shared", type=Path, default=Path("../shared/reference"),
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m eval.reference_assets", description=__doc__.split("\n\n")[1],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=input_dir, default=Path("../shared/reference"),
                         help="folder holding SOURCES.md's files (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=Path("assets/reference"), help="default: %(default)s")
+    parser.add_argument("--out", type=output_dir, default=str(Path("assets/reference")), help="default: %(default)s")
     parser.add_argument("--check", action="store_true", help="compare --out with a fresh conversion; write nothing")
     return parser
 
@@ -250,8 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1 if problems else 0
         assets = build(args.shared, args.out)
     except (ReferenceAssetsError, SourceWeightsError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     print(f"{len(assets)} files + run.json + SOURCES.md -> {args.out}")
     return 0
 

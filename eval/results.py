@@ -15,7 +15,6 @@ import argparse
 import hashlib
 import json
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +42,7 @@ from core.artifacts import (
     read_results_csv,
 )
 from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from core.cli_paths import CliParser, fail, input_dir, input_file, input_path, output_dir
 from core.config import ABLATION, COMPARED_MODELS, MODEL_CONFIGS, TEST_KEEP_TOP_K, TEST_TOP_K
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.device import device_name, select_device
@@ -222,9 +222,9 @@ def resolve_all_weights(source: Path | str, models: Sequence[str], checkpoint: s
 
 def add_data_and_weights_args(parser: argparse.ArgumentParser) -> None:
     """--data and --weights-dir, as every CLI that runs the compared models over val images reads them."""
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+    parser.add_argument("--data", type=input_dir, default=str(DEFAULT_DATA),
                         help=f"dataset root (val/wider_val.txt, ground_truth/; default {DEFAULT_DATA})")
-    parser.add_argument("--weights-dir", type=Path, default=DEFAULT_RUNS,
+    parser.add_argument("--weights-dir", type=input_path, default=str(DEFAULT_RUNS),
                         help="folder searched for Final.pth / <model>.pth (default runs/, where training writes "
                              "runs/<run-name>/weights/Final.pth), or a JSON manifest model -> checkpoint")
 
@@ -377,13 +377,15 @@ def run_results(
     return table
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.results",
-                                     description="Predict + evaluate + latency + figures for the compared models.")
+def build_parser() -> CliParser:
+    parser = CliParser(prog="python -m eval.results",
+                       description="Predict + evaluate + latency + figures for the compared models.")
     add_data_and_weights_args(parser)
-    parser.add_argument("--out", type=Path, default=DEFAULT_RESULTS, help=f"results folder (default {DEFAULT_RESULTS})")
+    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_RESULTS),
+                        help=f"results folder (default {DEFAULT_RESULTS})")
     parser.add_argument("--dataset", choices=DATASETS, default=None, help="default: from <data>/manifest.json")
-    parser.add_argument("--gt", type=Path, default=None, help="ground-truth .mat folder (default <data>/ground_truth)")
+    parser.add_argument("--gt", type=input_dir, default=None,
+                        help="ground-truth .mat folder (default <data>/ground_truth)")
     parser.add_argument("--models", nargs="+", default=list(COMPARED_MODELS), choices=sorted(MODEL_CONFIGS))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--resize-long", type=int, default=None, metavar="N",
@@ -393,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", "--runs", dest="rounds", type=int, default=DEFAULT_ROUNDS,
                         help="latency: interleaved timed rounds, one run of each model per round")
     parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP, help="latency: untimed rounds first")
-    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE, help="image for the heatmap figures")
+    parser.add_argument("--image", type=input_file, default=DEFAULT_IMAGE, help="image for the heatmap figures")
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads, fixed for the whole command and recorded (default: torch's choice)")
@@ -420,8 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             **postprocess_kwargs(args))
     except (ResultsFileError, WeightsError, CheckpointError, PredictError, PredictionFormatError, WiderGTError,
             FigureError, ValueError, KeyError, TimingBusy) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     print(f"{args.out / COMPARISON_CSV}: {len(table)} rows")
     return 0
 

@@ -35,18 +35,18 @@ face scale by box height h: small 10 <= h < 50, medium 50 <= h <= 300, large h >
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from core.artifacts import DEFAULT_DATA
+from core.atomic import atomic_write_text
+from core.cli_paths import CliParser, fail, input_dir, output_file
 from core.data.wider_gt import SETTINGS, WiderGT, WiderGTError, load_wider_gt
 from eval.predictions import PredictionFormatError, read_predictions
 
@@ -382,20 +382,20 @@ def evaluate(
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> CliParser:
+    parser = CliParser(
         prog="python -m eval.widerface",
         description="WIDER FACE val AP (RetinaFace widerface_evaluate protocol) with an attribute breakdown.",
     )
-    parser.add_argument("--pred", required=True, type=Path, help="<pred>/<event>/<image>.txt directory")
-    parser.add_argument("--gt", type=Path, default=DEFAULT_DATA / "ground_truth",
+    parser.add_argument("--pred", required=True, type=input_dir, help="<pred>/<event>/<image>.txt directory")
+    parser.add_argument("--gt", type=input_dir, default=str(DEFAULT_DATA / "ground_truth"),
                         help=f"directory with the four wider_*_val.mat files (default {DEFAULT_DATA}/ground_truth)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--strict", dest="strict", action="store_true", default=True,
                       help="fail on any problem, naming file:line (default; includes a score outside [0, 1])")
     mode.add_argument("--lenient", dest="strict", action="store_false",
                       help="warn, skip bad lines, go on (scores above 1 are kept and their effect explained)")
-    parser.add_argument("--json", type=Path, help="also write results (with PR curves) to this JSON file")
+    parser.add_argument("--json", type=output_file, help="also write results (with PR curves) to this JSON file")
     parser.add_argument("--iou", type=float, default=0.5, help="IoU needed for a match (default 0.5)")
     parser.add_argument("--thresh-num", type=int, default=1000, help="score thresholds on the PR curve")
     return parser
@@ -409,8 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gt = load_wider_gt(args.gt)
         read = read_predictions(args.pred, gt, strict=args.strict)
     except (WiderGTError, PredictionFormatError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     for w in read.warnings[:20]:
         print(f"warning: {w}", file=sys.stderr)
     if read.num_warnings > 20:
@@ -427,8 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{read.num_warnings} warning(s) in lenient mode, see stderr")
     if args.json:
         payload = result.to_dict() | {"warnings": list(read.warnings)}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=1))
+        atomic_write_text(args.json, json.dumps(payload, indent=1))
     return 0
 
 

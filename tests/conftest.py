@@ -6,7 +6,7 @@ import functools
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +117,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reason = slurm_unavailable() if marked else None
     for item in marked if reason else []:
         item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def exit_status(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
+    """A CLI's exit status whether its main returns it or argparse exits: bad paths and missing tools are
+    refused by the parser (core.cli_paths), before any work, with SystemExit(2)."""
+    try:
+        return main(argv) or 0
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 1

@@ -22,6 +22,7 @@ import torch
 from core.backbone_weights import BackboneWeightsError, load_backbone_weights, read_backbone_state
 from core.data.synth import generate_dataset
 from core.factory import build_model
+from tests.conftest import exit_status
 from train.cli import main as train_main
 from train.pretrain_backbone import main as pretrain_main
 
@@ -157,8 +158,9 @@ def test_train_records_the_backbone_in_run_json(synth, tmp_path, capsys):
     assert meta["backbone_weights"]["name"] == path.name
     assert meta["backbone_weights"]["sha256"] == file_sha256(path)
     assert "randomly initialised backbone" not in capsys.readouterr().err
-    assert train_main(_args(synth, tmp_path, "bad", "--backbone-weights", str(tmp_path / "nope.tar"))) == 2
-    assert "backbone weights not found" in capsys.readouterr().err
+    assert exit_status(train_main, _args(synth, tmp_path, "bad", "--backbone-weights", str(tmp_path / "nope.tar"))) == 2
+    err = capsys.readouterr().err
+    assert "--backbone-weights" in err and "nope.tar': file not found" in err and not (tmp_path / "bad").exists()
 
 
 def test_full_length_run_from_random_init_warns(synth, tmp_path, capsys, monkeypatch):
@@ -213,5 +215,5 @@ def test_pretrain_refuses_a_bad_folder(tmp_path, capsys):
     cv2.imwrite(str(tmp_path / "one" / "only" / "a.png"), np.zeros((8, 8, 3), np.uint8))
     assert pretrain_main(["--data", str(tmp_path / "one"), "--out", str(tmp_path / "o.tar"), "--device", "cpu"]) == 2
     assert "at least 2" in capsys.readouterr().err
-    assert pretrain_main(["--data", str(tmp_path / "missing"), "--device", "cpu"]) == 2
-    assert "not a folder" in capsys.readouterr().err
+    assert exit_status(pretrain_main, ["--data", str(tmp_path / "missing"), "--device", "cpu"]) == 2
+    assert "--data" in (err := capsys.readouterr().err) and "folder not found" in err

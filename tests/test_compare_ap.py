@@ -24,7 +24,7 @@ from eval.compare_ap import (
 )
 from eval.predictions import META_FILE, write_predictions
 from eval.widerface import counted_subsets, evaluate, voc_ap
-from tests.conftest import REAL_GT
+from tests.conftest import REAL_GT, exit_status
 from tests.test_widerface_eval import random_gt, random_preds
 
 needs_real_gt = pytest.mark.skipif(not (REAL_GT / "wider_face_val.mat").exists(), reason="real WIDER val GT absent")
@@ -231,8 +231,17 @@ def test_cli_writes_json_and_reports_bad_input(tmp_path: Path, capsys: pytest.Ca
     (tmp_path / "b" / "0--ev" / "im3.txt").unlink()
     assert main(args) == 2
     assert "missing prediction file" in capsys.readouterr().err
-    assert main([*args[:5], str(tmp_path / "nowhere"), *args[6:]]) == 2
-    assert "file not found" in capsys.readouterr().err
+    assert exit_status(main, [*args[:5], str(tmp_path / "nowhere"), *args[6:]]) == 2
+    assert "argument --gt: " in (err := capsys.readouterr().err) and "nowhere': folder not found" in err
+
+    (tmp_path / "b" / "0--ev" / "im3.txt").write_text("0--ev/im3\n0\n")
+    write_predictions(tmp_path / "a2", detector(gt, 0.55, 4))
+    two_vs_one = ["--pred-a", str(tmp_path / "a"), str(tmp_path / "a2"), *args[2:]]
+    assert main(two_vs_one) == 0
+    warning = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:"))
+    assert "A 2 and B 1" in warning and "seed spread of B is unknown (a single run)" in warning
+    assert main([*two_vs_one, "--model-a", "cbam", "--model-b", "none"]) == 0
+    assert "seed spread of none is unknown" in capsys.readouterr().err
 
 
 def test_hist_blocks_count_every_prediction_once() -> None:

@@ -27,6 +27,7 @@ from core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from core.factory import build_model
 from core.source_weights import SourceWeightsError, convert_source_file, detect_source_variant, map_source_state_dict
 from eval.import_featherface import main
+from tests.conftest import exit_status
 from tests.test_backbone_weights import reference_keys
 from tests.test_retinaface_weights import reference_state
 
@@ -199,9 +200,9 @@ def refused(tmp_path: Path, capsys, src: Path, needle: str, **kw: str) -> str:
     out.write_bytes(b"previous conversion")
     before = out.stat().st_mtime_ns
     args = ["--checkpoint", src, "--out", out] + [x for k, v in kw.items() for x in (f"--{k}", v)]
-    assert run_cli(*args) == 2
+    assert exit_status(main, [str(a) for a in args]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
+    assert err.count("\n") == 1 and "error: " in err and needle in err, err
     assert out.read_bytes() == b"previous conversion" and out.stat().st_mtime_ns == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left behind
     return err
@@ -225,14 +226,14 @@ def test_bad_files_refused(tmp_path, capsys):
     (tmp_path / "empty.pth").write_bytes(b"")
     refused(tmp_path, capsys, tmp_path / "empty.pth", "is empty (0 bytes)")
     (tmp_path / "notes.pth").write_text("epoch 350: loss 2.1\n" * 40)
-    refused(tmp_path, capsys, tmp_path / "notes.pth", "is a text file")
+    refused(tmp_path, capsys, tmp_path / "notes.pth", "is not a PyTorch checkpoint: it is text")
     torch.save(source_state(), tmp_path / "full.pth")
     data = (tmp_path / "full.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
     refused(tmp_path, capsys, tmp_path / "cut.pth", "is truncated or corrupt")
     torch.save({"args": argparse.Namespace(lr=1e-3), "state_dict": source_state()}, tmp_path / "pickled.pth")
     refused(tmp_path, capsys, tmp_path / "pickled.pth", "argparse.Namespace")
-    refused(tmp_path, capsys, tmp_path / "missing.pth", "no such file")
+    refused(tmp_path, capsys, tmp_path / "missing.pth", "missing.pth': file not found")
     torch.save([1, 2, 3], tmp_path / "list.pth")
     refused(tmp_path, capsys, tmp_path / "list.pth", "holds list, not a state dict")
     save_checkpoint(tmp_path / "ours.pth", build_model("cbam"))

@@ -15,6 +15,7 @@ from core.checkpoint import load_checkpoint, read_checkpoint
 from core.factory import build_model
 from core.retinaface_weights import RetinaFaceWeightsError, load_retinaface_weights
 from eval.import_retinaface import main
+from tests.conftest import exit_status
 from tests.test_backbone_weights import reference_keys
 
 
@@ -92,5 +93,5 @@ def test_cli_writes_a_checkpoint_eval_predict_loads(tmp_path, capsys):
     assert meta["source"]["file"] == "mobilenet0.25_Final.pth" and len(meta["source"]["sha256"]) == 64
     assert torch.equal(model.state_dict()["heads.bbox.convs.0.weight"], reference_state()["BboxHead.0.conv1x1.weight"])
     assert read_checkpoint(out)["model_name"] == "retinaface_mnet"
-    assert main(["--weights", str(tmp_path / "nope.pth"), "--out", str(out)]) == 2
+    assert exit_status(main, ["--weights", str(tmp_path / "nope.pth"), "--out", str(out)]) == 2
     assert "not found" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from typing import Any
 
 from core.artifacts import DEFAULT_DATA, DEFAULT_RUNS, RUN_JSON
 from core.checkpoint import CheckpointError
+from core.cli_paths import CliParser, PathArg, fail, input_dir, output_dir, read_problem, require
 from core.config import DEFAULT_RECIPE, MODEL_CONFIGS, RECIPES
 from core.data.dataset import UnreadableImageError
 from core.data.widerface import LabelFormatError
@@ -58,13 +59,17 @@ def unit_interval(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train", description="Train a FeatherFace variant on WIDERFace "
-                                "(or a synthetic set in the same layout).", epilog=recipes_help() + EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+resume_arg = PathArg("input_file", text=True, keywords=("auto",))  # "auto" or a checkpoint that exists
+input_file_text = PathArg("input_file", text=True)  # TrainConfig keeps these as strings (run.json)
+
+
+def build_parser() -> CliParser:
+    p = CliParser(prog="python -m train", description="Train a FeatherFace variant on WIDERFace "
+                  "(or a synthetic set in the same layout).", epilog=recipes_help() + EPILOG,
+                  formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--network", default=None, choices=list(MODEL_CONFIGS),
                    help="model variant (required, except with --resume auto on an existing run)")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
+    p.add_argument("--data", type=input_dir, default=DEFAULT_DATA,
                    help=f"dataset root: train/label.txt + train/images; val/ and ground_truth/ optional (default "
                         f"{DEFAULT_DATA}, where python -m core.data.synth writes)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
@@ -90,11 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"square training input size (recipe: {per_recipe('img_size')})")
     p.add_argument("--workers", type=non_negative_int, default=4, help="DataLoader workers per process (default 4)")
     p.add_argument("--seed", type=int, default=0, help="seeds init, data order and augmentation (default 0)")
-    p.add_argument("--out", type=Path, default=DEFAULT_RUNS, help=f"root of run directories (default {DEFAULT_RUNS}/)")
+    p.add_argument("--out", type=output_dir, default=DEFAULT_RUNS,
+                   help=f"root of run directories (default {DEFAULT_RUNS}/)")
     p.add_argument("--run-name", default=None,
                    help="run directory name under --out (default <network>_s<seed>_<date-time>)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present) | cpu | cuda | cuda:N")
-    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH|auto",
+    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH|auto", type=resume_arg,
                    help="continue from a checkpoint; 'auto' (or no value) = <out>/<run-name>/weights/last.pth "
                         "when it exists, with the settings recorded in the run's run.json, else start the run")
     p.add_argument("--eval-every", type=non_negative_int, default=10,
@@ -106,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"hard negatives mined per positive anchor (recipe: {per_recipe('neg_pos')})")
     p.add_argument("--match-iou", type=unit_interval, default=None,
                    help=f"IoU at which an anchor becomes a positive for a face (recipe: {per_recipe('match_iou')})")
-    p.add_argument("--backbone-weights", default=None, metavar="PATH",
+    p.add_argument("--backbone-weights", default=None, metavar="PATH", type=input_file_text,
                    help="ImageNet MobileNetV1-0.25 in RetinaFace's format (mobilenetV1X0.25_pretrain.tar / .pth / "
                         ".pth.tar, or the output of python -m train.pretrain_backbone); both recipes assume it")
     p.add_argument("--amp", action="store_true", help="mixed precision (autocast + GradScaler); CUDA only")
@@ -164,8 +170,8 @@ def restore_recorded(args: argparse.Namespace, given: set[str]) -> list[str]:
         # Runs recorded before recipes kept no override list: take every recorded value as given.
         overrides = set(recorded.get("recipe_overrides", RECIPE_SETTINGS_AND_STEPS))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ResumeError(f"--resume auto: {run_json} is unreadable ({exc}); repair it or start a new --run-name") \
-            from None
+        raise ResumeError(f"--resume auto: {run_json} is unreadable ({read_problem(exc)}); repair it or start a new "
+                          "--run-name") from None
     conflicts, restored = [], []
     for key in RESTORED_ON_RESUME:
         if key not in recorded:
@@ -215,28 +221,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         restored = restore_recorded(args, given_flags(argv))
     except ResumeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     if args.network is None:
         parser.error("--network is required (or --run-name of an existing run with --resume auto)")
+    require(parser, "--data", args.data, "input_dir")  # a default or a restored value: checked here
+    require(parser, "--out", args.out, "output_dir")
     if restored:
         print(f"--resume auto: settings restored from {args.out / args.run_name / RUN_JSON}: {' '.join(restored)}",
               file=sys.stderr)
     try:
         resolve_device(args.device)
     except DeviceChoiceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     except (RuntimeError, ValueError) as exc:
         print(f"error: --device {args.device}: {exc}", file=sys.stderr)
         return 2
     try:
         train(config_from_args(args))
     except NonFiniteLossError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+        return fail(exc, 3)
     except (TrainSetupError, ResumeError, CheckpointError, LabelFormatError, UnreadableImageError,
             FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     return 0

@@ -41,6 +41,7 @@ from core.artifacts import (
     atomic_write_json,
     read_results_csv,
 )
+from core.cli_paths import CliParser, input_dir, output_dir
 from core.config import COMPARED_MODELS, MODEL_CONFIGS
 from core.data.synth import generate_dataset
 from core.study_manifest import read_manifest, run_name
@@ -56,16 +57,16 @@ SHIPPED = Path("assets/demo")  # the demo the repository ships (tracked files)
 DEFAULT_OUT = Path("build/demo")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.demo", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=None,
+def build_parser() -> CliParser:
+    p = CliParser(prog="python -m train.demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=output_dir, default=None,
                    help=f"demo folder to write (default {DEFAULT_OUT}; {SHIPPED} only with --update-shipped)")
     p.add_argument("--update-shipped", action="store_true",
                    help=f"write the shipped demo in {SHIPPED} (tracked files: new dates, timings and numbers)")
-    p.add_argument("--from", dest="source", type=Path, default=SHIPPED,
+    p.add_argument("--from", dest="source", type=input_dir, default=str(SHIPPED),
                    help=f"--eval-only: the demo whose weights are evaluated (default {SHIPPED}); copied into --out "
                         "first when --out is another folder")
-    p.add_argument("--data", type=Path, default=Path("data/synth_demo"), help="synthetic set (made if absent)")
+    p.add_argument("--data", type=output_dir, default="data/synth_demo", help="synthetic set (made if absent)")
     p.add_argument("--num-train", type=int, default=192)
     p.add_argument("--num-val", type=int, default=80)
     p.add_argument("--max-size", type=int, default=384, help="longest side of the synthetic images")

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from core.backbone import MobileNetV1Classifier
 from core.backbone_weights import PREFIX
 from core.checkpoint import atomic_torch_save
+from core.cli_paths import CliParser, fail, input_dir, output_file
 from core.config import get_config
 from train import distributed
 
@@ -187,11 +188,12 @@ def _pretrain(args: argparse.Namespace, ctx: distributed.DistContext) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.pretrain_backbone",
-                                description="Pretrain MobileNetV1-0.25 on an ImageNet-layout folder and write "
-                                            "RetinaFace's mobilenetV1X0.25_pretrain.tar format.")
-    p.add_argument("--data", required=True, type=Path, help="<data>/<class>/<image> or <data>/train|val/<class>/...")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output file (default {DEFAULT_OUT})")
+    p = CliParser(prog="python -m train.pretrain_backbone",
+                  description="Pretrain MobileNetV1-0.25 on an ImageNet-layout folder and write "
+                              "RetinaFace's mobilenetV1X0.25_pretrain.tar format.")
+    p.add_argument("--data", required=True, type=input_dir,
+                   help="<data>/<class>/<image> or <data>/train|val/<class>/...")
+    p.add_argument("--out", type=output_file, default=str(DEFAULT_OUT), help=f"output file (default {DEFAULT_OUT})")
     p.add_argument("--epochs", type=int, default=90, help="default 90")
     p.add_argument("--batch-size", type=int, default=256, help="GLOBAL batch (default 256)")
     p.add_argument("--lr", type=float, default=None, help="default 0.1 * batch / 256, cosine decay")
@@ -212,8 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         pretrain(args)
     except (PretrainError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     return 0
 
 

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from core.cli_paths import CliParser, fail, input_dir, input_path, output_dir
 from core.config import MODEL_CONFIGS
 from core.study_manifest import (
     RunEntry,
@@ -93,14 +94,14 @@ class StudyError(ValueError):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.study", description=__doc__.split("\n\n")[0], allow_abbrev=False,
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--status", type=Path, default=None, metavar="STUDY_DIR",
+    p = CliParser(prog="python -m train.study", description=__doc__.split("\n\n")[0], allow_abbrev=False,
+                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--status", type=input_path, default=None, metavar="STUDY_DIR",
                    help="print the progress table of an existing study and exit")
     p.add_argument("--models", nargs="+", choices=list(MODEL_CONFIGS), default=None)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="default 0 1 2")
-    p.add_argument("--data", type=Path, default=None, help="dataset root, as for python -m train")
-    p.add_argument("--out", type=Path, default=Path("runs"), help="parent folder of the study (default runs/)")
+    p.add_argument("--data", type=input_dir, default=None, help="dataset root, as for python -m train")
+    p.add_argument("--out", type=output_dir, default="runs", help="parent folder of the study (default runs/)")
     p.add_argument("--name", default="study", help="study folder name under --out (default: study)")
     p.add_argument("--recipe", default=None, help="passed to python -m train --recipe")
     p.add_argument("--executor", choices=("local", "slurm", "auto"), default="auto",
@@ -127,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint of each run to evaluate (default Final)")
     p.add_argument("--eval-args", default="", help="extra flags for eval.results, one string, e.g. '--runs 20'")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar over runs")
+    p.add_argument("--reset", action="store_true",
+                   help="set an unreadable study.json aside (study.json.bad-<time>) and write a new one from this "
+                        "command; finished runs are found from their folders and kept, interrupted ones resume")
     return p
 
 
@@ -467,6 +471,8 @@ def show_status(study_dir: Path) -> int:
 def run_study(args: argparse.Namespace, extra: Sequence[str]) -> int:
     plan = make_plan(args, extra)
     with study_lock(plan.study_dir):
+        if args.reset:
+            set_aside_manifest(plan.study_dir)
         manifest = load_or_create(plan)
         entries = selected(plan, manifest)
         write_manifest(plan.study_dir, manifest)
@@ -503,15 +509,25 @@ def check_args(argv: Sequence[str]) -> None:
         make_plan(args, extra)
 
 
+def set_aside_manifest(study_dir: Path) -> None:
+    """--reset: keep the old study.json beside the new one (never deleted), under a name nothing reads."""
+    old = manifest_path(study_dir)
+    if old.is_file():
+        aside = old.with_name(f"{old.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+        old.rename(aside)
+        print(f"--reset: {old} set aside as {aside.name}; finished runs are found from their folders",
+              file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args, extra = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
     try:
         if args.status is not None:
             return show_status(args.status)
         return run_study(args, extra)
     except (StudyError, StudyManifestError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
 
 
 if __name__ == "__main__":

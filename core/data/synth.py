@@ -37,14 +37,12 @@ CLI: ``python -m core.data.synth --out DIR --num-train N --num-val M --seed S``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import multiprocessing
 import os
 import shlex
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -55,6 +53,7 @@ import numpy as np
 from tqdm import tqdm
 
 from core.artifacts import DEFAULT_DATA, MANIFEST_JSON
+from core.cli_paths import CliParser, fail, output_dir
 from core.data.synth_faces import (
     DrawnFace,
     add_clutter,
@@ -385,12 +384,12 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> CliParser:
+    parser = CliParser(
         prog="python -m core.data.synth",
         description="Generate a synthetic face dataset in the exact WIDERFace/RetinaFace layout.",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_DATA,
+    parser.add_argument("--out", type=output_dir, default=str(DEFAULT_DATA),
                         help=f"dataset directory to create (default {DEFAULT_DATA}, where every command looks)")
     parser.add_argument("--num-train", type=int, default=200, help="training images (default 200)")
     parser.add_argument("--num-val", type=int, default=100, help="validation images (default 100)")
@@ -424,8 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=not args.quiet,
         )
     except (FileExistsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(exc)
     manifest = json.loads((out / MANIFEST_JSON).read_text(encoding="utf-8"))
     c = manifest["counts"]
     print(
