@@ -31,7 +31,7 @@ from eval.attention_stats import (
     stats_table,
     summarise,
 )
-from tests.conftest import realistic_model
+from tests.conftest import exit_status, realistic_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -203,9 +203,10 @@ def test_cli_real_forward_pass(tiny: dict[str, Path], tmp_path: Path, monkeypatc
 
 def test_cli_errors_are_clear(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "x.json"
-    assert main(["--data", str(tmp_path / "missing"), "--weights-dir", str(tiny["weights"]), "--out", str(out),
-                 "--models", "cbam"]) == 2
-    assert "not found" in capsys.readouterr().err
+    assert exit_status(main, ["--data", str(tmp_path / "missing"), "--weights-dir", str(tiny["weights"]),
+                              "--out", str(out), "--models", "cbam"]) == 2
+    assert "argument --data: " in (err := capsys.readouterr().err) and "missing': folder not found" in err
+    (tmp_path / "notes.txt").write_text("no checkpoint here")
     assert main(["--data", str(tiny["data"]), "--weights-dir", str(tmp_path), "--out", str(out),
                  "--models", "cbam"]) == 2
     assert "no checkpoint for 'cbam'" in capsys.readouterr().err

@@ -287,7 +287,8 @@ def test_compare_results_pairs_every_model_and_pools_seeds(tmp_path: Path, capsy
     written, warnings = compare_results(results, base=tmp_path, resamples=100, progress=False)
     assert [p.name for p in written] == ["cbam__eca_cbam__synthetic.json", "cbam__eca_cbam_parallel__synthetic.json",
                                          "eca_cbam__eca_cbam_parallel__synthetic.json"]
-    assert len(warnings) == 1 and "none_s0" in warnings[0] and "absent" in warnings[0]
+    assert len(warnings) == 3 and "none_s0" in warnings[0] and "absent" in warnings[0]
+    assert all("seed spread of" in w and "is unknown (a single run)" in w for w in warnings[1:])  # 2 vs 1 seeds
     data = json.loads(written[1].read_text())
     assert (data["model_a"], data["model_b"], data["seeds_a"], data["seeds_b"]) == ("cbam", "eca_cbam_parallel", 1, 2)
     assert data["seed_mode"] == "two-level" and "occlusion=2" in data["breakdown"]

@@ -55,6 +55,7 @@ def test_cli_refuses_a_fixed_gpu_under_torchrun_before_starting(
 ) -> None:
     for key, value in torchrun_env(1, world=2).items():
         monkeypatch.setenv(key, value)
+    (tmp_path / "train").mkdir()  # --data must be a folder with something in it (checked while parsing)
     rc = main(["--network", "none", "--data", str(tmp_path), "--device", "cuda:0"])
     assert rc == 2
     err = capsys.readouterr().err

@@ -10,6 +10,7 @@ from core.checkpoint import save_checkpoint
 from core.detector import AttentionUnavailableError
 from core.factory import build_model
 from eval.figures import PANEL, TITLE_H, heatmap_figure, heatmap_png, main
+from tests.conftest import exit_status
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SHAPE = (2 * (TITLE_H + PANEL), 4 * PANEL, 3)
@@ -69,8 +70,8 @@ def test_cli_errors_leave_no_file(tmp_path, rgb_image, capsys):
     out = tmp_path / "fig.png"
     assert main(["--network", "none", "--image", str(image), "--out", str(out)]) == 2
     assert "no-attention ablation" in capsys.readouterr().err
-    assert main(["--network", "cbam", "--image", str(tmp_path / "missing.png"), "--out", str(out)]) == 2
-    assert "not found or not readable" in capsys.readouterr().err
+    assert exit_status(main, ["--network", "cbam", "--image", str(tmp_path / "missing.png"), "--out", str(out)]) == 2
+    assert "argument --image: " in (err := capsys.readouterr().err) and "missing.png': file not found" in err
     weights = tmp_path / "w.pth"
     save_checkpoint(weights, build_model("cbam"))
     assert main(["--network", "eca_cbam", "--trained-model", str(weights), "--image", str(image),

@@ -31,6 +31,7 @@ from eval.hypotheses import (
     subset_effects,
 )
 from eval.seed_stats import difference_verdict, welch_ci, welch_from_summary
+from tests.conftest import exit_status
 from tests.test_compare import PARAMS, eval_payload, make_results_root
 from tests.test_latency_stats import crafted_runs
 
@@ -239,5 +240,5 @@ def test_conclusion_cli(tmp_path: Path, capsys):
     assert main(["--results", str(root), "--out", str(out)]) == 0
     text = out.read_text()
     assert text.startswith("# FeatherFace Lab — conclusion") and "## Hypotheses" in text
-    assert main(["--results", str(tmp_path / "absent"), "--out", str(out)]) == 2
-    assert "results folder not found" in capsys.readouterr().err
+    assert exit_status(main, ["--results", str(tmp_path / "absent"), "--out", str(out)]) == 2
+    assert "argument --results: " in (err := capsys.readouterr().err) and "absent': folder not found" in err

@@ -25,6 +25,7 @@ from eval.predict import (
     size_groups,
 )
 from eval.predictions import read_predictions
+from tests.conftest import exit_status
 
 
 @pytest.fixture(scope="module")
@@ -136,10 +137,10 @@ def test_wrong_variant_checkpoint_is_a_clear_error(tiny, tmp_path, capsys):
 
 
 def test_missing_weights_and_missing_image_list(tiny, tmp_path, capsys):
-    rc = main(["--network", "cbam", "--trained-model", str(tmp_path / "nope.pth"), "--data", str(tiny["data"]),
-               "--out", str(tmp_path / "pred")])
+    rc = exit_status(main, ["--network", "cbam", "--trained-model", str(tmp_path / "nope.pth"),
+                            "--data", str(tiny["data"]), "--out", str(tmp_path / "pred")])
     assert rc == 2
-    assert "checkpoint not found" in capsys.readouterr().err
+    assert "argument --trained-model: " in (err := capsys.readouterr().err) and "nope.pth': file not found" in err
     (tmp_path / "empty" / "val").mkdir(parents=True)
     rc = main(["--network", "eca_cbam_parallel", "--trained-model", str(tiny["weights"]),
                "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "pred")])

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse(*argv: str) -> TrainConfig:
-    return config_from_args(build_parser().parse_args(["--network", "cbam", "--data", "d", *argv]))
+    return config_from_args(build_parser().parse_args(["--network", "cbam", "--data", str(ROOT / "tests"), *argv]))
 
 
 def test_recipe_values_as_published():

@@ -24,6 +24,7 @@ from core.data.synth import generate_dataset
 from core.study_manifest import read_manifest
 from eval.convergence import load_convergence
 from eval.event_files import EventCache
+from tests.conftest import exit_status
 from train import study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +119,11 @@ def test_bad_arguments_stop_before_anything_runs(tiny_data, tmp_path, capsys):
     assert study.main(study_cmd(tiny_data, out, "--seed", "4")) == 2
     assert "set by the study" in capsys.readouterr().err
     assert not (out / "st").exists()
-    assert study.main(["--status", str(tmp_path / "nothing")]) == 2
+    assert exit_status(study.main, ["--status", str(tmp_path / "nothing")]) == 2
+    assert "argument --status: " in (err := capsys.readouterr().err) and "nothing': file or folder not found" in err
+    (tmp_path / "not a study").mkdir()
+    (tmp_path / "not a study" / "notes.txt").write_text("x")
+    assert study.main(["--status", str(tmp_path / "not a study")]) == 2
     assert "no study manifest" in capsys.readouterr().err
 
 
