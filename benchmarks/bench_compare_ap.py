@@ -29,7 +29,7 @@ import numpy as np
 
 from benchmarks.bench_evaluator import synthetic_predictions
 from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, input_dir, output_file
+from core.cli_paths import CliParser, check_defaults, input_dir, output_file
 from core.data.wider_gt import SETTINGS, GTImage, WiderGT, load_wider_gt
 from eval.compare_ap import _Counts, _resampled_ap, compare_predictions
 from eval.predictions import write_predictions
@@ -53,7 +53,7 @@ def spelled_out(gt: WiderGT, pred: dict, weights: np.ndarray) -> tuple[WiderGT, 
 
 def build_parser() -> CliParser:
     parser = CliParser(prog="python -m benchmarks.bench_compare_ap", description=__doc__.splitlines()[0])
-    parser.add_argument("--gt", type=input_dir, default=str(find_real_wider_gt()))
+    parser.add_argument("--gt", type=input_dir, default=find_real_wider_gt())
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3, help="whole-process CLI runs")
     parser.add_argument("--out", type=output_file, help="also write the report here")
@@ -63,6 +63,7 @@ def build_parser() -> CliParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_defaults(parser, args)  # a default input that is missing stops here
     lines: list[str] = []
 
     def say(text: str = "") -> None:

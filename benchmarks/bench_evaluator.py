@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, input_dir, output_file
+from core.cli_paths import CliParser, check_defaults, input_dir, output_file
 from core.data.wider_gt import SETTINGS, WiderGT, load_wider_gt
 from eval.predictions import read_predictions, write_predictions
 from eval.widerface import evaluate
@@ -62,7 +62,7 @@ def timed(fn, *args, **kwargs):
 
 def build_parser() -> CliParser:
     parser = CliParser(prog="python -m benchmarks.bench_evaluator", description=__doc__.splitlines()[0])
-    parser.add_argument("--gt", type=input_dir, default=str(DEFAULT_GT))
+    parser.add_argument("--gt", type=input_dir, default=DEFAULT_GT)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=output_file, help="also write the report here")
@@ -72,6 +72,7 @@ def build_parser() -> CliParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_defaults(parser, args)  # a default input that is missing stops here
 
     lines: list[str] = []
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from core import config
 from core.atomic import atomic_write_bytes, atomic_write_text  # noqa: F401  (re-exported)
+from core.cli_paths import read_problem
 
 COMPARISON_COLUMNS: tuple[str, ...] = (
     "model", "display_name", "params", "easy", "medium", "hard", "mAP", "latency_ms", "latency_device",
@@ -102,7 +103,7 @@ def detect_dataset(data_root: Path | str, override: str | None = None) -> str:
         try:
             found = str(json.loads(manifest.read_text(encoding="utf-8")).get("dataset") or "widerface")
         except (ValueError, AttributeError) as exc:
-            raise ResultsFileError(f"{manifest}: unreadable manifest ({exc})") from exc
+            raise ResultsFileError(f"{manifest}: unreadable manifest ({read_problem(exc)})") from None
     if override is not None and override != found:
         raise ValueError(f"--dataset {override!r} contradicts {manifest} (dataset {found!r})")
     if found not in DATASETS:
@@ -130,7 +131,7 @@ def read_results_csv(path: Path | str, columns: tuple[str, ...]) -> pd.DataFrame
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ResultsFileError(f"{path}: not a readable CSV ({exc})") from exc
+        raise ResultsFileError(f"{path}: not a readable CSV ({read_problem(exc)})") from None
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ResultsFileError(f"{path}: missing columns {missing}; expected {list(columns)}")
@@ -185,7 +186,7 @@ def find_runs(root: Path | str) -> tuple[list[RunInfo], list[str]]:
             runs.append(RunInfo(path=meta_path.parent, name=meta_path.parent.name, model=str(meta["model"]),
                                 dataset=str(meta["dataset"]), seed=meta.get("seed"), meta=meta))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            warnings.append(f"{meta_path}: unreadable run metadata ({exc})")
+            warnings.append(f"{meta_path}: unreadable run metadata ({read_problem(exc)}), skipped")
     return runs, warnings
 
 

@@ -13,6 +13,7 @@ import torch
 
 from core.atomic import atomic_write
 from core.checkpoint_meta import FORMAT, VERSION, CheckpointError  # noqa: F401  (defined there: no torch)
+from core.cli_paths import read_problem
 from core.config import config_from_dict
 from core.detector import FeatherFace
 
@@ -137,7 +138,7 @@ def load_checkpoint(
     try:
         model = FeatherFace(config_from_dict(data["config"]))
     except (TypeError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {path} has an unusable config ({exc})") from exc
+        raise CheckpointError(f"checkpoint {path} has an unusable config ({read_problem(exc)})") from None
     load_weights(model, data["state_dict"], source=str(path))
     return model.to(map_location), data
 

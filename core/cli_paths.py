@@ -175,6 +175,22 @@ def require(parser: argparse.ArgumentParser, flag: str, path: Path | str, role: 
         parser.error(f"argument {flag}: {problem}")
 
 
+def check_defaults(parser: argparse.ArgumentParser, args: argparse.Namespace, skip: Sequence[str] = ()) -> None:
+    """Check the path flags left at their default (argparse types only see what was typed): a default input
+    that is missing stops here, naming its flag, before any work. Kept out of parsing so that
+    ``build_parser().parse_args([])`` still shows the defaults without looking at the disk."""
+    for action in parser._actions:
+        if not isinstance(action.type, PathArg) or not action.option_strings:
+            continue
+        flag = next((o for o in action.option_strings if o.startswith("--")), action.option_strings[0])
+        value = getattr(args, action.dest, None)
+        if flag in skip or value is None or value is not action.default:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if str(item) not in action.type.keywords:
+                require(parser, flag, item, action.type.role)
+
+
 input_file = PathArg("input_file")
 input_dir = PathArg("input_dir")
 input_path = PathArg("input_path")

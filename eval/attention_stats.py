@@ -44,7 +44,7 @@ from tqdm import tqdm
 
 from core.artifacts import DEFAULT_RESULTS, ResultsFileError, atomic_write_json, detect_dataset
 from core.checkpoint import CheckpointError, load_checkpoint
-from core.cli_paths import CliParser, fail, input_dir, output_file
+from core.cli_paths import CliParser, check_defaults, fail, input_dir, output_file, read_problem
 from core.config import COMPARED_MODELS, MODEL_CONFIGS, display_name, model_color
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.detector import LEVELS, STAGES, FeatherFace
@@ -289,7 +289,7 @@ def load_report(path: Path | str, root: Path | str | None = None) -> dict[str, A
     try:
         report = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise AttentionStatsError(f"{path}: unreadable attention-stats report ({exc})") from exc
+        raise AttentionStatsError(f"{path}: unreadable attention-stats report ({read_problem(exc)})") from None
     if not isinstance(report, dict) or not isinstance(report.get("rows"), list) or "dataset" not in report:
         raise AttentionStatsError(f"{path}: not an attention-stats report (needs 'dataset' and 'rows')")
     columns = {"model", "level", "mask", "metric", "mean", "ci_low", "ci_high"}
@@ -383,6 +383,7 @@ def build_parser() -> CliParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_defaults(parser, args)  # a default input that is missing stops here
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.special import stdtrit  # the t quantile (what stats.t.ppf calls), without scipy.stats
 
 from core.artifacts import COMPARISON_CSV, DEFAULT_RESULTS, DEFAULT_RUNS, LATENCY_CSV, TARGETS, atomic_write_text
-from core.cli_paths import CliParser, error_line, fail, input_dir, output_file, require, warn
+from core.cli_paths import CliParser, check_defaults, error_line, fail, input_dir, output_file, require, warn
 from core.config import BASELINE_MODEL, COMPARED_MODELS, MODEL_CONFIGS, MODEL_ORDER, TARGET_MODEL
 from eval.compare import (
     METRICS,
@@ -445,7 +445,7 @@ def _missing(comp: Any, lat: Any, agg: pd.DataFrame, records: list, runs: pd.Dat
 def build_parser() -> CliParser:
     parser = CliParser(prog="python -m eval.conclusion",
                        description="Write the Markdown conclusion (with the hypotheses table).")
-    parser.add_argument("--results", type=input_dir, default=str(DEFAULT_RESULTS),
+    parser.add_argument("--results", type=input_dir, default=DEFAULT_RESULTS,
                         help=f"results folder (comparison_table.csv, compare_ap/, ...; default {DEFAULT_RESULTS})")
     parser.add_argument("--runs", nargs="*", type=input_dir, default=None,
                         help=f"training run folders (TensorBoard logs) for the convergence hypothesis (default "
@@ -458,6 +458,7 @@ def build_parser() -> CliParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_defaults(parser, args)  # a default input that is missing stops here
     if args.runs is None:
         args.runs = [DEFAULT_RUNS] if DEFAULT_RUNS.is_dir() else []
     if args.out is None:

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from core.artifacts import atomic_write_csv, atomic_write_json, dataset_label
 from core.atomic import atomic_write_bytes
 from core.checkpoint import CheckpointError
-from core.cli_paths import CliParser, fail, input_dir, input_file, output_dir
+from core.cli_paths import CliParser, fail, input_dir, input_file, output_dir, read_problem
 from core.detector import LEVELS, STAGES, FeatherFace, Heatmaps
 from core.device import select_device
 from core.hashing import file_sha256
@@ -192,7 +192,7 @@ def detect_files(
             _skip(report, path, str(exc).removeprefix(f"{path.name}: "))
             continue
         except (RuntimeError, ValueError, OSError, MemoryError) as exc:  # one bad photo must not stop the rest
-            _skip(report, path, f"{type(exc).__name__}: {exc}")
+            _skip(report, path, read_problem(exc))
             continue
         report.images.append({"image": path.as_posix(), "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
                               "output": drawn.as_posix(), "masks": [p.as_posix() for p in mask_files],

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from core.atomic import atomic_write_bytes
+from core.cli_paths import read_problem
 
 EVENT_GLOB = "events.out.tfevents.*"
 SCALAR_COLUMNS: tuple[str, ...] = ("tag", "step", "value", "wall_time")
@@ -763,7 +764,7 @@ class EventCache:
             try:
                 self._refresh(path, state)
             except OSError as exc:
-                state.problem = f"{path}: unreadable ({exc})"
+                state.problem = f"{path}: unreadable ({read_problem(exc)})"
             if state.merged is None:
                 state.merged = concat_scalars(state.chunks)
                 state.chunks = [state.merged] if len(state.merged) else []

@@ -16,7 +16,7 @@ import numpy as np
 
 from core.artifacts import atomic_write_bytes
 from core.checkpoint import CheckpointError, load_checkpoint
-from core.cli_paths import CliParser, fail, input_file, output_file
+from core.cli_paths import CliParser, check_defaults, fail, input_file, output_file
 from core.config import MODEL_CONFIGS
 from core.detector import LEVELS, STAGES, AttentionUnavailableError, FeatherFace
 from core.factory import build_model
@@ -155,6 +155,7 @@ def build_parser() -> CliParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_defaults(parser, args)  # a default input that is missing stops here
     try:
         if args.trained_model is None:
             model, label = build_model(args.network).eval(), "random init (untrained)"

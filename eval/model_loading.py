@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from core.artifacts import RUN_JSON
+from core.cli_paths import read_problem
 from core.config import MODEL_CONFIGS
 from core.study_manifest import parse_run_name
 from eval.roots import Roots, confine, display_path, ensure_within, is_within, iter_files
@@ -127,7 +128,7 @@ def scan_checkpoints(roots: Roots) -> CheckpointScan:
                 scan.skipped.append(str(exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - an odd file must never break the sidebar
-                scan.skipped.append(f"{path}: unreadable ({type(exc).__name__}: {exc})")
+                scan.skipped.append(f"{path}: unreadable ({read_problem(exc)})")
                 continue
             name = data.get("model_name")
             if not isinstance(name, str):

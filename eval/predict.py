@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from core.artifacts import DEFAULT_DATA, atomic_write_json
 from core.checkpoint import CheckpointError, load_checkpoint
-from core.cli_paths import CliParser, fail, input_dir, input_file, output_dir
+from core.cli_paths import CliParser, check_defaults, fail, input_dir, input_file, output_dir, read_problem
 from core.config import MODEL_CONFIGS, TEST_KEEP_TOP_K, TEST_TOP_K
 from core.data.widerface import LabelFormatError, read_image_list
 from core.detector import FeatherFace
@@ -229,7 +229,7 @@ def _check_meta(out_dir: Path, meta: dict[str, Any], overwrite: bool) -> None:
         try:
             old = json.loads(meta_path.read_text())
         except ValueError as exc:
-            raise PredictError(f"{meta_path}: unreadable ({exc}); delete it or pass overwrite") from exc
+            raise PredictError(f"{meta_path}: unreadable ({read_problem(exc)}); delete it or pass overwrite") from None
         if old != meta:
             diff = sorted(k for k in set(old) | set(meta) if old.get(k) != meta.get(k))
             raise PredictError(f"{out_dir} holds predictions made with different {diff}; "
@@ -348,7 +348,7 @@ def build_parser() -> CliParser:
                         help="the variant the checkpoint must hold (default: the one it names)")
     parser.add_argument("--trained-model", required=True, type=input_file, help="checkpoint (.pth), e.g. "
                         "runs/<run-name>/weights/Final.pth")
-    parser.add_argument("--data", type=input_dir, default=str(DEFAULT_DATA),
+    parser.add_argument("--data", type=input_dir, default=DEFAULT_DATA,
                         help=f"dataset root holding val/wider_val.txt (default {DEFAULT_DATA})")
     parser.add_argument("--out", required=True, type=output_dir, help="output folder: <out>/<event>/<image>.txt")
     parser.add_argument("--resize-long", type=int, default=None, metavar="N",
@@ -369,6 +369,7 @@ def build_parser() -> CliParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_defaults(parser, args)  # a default input that is missing stops here
     if problem := backend_missing(args.backend):  # before any model is built or file written
         parser.error(problem)
     try:

@@ -46,6 +46,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from core.atomic import atomic_write_text
+from core.cli_paths import read_problem
 from core.data.wider_gt import WiderGT
 
 META_FILE = ".predict.json"
@@ -154,7 +155,7 @@ def _read_file(path: Path, issues: _Issues) -> np.ndarray:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        issues.add(path, None, f"cannot read file ({exc})", "no boxes used")
+        issues.add(path, None, f"cannot read file ({read_problem(exc)})", "no boxes used")
         return _empty()
     if not lines or not lines[0].strip():
         issues.add(path, 1, "empty file or missing image name", "no boxes used")

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from core.atomic import atomic_write_bytes, atomic_write_text
 from core.checkpoint import CheckpointError, read_checkpoint
-from core.cli_paths import CliParser, fail, input_dir, output_dir
+from core.cli_paths import CliParser, check_defaults, fail, input_dir, output_dir
 from core.hashing import file_sha256
 from core.source_weights import SourceWeightsError, read_source_file
 from eval.import_featherface import import_featherface
@@ -241,6 +241,7 @@ def build_parser() -> CliParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_defaults(parser, args)
     try:
         if args.check:
             problems = check(args.shared, args.out)

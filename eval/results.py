@@ -42,7 +42,7 @@ from core.artifacts import (
     read_results_csv,
 )
 from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from core.cli_paths import CliParser, fail, input_dir, input_file, input_path, output_dir
+from core.cli_paths import CliParser, check_defaults, fail, input_dir, input_file, input_path, output_dir, read_problem
 from core.config import ABLATION, COMPARED_MODELS, MODEL_CONFIGS, TEST_KEEP_TOP_K, TEST_TOP_K
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.device import device_name, select_device
@@ -136,7 +136,7 @@ def _from_manifest(manifest: Path, models: Sequence[str]) -> dict[str, Path]:
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise WeightsError(f"{manifest}: unreadable weights manifest ({exc})") from exc
+        raise WeightsError(f"{manifest}: unreadable weights manifest ({read_problem(exc)})") from None
     table = data.get("weights") or data.get("models") or data if isinstance(data, dict) else None
     if not isinstance(table, dict):
         raise WeightsError(f"{manifest}: expected a JSON object mapping model names to checkpoints")
@@ -198,6 +198,9 @@ def resolve_weights(source: Path | str, models: Sequence[str], checkpoint: str =
         paths = _from_manifest(source, models)
     elif source.is_dir():
         paths = _from_dir(source, models, checkpoint)
+    elif source.is_file():
+        raise WeightsError(f"{source} is a file but not a .json manifest: give a folder of checkpoints (runs/, "
+                           "weights/) or a JSON manifest model -> checkpoint")
     else:
         raise WeightsError(f"{source}: weights source not found (need a folder or a .json manifest)")
     for model, path in paths.items():
@@ -222,9 +225,9 @@ def resolve_all_weights(source: Path | str, models: Sequence[str], checkpoint: s
 
 def add_data_and_weights_args(parser: argparse.ArgumentParser) -> None:
     """--data and --weights-dir, as every CLI that runs the compared models over val images reads them."""
-    parser.add_argument("--data", type=input_dir, default=str(DEFAULT_DATA),
+    parser.add_argument("--data", type=input_dir, default=DEFAULT_DATA,
                         help=f"dataset root (val/wider_val.txt, ground_truth/; default {DEFAULT_DATA})")
-    parser.add_argument("--weights-dir", type=input_path, default=str(DEFAULT_RUNS),
+    parser.add_argument("--weights-dir", type=input_path, default=DEFAULT_RUNS,
                         help="folder searched for Final.pth / <model>.pth (default runs/, where training writes "
                              "runs/<run-name>/weights/Final.pth), or a JSON manifest model -> checkpoint")
 
@@ -412,6 +415,7 @@ def build_parser() -> CliParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_defaults(parser, args, skip=("--image",) if args.no_figures else ())
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.artifacts import RUN_JSON, RunInfo, find_runs
+from core.cli_paths import read_problem
 from core.hashing import file_sha256
 from eval.roots import SourceError, confine
 
@@ -53,7 +54,7 @@ def index_runs(roots: Iterable[Path | str]) -> RunIndex:
                 index.skipped.append(str(exc))
                 continue
             except OSError as exc:
-                index.skipped.append(f"{info.path / RUN_JSON}: skipped, unreadable ({exc})")
+                index.skipped.append(f"{info.path / RUN_JSON}: skipped, unreadable ({read_problem(exc)})")
                 continue
             if identity in first:
                 index.duplicates.append(f"{info.path}: the same run as {first[identity]} ({identity[:19]}…): "

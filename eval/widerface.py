@@ -46,7 +46,7 @@ from numpy.typing import ArrayLike
 
 from core.artifacts import DEFAULT_DATA
 from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, fail, input_dir, output_file
+from core.cli_paths import CliParser, check_defaults, fail, input_dir, output_file
 from core.data.wider_gt import SETTINGS, WiderGT, WiderGTError, load_wider_gt
 from eval.predictions import PredictionFormatError, read_predictions
 
@@ -388,7 +388,7 @@ def build_parser() -> CliParser:
         description="WIDER FACE val AP (RetinaFace widerface_evaluate protocol) with an attribute breakdown.",
     )
     parser.add_argument("--pred", required=True, type=input_dir, help="<pred>/<event>/<image>.txt directory")
-    parser.add_argument("--gt", type=input_dir, default=str(DEFAULT_DATA / "ground_truth"),
+    parser.add_argument("--gt", type=input_dir, default=DEFAULT_DATA / "ground_truth",
                         help=f"directory with the four wider_*_val.mat files (default {DEFAULT_DATA}/ground_truth)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--strict", dest="strict", action="store_true", default=True,
@@ -405,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI: read a submission directory and the official .mat ground truth, print the table."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_defaults(parser, args)  # a default input that is missing stops here
     try:
         gt = load_wider_gt(args.gt)
         read = read_predictions(args.pred, gt, strict=args.strict)

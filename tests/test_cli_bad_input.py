@@ -74,7 +74,7 @@ COMMANDS: dict[str, Command] = {
     "eval.results": Command("eval.results:main"),
     "eval.widerface": Command("eval.widerface:main"),
     "train": Command("train.cli:main", base=NETWORK, required=("--network",)),
-    "train.demo": Command("train.demo:main"),
+    "train.demo": Command("train.demo:main", base={"--eval-only": ()}),  # --from is read with --eval-only
     "train.pretrain_backbone": Command("train.pretrain_backbone:main"),
     "train.recipe_card": Command(None, no_args="prints the recipe card; it reads no argument and no file"),
     "train.study": Command("train.study:main", base={"--models": ("cbam",), "--executor": ("local",)},
@@ -148,9 +148,8 @@ def parser_of(name: str) -> CliParser:
 
 
 def path_flags(parser: CliParser) -> dict[str, tuple[str, object]]:
-    """flag -> (role, nargs) for every option whose type is a core.cli_paths path type."""
-    return {a.option_strings[-1] if len(a.option_strings) == 1 else _long(a.option_strings): (a.type.role, a.nargs)
-            for a in parser._actions if isinstance(a.type, PathArg)}
+    """flag -> (role, default) for every option whose type is a core.cli_paths path type."""
+    return {_long(a.option_strings): (a.type.role, a.default) for a in parser._actions if isinstance(a.type, PathArg)}
 
 
 def _long(options: list[str]) -> str:
@@ -177,8 +176,10 @@ def build_cases() -> list[tuple[str, str, str]]:
             continue
         parser = parser_of(name)
         flags = path_flags(parser)
-        for flag, (role, _) in flags.items():
+        for flag, (role, default) in flags.items():
             cases += [(name, flag, cell) for cell in CELLS[role]]
+            if role.startswith("input") and default is not None and not Path(str(default)).is_absolute():
+                cases.append((name, flag, "default missing"))  # left out, its default absent from the cwd
         cases += [(name, flag, "required missing") for flag in required_flags(name, parser)]
     return cases
 
@@ -293,7 +294,7 @@ def command_line(tmp: Path, name: str, flag: str, cell: str) -> tuple[list[str],
             argv += [other, *values]
     named = flag
     for other in group:
-        if cell == "required missing" and other == flag:
+        if cell in ("required missing", "default missing") and other == flag:
             continue
         role = flags[other][0]
         if other == flag and cell != "required missing":
@@ -323,8 +324,11 @@ def check_one_line(stderr: str, flag: str, named: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "flag", "cell"), CASES, ids=[f"{n} {f} {c}" for n, f, c in CASES])
-def test_bad_input_stops_with_one_line_and_touches_nothing(tmp_path: Path, name: str, flag: str, cell: str) -> None:
+def test_bad_input_stops_with_one_line_and_touches_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           name: str, flag: str, cell: str) -> None:
     argv, named = command_line(tmp_path, name, flag, cell)
+    if cell == "default missing":
+        monkeypatch.chdir(tmp_path)  # relative defaults (data/synth, runs/, results/) point at nothing here
     before = snapshot(tmp_path)
     try:
         code, _, stderr = run_in_process(main_of(name), argv)
@@ -374,7 +378,7 @@ def test_commands_without_arguments_really_take_none() -> None:
 
 def test_matrix_covers_every_role_and_kind_of_bad_input() -> None:
     cells = {cell for _, _, cell in CASES}
-    assert cells == {c for kinds in CELLS.values() for c in kinds} | {"required missing"}
+    assert cells == {c for kinds in CELLS.values() for c in kinds} | {"required missing", "default missing"}
     assert len({name for name, _, _ in CASES}) == sum(1 for c in COMMANDS.values() if c.main)
 
 

@@ -36,8 +36,9 @@ def test_every_default_input_is_where_the_previous_command_writes():
     assert (res.data, res.weights_dir, res.out) == (data, train_args.out, DEFAULT_RESULTS)
     stats = attention_stats.build_parser().parse_args([])
     assert (stats.data, stats.weights_dir, stats.out.parent) == (data, train_args.out, res.out)
-    assert predict.build_parser().parse_args(["--trained-model", "x.pth", "--out", "p"]).data == data
-    assert widerface.build_parser().parse_args(["--pred", "p"]).gt == data / "ground_truth"
+    given = Path(__file__)  # paths typed on the command line must exist (core.cli_paths); defaults are not read
+    assert predict.build_parser().parse_args(["--trained-model", str(given), "--out", "p"]).data == data
+    assert widerface.build_parser().parse_args(["--pred", str(given.parent)]).gt == data / "ground_truth"
     assert conclusion.build_parser().parse_args([]).results == res.out
 
 

@@ -18,7 +18,7 @@ from core.image_io import decode_upload
 from eval.attention_view import level_masks
 from eval.detect import CSV_NAME, JSON_NAME, MASKS_DIR, OVERLAY_SIDE, detect_one, main, output_names
 from eval.model_loading import load_checkpoint_file
-from tests.conftest import ROOT, randomize_batchnorm
+from tests.conftest import ROOT, exit_status, randomize_batchnorm
 
 SAMPLES = ROOT / "assets" / "samples"
 REFERENCE_RETINAFACE = [ROOT / "assets" / "reference" / "retinaface_mnet.pth",
@@ -151,12 +151,15 @@ def test_resize_long_reports_boxes_in_the_photos_own_pixels(parallel_ckpt):
 
 def test_unusable_weights_or_no_input_stop_with_one_line(tmp_path, capsys):
     (tmp_path / "x.png").write_bytes(b"")
-    assert main(["--weights", str(tmp_path / "missing.pth"), "--images", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip().splitlines() == [f"error: checkpoint not found: {tmp_path / 'missing.pth'}"]
+    assert exit_status(main, ["--weights", str(tmp_path / "missing.pth"), "--images", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"argument --weights: '{tmp_path / 'missing.pth'}': file not found" in err[0]
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert main(["--weights", str(tmp_path / "missing.pth"), "--images", str(empty)]) == 2
-    assert "no files in it" in capsys.readouterr().err
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    assert exit_status(main, ["--weights", str(weights), "--images", str(empty)]) == 2
+    assert "argument --images: " in (err := capsys.readouterr().err) and "is an empty folder" in err
 
 
 def test_output_names_stay_distinct():

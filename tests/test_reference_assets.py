@@ -12,7 +12,7 @@ import pytest
 from core.artifacts import find_runs
 from core.checkpoint import atomic_torch_save, load_checkpoint, read_checkpoint
 from eval.reference_assets import main
-from tests.conftest import ROOT
+from tests.conftest import ROOT, exit_status
 
 SHIPPED = ROOT / "assets" / "reference"
 RUN = SHIPPED / "runs" / "featherface_eca_cbam"
@@ -85,6 +85,6 @@ def test_check_reports_a_changed_file(tmp_path, capsys):
 
 
 def test_missing_reference_folder_is_one_line(tmp_path, capsys):
-    assert main(["--shared", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
+    assert exit_status(main, ["--shared", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nowhere" in err and not (tmp_path / "out").exists()

@@ -38,10 +38,11 @@ from core.artifacts import (
     LATENCY_CSV,
     LATENCY_RUNS_CSV,
     MANIFEST_JSON,
+    ResultsFileError,
     atomic_write_json,
     read_results_csv,
 )
-from core.cli_paths import CliParser, input_dir, output_dir
+from core.cli_paths import CliParser, check_defaults, fail, input_dir, output_dir
 from core.config import COMPARED_MODELS, MODEL_CONFIGS
 from core.data.synth import generate_dataset
 from core.study_manifest import read_manifest, run_name
@@ -63,7 +64,7 @@ def build_parser() -> CliParser:
                    help=f"demo folder to write (default {DEFAULT_OUT}; {SHIPPED} only with --update-shipped)")
     p.add_argument("--update-shipped", action="store_true",
                    help=f"write the shipped demo in {SHIPPED} (tracked files: new dates, timings and numbers)")
-    p.add_argument("--from", dest="source", type=input_dir, default=str(SHIPPED),
+    p.add_argument("--from", dest="source", type=input_dir, default=SHIPPED,
                    help=f"--eval-only: the demo whose weights are evaluated (default {SHIPPED}); copied into --out "
                         "first when --out is another folder")
     p.add_argument("--data", type=output_dir, default="data/synth_demo", help="synthetic set (made if absent)")
@@ -98,6 +99,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The parsed flags with `--out` settled: the shipped folder only when asked for by --update-shipped."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_defaults(parser, args, skip=() if args.eval_only else ("--from",))
     if args.update_shipped and args.out is not None and not _is_shipped(args.out):
         parser.error(f"--update-shipped writes {SHIPPED}; drop --out {args.out}")
     if args.out is None:
@@ -186,6 +188,17 @@ def shipped_bytes(out: Path) -> dict[str, int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return build_demo(args)
+    except subprocess.CalledProcessError as exc:
+        return fail(f"{' '.join(map(str, exc.cmd[1:3]))} stopped with exit {exc.returncode} (its message is above); "
+                    f"the demo in {args.out} is incomplete: rerun with --eval-only once that is fixed")
+    except (OSError, ValueError, ResultsFileError) as exc:  # FileExistsError from the synthetic set, StudyError
+        return fail(exc)
+
+
+def build_demo(args: argparse.Namespace) -> int:
+    """Train (or, with --eval-only, reuse) the demo weights, then evaluate them into <out>/results."""
     manifest_path = args.out / MANIFEST_JSON
     if args.eval_only:
         if not manifest_path.is_file() and args.source.resolve() != args.out.resolve():

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from core.backbone import MobileNetV1Classifier
 from core.backbone_weights import PREFIX
 from core.checkpoint import atomic_torch_save
-from core.cli_paths import CliParser, fail, input_dir, output_file
+from core.cli_paths import CliParser, error_line, fail, input_dir, output_file
 from core.config import get_config
 from train import distributed
 
@@ -79,7 +79,8 @@ def build_datasets(data: Path, img_size: int):
         train_set = datasets.ImageFolder(str(train_root), transform=train_tf)
         val_set = datasets.ImageFolder(str(val_root), transform=val_tf) if val_root else None
     except (FileNotFoundError, RuntimeError) as exc:
-        raise PretrainError(f"--data {data}: not an ImageNet-layout folder <class>/<image> ({exc})") from exc
+        raise PretrainError(f"--data {data}: not an ImageNet-layout folder <class>/<image> "
+                            f"({error_line(exc)})") from None
     if len(train_set.classes) < 2:
         raise PretrainError(f"{train_root}: {len(train_set.classes)} class folder(s); a classifier needs at least 2")
     if val_set is not None and val_set.classes != train_set.classes:

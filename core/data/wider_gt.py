@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from core.atomic import atomic_write_bytes
+from core.cli_paths import error_line
 
 SETTINGS: tuple[str, ...] = ("easy", "medium", "hard")
 ATTRIBUTES: tuple[str, ...] = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
@@ -180,7 +181,7 @@ def _loadmat(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     try:
         mat = sio.loadmat(str(path), variable_names=list(keys))
     except Exception as exc:  # scipy raises many types (OSError, ValueError, IndexError, zlib.error)
-        raise WiderGTError(f"{path}: not a readable MATLAB .mat file ({type(exc).__name__}: {exc})") from exc
+        raise WiderGTError(f"{path}: not a readable MATLAB .mat file ({error_line(exc)})") from None
     missing = [k for k in keys if k not in mat]
     if missing:
         raise WiderGTError(f"{path}: missing key(s) {missing}")
