@@ -47,8 +47,10 @@ def test_shipped_demo_matches_its_manifest():
 
 
 def test_demo_is_a_study_preset_with_the_recorded_settings(tmp_path):
+    (tmp_path / "data").mkdir()  # the demo makes its synthetic set before the study parses --data
+    (tmp_path / "data" / "manifest.json").write_text("{}")
     args = parse_args(["--out", str(tmp_path), "--epochs", "3", "--img-size", "128", "--seeds", "4", "5",
-                       "--lr-steps", "2"])
+                       "--lr-steps", "2", "--data", str(tmp_path / "data")])
     argv = study_args(args)
     parsed, train_flags = study.build_parser().parse_known_args(argv)
     assert parsed.models == list(COMPARED_MODELS) and parsed.seeds == [4, 5] and parsed.executor == "local"
@@ -60,9 +62,14 @@ def test_demo_is_a_study_preset_with_the_recorded_settings(tmp_path):
     assert "--resume auto" in command  # a killed demo build continues where it stopped
 
 
-def test_eval_only_needs_an_existing_demo(tmp_path):
-    with pytest.raises(SystemExit, match="needs an existing demo"):
+def test_eval_only_needs_an_existing_demo(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
         main(["--out", str(tmp_path / "nothing"), "--eval-only", "--from", str(tmp_path / "none")])
+    assert stop.value.code == 2 and "argument --from: " in capsys.readouterr().err  # refused while parsing
+    (tmp_path / "not a demo").mkdir()
+    (tmp_path / "not a demo" / "notes.txt").write_text("x")
+    with pytest.raises(SystemExit, match="needs an existing demo"):
+        main(["--out", str(tmp_path / "nothing"), "--eval-only", "--from", str(tmp_path / "not a demo")])
 
 
 def test_shipped_latency_rows_come_from_their_kept_runs():
