@@ -22,12 +22,13 @@ into the one line a user reads (no quoted KeyError, no traceback, no multi-line 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal, NoReturn
 
@@ -76,10 +77,24 @@ class PathArg:
         if not value:
             raise argparse.ArgumentTypeError("an empty path; give a file or folder")
         path = Path(value).expanduser()
-        problem = check_path(path, self.role)
+        problem = check_path(path, self.role) if _CHECKING[-1] else None
         if problem:
             raise argparse.ArgumentTypeError(problem)
         return value if self.text else path
+
+
+_CHECKING = [True]
+
+
+@contextlib.contextmanager
+def unchecked_paths() -> Iterator[None]:
+    """Parse without looking at the disk: for a dry parse of documented commands, whose files are the reader's.
+    Commands never use it."""
+    _CHECKING.append(False)
+    try:
+        yield
+    finally:
+        _CHECKING.pop()
 
 
 def check_path(path: Path, role: Role) -> str | None:
@@ -170,7 +185,7 @@ def _check_output_dir(path: Path) -> str | None:
 def require(parser: argparse.ArgumentParser, flag: str, path: Path | str, role: Role) -> None:
     """The parse-time check for a path a command settles after parsing (a default derived from another flag,
     a value restored from a record): the same one-line refusal, naming the flag, before any work."""
-    problem = check_path(Path(path).expanduser(), role)
+    problem = check_path(Path(path).expanduser(), role) if _CHECKING[-1] else None
     if problem:
         parser.error(f"argument {flag}: {problem}")
 

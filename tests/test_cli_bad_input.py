@@ -76,7 +76,7 @@ COMMANDS: dict[str, Command] = {
     "train": Command("train.cli:main", base=NETWORK, required=("--network",)),
     "train.demo": Command("train.demo:main", base={"--eval-only": ()}),  # --from is read with --eval-only
     "train.pretrain_backbone": Command("train.pretrain_backbone:main"),
-    "train.recipe_card": Command(None, no_args="prints the recipe card; it reads no argument and no file"),
+    "train.recipe_card": Command("train.recipe_card:main"),
     "train.study": Command("train.study:main", base={"--models": ("cbam",), "--executor": ("local",)},
                            groups=(("--data", "--out"), ("--status",)), required=("--models", "--data")),
     "benchmarks.bench_compare_ap": Command("benchmarks.bench_compare_ap:main"),

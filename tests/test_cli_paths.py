@@ -214,3 +214,12 @@ def test_argparse_type_name_in_messages() -> None:
     assert isinstance(input_file, PathArg) and input_file.__name__ == "input file"
     with pytest.raises(argparse.ArgumentTypeError, match="an empty path"):
         input_file("")
+
+
+def test_unchecked_paths_is_only_a_dry_parse(tmp_path: Path) -> None:
+    from core.cli_paths import unchecked_paths
+
+    with unchecked_paths():
+        assert input_file(str(tmp_path / "the reader's.pth")) == tmp_path / "the reader's.pth"
+    with pytest.raises(argparse.ArgumentTypeError, match="file not found"):
+        input_file(str(tmp_path / "the reader's.pth"))

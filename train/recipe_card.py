@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from core.atomic import atomic_write_text
+from core.cli_paths import CliParser, input_file
 from core.config import DEFAULT_RECIPE, RECIPES, TrainRecipe
 
 BEGIN, END = "<!-- recipe-card:begin (python -m train.recipe_card) -->", "<!-- recipe-card:end -->"
@@ -111,9 +111,9 @@ def with_card(text: str) -> str:
     return f"{head}{BEGIN}\n{recipe_card()}{END}{tail}"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train.recipe_card", description=__doc__.split("\n\n")[0])
-    p.add_argument("--write", type=Path, default=None, metavar="FILE",
+def build_parser() -> CliParser:
+    p = CliParser(prog="python -m train.recipe_card", description=__doc__.split("\n\n")[0])
+    p.add_argument("--write", type=input_file, default=None, metavar="FILE",
                    help=f"rewrite the card between the markers of FILE (e.g. {DOC}) instead of printing it")
     return p
 
