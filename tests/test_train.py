@@ -18,6 +18,7 @@ from core.artifacts import TB_TAGS
 from core.checkpoint import load_checkpoint, read_checkpoint
 from core.data.synth import generate_dataset
 from core.losses import LossTerms, MultiBoxLoss
+from tests.conftest import exit_status
 from train.cli import main
 from train.schedule import default_lr_steps, lr_at
 
@@ -233,7 +234,8 @@ def test_argument_and_run_dir_errors(
     assert "--resume auto" in capsys.readouterr().err
     assert main([*args, "--batch-size", "16"]) == 2
     assert "fewer than --batch-size 16" in capsys.readouterr().err
-    assert main([*args, "--resume", str(tmp_path / "missing.pth")]) == 2
+    assert exit_status(main, [*args, "--resume", str(tmp_path / "missing.pth")]) == 2  # refused while parsing
+    assert "argument --resume: " in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*args, "--network", "resnet"])
 
