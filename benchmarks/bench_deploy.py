@@ -390,7 +390,7 @@ def report(result: dict, threads: int) -> tuple[list[str], dict[str, tuple[float
     return lines, best
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> CliParser:
     parser = CliParser(prog="python -m benchmarks.bench_deploy", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=30, help="interleaved timed rounds per section")
@@ -401,6 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=output_file, default=None, help="also write the report here")
     parser.add_argument("--worker", choices=RUNTIMES, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=output_file, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.worker and "openvino" in args.runtimes and missing_tools(modules=("openvino",)):
         parser.error("--runtimes openvino needs the Python package openvino (pip install openvino), not found "
