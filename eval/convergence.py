@@ -208,7 +208,7 @@ def _long_frame(runs: pd.DataFrame, arrays: list[Scalars]) -> pd.DataFrame:
         lut = np.array([cats.index(str(v)) for v in values], dtype=np.int32)
         return pd.Categorical.from_codes(lut[run_code], categories=pd.Index(cats, dtype=object))
 
-    seeds = pd.array([None if s is None or pd.isna(s) else int(s) for s in runs["seed"]], dtype="Int64")
+    seeds = pd.array([_int_or_none(s) for s in runs["seed"]], dtype="Int64")
     tags = pd.Index(list(merged.tags), dtype=object)
     return pd.DataFrame({
         "run": per_run(runs["run"].tolist()), "model": per_run(runs["model"].tolist()),
@@ -216,6 +216,13 @@ def _long_frame(runs: pd.DataFrame, arrays: list[Scalars]) -> pd.DataFrame:
         "tag": pd.Categorical.from_codes(merged.code, categories=tags),
         "step": merged.step, "value": merged.value, "wall_time": merged.wall_time,
     })
+
+
+def _int_or_none(value: object) -> int | None:
+    """A run.json seed as an integer; anything else (absent, null, text) as no seed."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return None
+    return int(value) if np.isfinite(value) and float(value).is_integer() else None
 
 
 def fingerprint(roots: Iterable[Path | str]) -> tuple[tuple[str, int, int], ...]:

@@ -375,3 +375,11 @@ def test_mean_of_seeds_is_the_default_beyond_six_runs(tmp_path: Path):
     fig = curve_figure(data, LOSS, aggregate=True)
     assert [t.name for t in fig.data if t.showlegend is not False] == ["CBAM baseline · synthetic (n=4)",
                                                                        "ECA-CBAM sequential · synthetic (n=4)"]
+
+
+def test_a_seed_that_is_not_a_number_is_no_seed(tmp_path: Path):
+    run = write_run(tmp_path / "runs", "odd", "cbam", 0, 3)
+    (run / "run.json").write_text(json.dumps({"model": "cbam", "dataset": "synthetic", "seed": "first"}))
+    data = load_convergence([tmp_path / "runs"], EventCache())
+    assert data.scalars["seed"].isna().all() and len(data.scalars) == 9
+    assert [t.name for t in curve_figure(data, LOSS).data] == ["runs/odd"]  # named by the run, not "seed …"
