@@ -16,6 +16,7 @@ import torch
 from core.detector import FeatherFace
 from core.factory import build_model
 from core.layers.deform_conv import ModulatedDeformConv2d
+from eval.event_files import CACHE_ENV
 from eval.timing_lock import LOCK_ENV
 
 
@@ -44,6 +45,13 @@ def _session_timing_lock(tmp_path_factory: pytest.TempPathFactory, monkeypatch: 
     """Timings in tests queue on this test session's own lock file, not the machine's (eval.timing_lock):
     a dashboard, or another checkout's tests, timing at the same moment would otherwise hold them up."""
     monkeypatch.setenv(LOCK_ENV, str(tmp_path_factory.getbasetemp() / "timing.lock"))
+
+
+@pytest.fixture(autouse=True)
+def _session_app_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app's cache folder (decoded event files, parameter totals) is this test session's own, not the
+    user's ~/.cache: pages under test never read what another run left there."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path_factory.getbasetemp() / "app_cache"))
 
 
 def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
