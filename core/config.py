@@ -48,6 +48,12 @@ class ModelConfig:
 
     `neck` is "bifpn" (FeatherFace: `bifpn_repeats` cells) or "fpn" (RetinaFace); `deformable_ssh`
     picks DCNv2 or plain 3x3 convs in the SSH context modules; `shuffle_groups=1` means no shuffle.
+
+    The defaults compute the seed source's function (fokouarnaud/FeatherFace@f023145; README "Faithful
+    to the source"). `LEGACY_BUILD` holds this project's earlier choices, kept as options: TF-"same"
+    downsampling or "pad1", the source's two-term P5 fusion or "three", DCN modulation 2*sigmoid or
+    1*sigmoid, channel_shuffle2 or ShuffleNet's "shufflenet" order, CBAM's [max; mean] pooling or
+    [mean; max].
     """
 
     name: str
@@ -61,6 +67,7 @@ class ModelConfig:
     attn_reduction: int = 16  # CBAM channel MLP: C -> C / reduction -> C
     attn_kernel_size: int = 7  # spatial gate conv
     attn_spatial_bn: bool = False  # BatchNorm after the spatial conv (CBAM's original gate has one)
+    attn_spatial_pool_order: str = "mean_max"  # the spatial conv's inputs: [mean; max] (SAM) or "max_mean" (CBAM)
     backbone_channels: tuple[int, int, int] = (64, 128, 256)
     neck: str = "bifpn"
     neck_channels: int = 52
@@ -68,6 +75,10 @@ class ModelConfig:
     deformable_ssh: bool = True
     num_anchors: int = 2
     shuffle_groups: int = 2
+    shuffle_layout: str = "channel_shuffle2"  # the source's order; "shufflenet" = ShuffleNet's (the inverse)
+    bifpn_downsample: str = "same"  # TF-"same" 3x3/2 max pool (zero pad right/bottom); "pad1" = symmetric pad 1
+    bifpn_p5_fusion: str = "source"  # w0*P5_in + w1*down(P4_out), w2 only normalises; "three" adds w2*P5_td
+    dcn_mask_scale: float = 2.0  # DCN modulation = scale * sigmoid(logits): 2 as the source, 1 as DCNv2
     anchors: AnchorConfig = field(default_factory=AnchorConfig)
     image_size: int = 640
     bgr_mean: tuple[float, float, float] = (104.0, 117.0, 123.0)
@@ -76,7 +87,7 @@ class ModelConfig:
     def attn_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `create_attn` for this variant."""
         return {"reduction": self.attn_reduction, "kernel_size": self.attn_kernel_size,
-                "spatial_bn": self.attn_spatial_bn}
+                "spatial_bn": self.attn_spatial_bn, "spatial_pool_order": self.attn_spatial_pool_order}
 
 
 FEATHERFACE_PAPER = ("FeatherFace: Robust and Lightweight Face Detection via Optimal Feature Integration, "
@@ -85,6 +96,7 @@ FEATHERFACE_PAPER = ("FeatherFace: Robust and Lightweight Face Detection via Opt
 MODEL_CONFIGS: dict[str, ModelConfig] = {
     "cbam": ModelConfig(
         name="cbam", display_name="CBAM baseline", attention="cbam", attn_spatial_bn=True,
+        attn_spatial_pool_order="max_mean",
         description="CBAM: channel MLP (r=16), then 7x7 spatial gate (sequential)", color="#1f77b4",
         published=PublishedResult(easy=92.7, medium=90.7, hard=78.3, mAP=87.2, params=488664, latency_ms=4.5,
                                   source=FEATHERFACE_PAPER),
@@ -164,13 +176,18 @@ def model_rank(model: str) -> int:
 
 _PRESENTATION = ("display_name", "description", "color", "compared", "published")
 _TUPLES = ("backbone_channels", "bgr_mean")
+# Build settings added when the variants were made to compute the source's function, with the value every
+# checkpoint written before then was trained with: such a checkpoint rebuilds the network it learned.
+LEGACY_BUILD: dict[str, Any] = {"attn_spatial_pool_order": "mean_max", "shuffle_layout": "shufflenet",
+                                "bifpn_downsample": "pad1", "bifpn_p5_fusion": "three", "dcn_mask_scale": 1.0}
 
 
 def config_from_dict(data: dict) -> ModelConfig:
     """Rebuild a config from its `dataclasses.asdict` form (as stored in checkpoints).
 
     For a registered name, presentation facts come from the registry and build settings a checkpoint
-    predates (e.g. `attn_spatial_bn`) from its entry, so older checkpoints rebuild the same network.
+    predates (e.g. `attn_spatial_bn`) from its entry, except those of `LEGACY_BUILD`, which take the
+    value the checkpoint was trained with: older checkpoints rebuild the same network.
     Keys this version does not know are ignored.
     """
     anchors = data.get("anchors", {})
@@ -182,6 +199,7 @@ def config_from_dict(data: dict) -> ModelConfig:
     )
     known = {f.name for f in fields(ModelConfig)} - {"anchors", *_PRESENTATION}
     build = {k: (tuple(v) if k in _TUPLES else v) for k, v in data.items() if k in known}
+    build.update({k: v for k, v in LEGACY_BUILD.items() if k not in data})
     base = MODEL_CONFIGS.get(str(data.get("name")))
     if base is not None:
         return replace(base, anchors=anchor_cfg, **build)

@@ -50,13 +50,14 @@ class FeatherFace(nn.Module):
         self.backbone_attention = nn.ModuleList(create_attn(cfg.attention, ch, **cfg.attn_kwargs)
                                                  for ch in cfg.backbone_channels)
         if cfg.neck == "bifpn":
-            self.bifpn = BiFPN(cfg.backbone_channels, c, cfg.bifpn_repeats)
+            self.bifpn = BiFPN(cfg.backbone_channels, c, cfg.bifpn_repeats, cfg.bifpn_downsample, cfg.bifpn_p5_fusion)
         elif cfg.neck == "fpn":
             self.fpn = FPN(cfg.backbone_channels, c)
         else:
             raise ValueError(f"unknown neck {cfg.neck!r}; choose one of {list(NECKS)}")
         self.bifpn_attention = nn.ModuleList(create_attn(cfg.attention, c, **cfg.attn_kwargs) for _ in LEVELS)
-        self.ssh = nn.ModuleList(SSH(c, c, cfg.shuffle_groups, cfg.deformable_ssh) for _ in LEVELS)
+        self.ssh = nn.ModuleList(SSH(c, c, cfg.shuffle_groups, cfg.deformable_ssh, cfg.dcn_mask_scale, cfg.shuffle_layout)
+                                 for _ in LEVELS)
         self.heads = DetectionHead(c, cfg.num_anchors, len(LEVELS))
         self._anchor_cache: OrderedDict[tuple[int, int, str], torch.Tensor] = OrderedDict()
 

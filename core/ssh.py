@@ -18,18 +18,31 @@ from core.layers.deform_conv import (
 )
 
 
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """ShuffleNet's parameter-free shuffle: interleave channels across `groups`."""
+SHUFFLES: tuple[str, ...] = ("channel_shuffle2", "shufflenet")
+
+
+def channel_shuffle(x: torch.Tensor, groups: int, layout: str = "channel_shuffle2") -> torch.Tensor:
+    """Parameter-free channel shuffle.
+
+    "channel_shuffle2" is the seed source's (models/net.py:602-625): channels viewed as (C/g, g) and
+    transposed, so output channel j*(C/g) + i is input channel i*g + j (with g=2: the even channels,
+    then the odd ones). "shufflenet" is ShuffleNet's (g, C/g) view, the inverse permutation.
+    """
     n, c, h, w = x.shape
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+    if layout == "channel_shuffle2":
+        return x.view(n, c // groups, groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+    if layout == "shufflenet":
+        return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+    raise ValueError(f"unknown channel shuffle {layout!r}; choose one of {SHUFFLES}")
 
 
 class ContextConvBN(nn.Module):
     """3x3 conv (deformable or plain, no bias) + BN, optionally followed by LeakyReLU."""
 
-    def __init__(self, in_ch: int, out_ch: int, leaky: float | None, deformable: bool = True) -> None:
+    def __init__(self, in_ch: int, out_ch: int, leaky: float | None, deformable: bool = True,
+                 mask_scale: float = 2.0) -> None:
         super().__init__()
-        self.conv = (ModulatedDeformConv2d(in_ch, out_ch) if deformable
+        self.conv = (ModulatedDeformConv2d(in_ch, out_ch, mask_scale=mask_scale) if deformable
                      else nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=False))
         self.bn = nn.BatchNorm2d(out_ch)
         self.leaky = leaky
@@ -47,17 +60,21 @@ class SSH(nn.Module):
     convs, no shuffle (`shuffle_groups=1`), 34,752 parameters at 64 channels.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, shuffle_groups: int = 2, deformable: bool = True) -> None:
+    def __init__(self, in_ch: int, out_ch: int, shuffle_groups: int = 2, deformable: bool = True,
+                 mask_scale: float = 2.0, shuffle_layout: str = "channel_shuffle2") -> None:
         super().__init__()
         if out_ch % 4 != 0:
             raise ValueError(f"SSH output channels must be divisible by 4, got {out_ch}")
+        if shuffle_layout not in SHUFFLES:
+            raise ValueError(f"unknown channel shuffle {shuffle_layout!r}; choose one of {SHUFFLES}")
         leaky = 0.1 if out_ch <= 64 else 0.0
-        self.conv3x3 = ContextConvBN(in_ch, out_ch // 2, None, deformable)
-        self.conv5x5_1 = ContextConvBN(in_ch, out_ch // 4, leaky, deformable)
-        self.conv5x5_2 = ContextConvBN(out_ch // 4, out_ch // 4, None, deformable)
-        self.conv7x7_2 = ContextConvBN(out_ch // 4, out_ch // 4, leaky, deformable)
-        self.conv7x7_3 = ContextConvBN(out_ch // 4, out_ch // 4, None, deformable)
+        self.conv3x3 = ContextConvBN(in_ch, out_ch // 2, None, deformable, mask_scale)
+        self.conv5x5_1 = ContextConvBN(in_ch, out_ch // 4, leaky, deformable, mask_scale)
+        self.conv5x5_2 = ContextConvBN(out_ch // 4, out_ch // 4, None, deformable, mask_scale)
+        self.conv7x7_2 = ContextConvBN(out_ch // 4, out_ch // 4, leaky, deformable, mask_scale)
+        self.conv7x7_3 = ContextConvBN(out_ch // 4, out_ch // 4, None, deformable, mask_scale)
         self.shuffle_groups = shuffle_groups
+        self.shuffle_layout = shuffle_layout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch3 = self.conv3x3(x)
@@ -68,7 +85,7 @@ class SSH(nn.Module):
 
     def shuffle(self, out: torch.Tensor) -> torch.Tensor:
         """The fixed channel permutation applied to the concatenated branches (identity without groups)."""
-        return channel_shuffle(out, self.shuffle_groups) if self.shuffle_groups > 1 else out
+        return channel_shuffle(out, self.shuffle_groups, self.shuffle_layout) if self.shuffle_groups > 1 else out
 
     def shuffle_permutation(self, channels: int) -> torch.Tensor:
         """`perm` with shuffle(x)[:, j] == x[:, perm[j]], read off by shuffling channel indices."""
@@ -95,7 +112,7 @@ class FusedStage(nn.Module):
         dcns = [layer.conv for layer in layers]
         if any(not isinstance(layer.bn, nn.Identity) for layer in layers):
             raise ValueError("fuse after folding BatchNorm into the deformable convs (core.inference.fold_batchnorm)")
-        if len({type(d).modulation for d in dcns}) != 1:
+        if len({(type(d).modulation, d.mask_scale) for d in dcns}) != 1:
             raise ValueError("the layers of a fused stage must share one modulation function")
         self.modulation = dcns[0].modulation
         self.taps = 9

@@ -36,7 +36,7 @@ def test_native_deform_conv_node_equals_torchvision():
     got = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"]).run(None, {"input": x.numpy()})[0]
     with torch.no_grad():
         om = dcn.offset_mask(x)
-        ref = deform_conv2d(x, om[:, :18], dcn.weight, None, padding=1, mask=torch.sigmoid(om[:, 18:]))
+        ref = deform_conv2d(x, om[:, :18], dcn.weight, None, padding=1, mask=2 * torch.sigmoid(om[:, 18:]))
     np.testing.assert_allclose(got, ref.numpy(), atol=2e-5, rtol=1e-5)
     assert float(om[:, :18].abs().max()) > 5  # the offsets really reach outside the 11 x 17 input
 

@@ -6,13 +6,21 @@ import re
 import subprocess
 import sys
 import textwrap
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
 from core.checkpoint import load_checkpoint, save_checkpoint
-from core.config import COMPARED_MODELS, MODEL_CONFIGS, MODEL_ORDER, config_from_dict, model_color, model_rank
+from core.config import (
+    COMPARED_MODELS,
+    LEGACY_BUILD,
+    MODEL_CONFIGS,
+    MODEL_ORDER,
+    config_from_dict,
+    model_color,
+    model_rank,
+)
 from core.factory import build_model
 from core.layers.spatial import SpatialGate
 
@@ -42,17 +50,25 @@ def test_attention_settings_come_from_the_config() -> None:
 
 
 def test_old_checkpoint_config_without_attention_settings(tmp_path: Path) -> None:
-    """A checkpoint written before the attention settings existed rebuilds the same CBAM network."""
-    old = {k: v for k, v in asdict(MODEL_CONFIGS["cbam"]).items()
-           if not k.startswith("attn_") and k not in ("description", "color", "compared", "published")}
-    assert config_from_dict(old) == MODEL_CONFIGS["cbam"]
-    model = build_model("cbam")
+    """A checkpoint written before the attention settings existed rebuilds the same CBAM network: the
+    registry's attention settings, and this project's earlier choices (LEGACY_BUILD) where the variants
+    now compute the source's function, since those are what it was trained with."""
+    old = {k: v for k, v in asdict(MODEL_CONFIGS["cbam"]).items() if not k.startswith("attn_")
+           and k not in ("description", "color", "compared", "published", *LEGACY_BUILD)}
+    legacy = replace(MODEL_CONFIGS["cbam"], **LEGACY_BUILD)
+    assert config_from_dict(old) == legacy != MODEL_CONFIGS["cbam"]
+    model = build_model(legacy).eval()
     save_checkpoint(tmp_path / "m.pth", model)
     data = torch.load(tmp_path / "m.pth", weights_only=True)
     data["config"] = old
     torch.save(data, tmp_path / "old.pth")
     loaded, _ = load_checkpoint(tmp_path / "old.pth", expected_name="cbam")
     assert loaded.cfg == model.cfg
+    x = torch.randn(1, 3, 72, 56) * 50
+    with torch.no_grad():
+        for a, b in zip(model(x), loaded.eval()(x), strict=True):
+            assert torch.equal(a, b)
+    assert config_from_dict(asdict(MODEL_CONFIGS["cbam"])) == MODEL_CONFIGS["cbam"]  # a current checkpoint
 
 
 FIFTH = '''\

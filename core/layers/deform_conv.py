@@ -182,15 +182,19 @@ def deform_conv2d_gather(
 class ModulatedDeformConv2d(nn.Module):
     """3x3 stride-1 DCNv2: one 3x3 conv predicts 18 offsets + 9 modulation logits from the input.
 
-    The offset/mask conv is zero-initialised, so at start the layer is a plain 3x3 conv with every
-    tap scaled by sigmoid(0) = 0.5 (the DCNv2 initialisation).
+    The modulation is `mask_scale * sigmoid(logits)`: 2 as the seed source's DeformableConv2d
+    (models/net.py:548, taps weighted in (0, 2)); 1 is DCNv2's plain sigmoid. The offset/mask conv is
+    zero-initialised, so at start the layer is a plain 3x3 conv with every tap scaled by
+    mask_scale * sigmoid(0) (1 with the source's scale).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: str = "auto", bias: bool = False) -> None:
+    def __init__(self, in_ch: int, out_ch: int, kernel: str = "auto", bias: bool = False,
+                 mask_scale: float = 2.0) -> None:
         super().__init__()
         if kernel not in KERNELS:
             raise ValueError(f"unknown deformable-conv kernel {kernel!r}; choose one of {KERNELS}")
         self.kernel = kernel
+        self.mask_scale = float(mask_scale)
         self.weight = nn.Parameter(torch.empty(out_ch, in_ch, 3, 3))
         self.bias = nn.Parameter(torch.zeros(out_ch)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -199,9 +203,10 @@ class ModulatedDeformConv2d(nn.Module):
         nn.init.zeros_(self.offset_mask.bias)
 
     def modulation(self, logits: torch.Tensor) -> torch.Tensor:
-        """Modulation mask from the 9 mask logits. Elementwise and the same for every layer: the fused
-        inference SSH (`core.ssh.FusedDeformSSH`) applies it to several layers' logits at once."""
-        return torch.sigmoid(logits)
+        """Modulation mask from the 9 mask logits: `mask_scale * sigmoid`. Elementwise and the same for every
+        layer of a model: the fused inference SSH (`core.ssh.FusedDeformSSH`) applies it to several layers'
+        logits at once."""
+        return self.mask_scale * torch.sigmoid(logits)
 
     def offsets_and_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 18, H, W) offsets, (dy, dx) per tap as torchvision, and the (N, 9, H, W) mask."""
