@@ -56,8 +56,8 @@ class FeatherFace(nn.Module):
         else:
             raise ValueError(f"unknown neck {cfg.neck!r}; choose one of {list(NECKS)}")
         self.bifpn_attention = nn.ModuleList(create_attn(cfg.attention, c, **cfg.attn_kwargs) for _ in LEVELS)
-        self.ssh = nn.ModuleList(SSH(c, c, cfg.shuffle_groups, cfg.deformable_ssh, cfg.dcn_mask_scale, cfg.shuffle_layout)
-                                 for _ in LEVELS)
+        self.ssh = nn.ModuleList(
+            SSH(c, c, cfg.shuffle_groups, cfg.deformable_ssh, cfg.dcn_mask_scale, cfg.shuffle_layout) for _ in LEVELS)
         self.heads = DetectionHead(c, cfg.num_anchors, len(LEVELS))
         self._anchor_cache: OrderedDict[tuple[int, int, str], torch.Tensor] = OrderedDict()
 

@@ -17,7 +17,6 @@ from core.layers.deform_conv import (
     tap_weights,
 )
 
-
 SHUFFLES: tuple[str, ...] = ("channel_shuffle2", "shufflenet")
 
 
