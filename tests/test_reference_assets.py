@@ -38,6 +38,19 @@ def test_final_eca_cbam_and_retinaface_are_real_trained_weights():
     assert model.get_parameter_count()["total"] == 426_608
 
 
+def test_shipped_eca_cbam_finds_the_astronaut_as_the_source_does():
+    """0.99223 is the source's own code on this image at its original scale (tests/test_source_parity.py makes
+    the known answers); the shipped conversion must give it through model.detect, and only that face."""
+    import cv2
+
+    model, _ = load_checkpoint(RUN / "weights" / "Final.pth", expected_name="eca_cbam")
+    rgb = cv2.cvtColor(cv2.imread(str(ROOT / "assets" / "samples" / "astronaut.png")), cv2.COLOR_BGR2RGB)
+    dets = model.eval().detect(rgb, conf_thresh=0.5, nms_thresh=0.4)
+    assert len(dets.scores) == 1 and abs(float(dets.scores[0]) - 0.99223) < 1e-3
+    x1, y1, x2, y2 = dets.boxes[0].tolist()
+    assert 170 < x1 < x2 < 285 and 45 < y1 < y2 < 190  # the face, not the helmet or the suit
+
+
 def test_epoch_checkpoints_form_one_run_with_its_log():
     epochs = {}
     for path in sorted((RUN / "weights").glob("*.pth")):

@@ -178,6 +178,8 @@ def test_heatmaps_opens_on_the_real_eca_cbam(isolated: Path) -> None:
     assert [w.value for w in at.warning].count("learned synthetic faces (generated images, not WIDER FACE)") == 2
     assert len(mask_captions(at)) == 6 and not at.error
     assert at.sidebar.selectbox(key="ff_weights_eca_cbam").value == first.value  # the sidebar lists it first too
+    detections = [img.proto.imgs[0].caption for img in at.get("image") if "detection(s)" in img.proto.imgs[0].caption]
+    assert detections[0] == "1 detection(s) ≥ 0.50"  # the astronaut's face, the bundled sample shown first
 
 
 @pytest.mark.skipif(not (SHIPPED_RUN / "weights" / "Final.pth").is_file(), reason="assets/reference not shipped")
