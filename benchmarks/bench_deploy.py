@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import platform
@@ -47,6 +48,9 @@ HW = (640, 640)
 BASELINE = "retinaface_mnet"
 FEATHERFACE = tuple(n for n in MODEL_CONFIGS if n != BASELINE)
 PROFILED = "eca_cbam_parallel"
+CONTROL = f"{PROFILED}_without_dcn"
+"""The profiled variant with plain 3x3 convs in its SSHs (`deformable_ssh=False`): what FeatherFace costs
+in a runtime apart from its deformable convs, the floor any DCN kernel can reach."""
 RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
 LAYER_SHAPES: tuple[tuple[int, int], ...] = ((52, 26), (52, 13), (13, 13))
 """(C_in, C_out) of the SSH's deformable convs at 52 channels: 3x3 branch, 5x5 first, the three 13 -> 13."""
@@ -123,10 +127,10 @@ def ov_configs(models: dict[str, nn.Module], x: torch.Tensor, threads: int) -> d
     out: dict[str, tuple[str, Run, Run]] = {}
     for dcn in ("native", "gather"):
         for name, model in models.items():
-            if dcn == "gather" and name == BASELINE:
+            if dcn == "gather" and name in (BASELINE, CONTROL):
                 continue
             rt = OpenVinoModel(model, threads, input_hw=HW, dcn=dcn)
-            label = f"{name} | {dcn} DCN" if name != BASELINE else f"{name} | (no DCN)"
+            label = f"{name} | {dcn} DCN" if name not in (BASELINE, CONTROL) else f"{name} | (no DCN)"
             out[label] = (name, lambda r=rt: r.run(xn), lambda r=rt: r.run(xn))
     return out
 
@@ -293,12 +297,16 @@ def ov_profile(model: nn.Module, x: torch.Tensor, threads: int, runs: int, dcn: 
 
 def worker(runtime: str, rounds: int, warmup: int, threads: int, profile_runs: int) -> dict:
     """Everything one runtime reports, as JSON-able data."""
+    from core.detector import FeatherFace
     from eval.export import sample_input
-    from tests.conftest import realistic_model
+    from tests.conftest import randomize_batchnorm, realistic_model
 
     torch.set_num_threads(threads)
     x = sample_input(HW, MODEL_CONFIGS[BASELINE].bgr_mean)
     models = {n: realistic_model(n) for n in MODEL_CONFIGS}
+    torch.manual_seed(0)
+    models[CONTROL] = randomize_batchnorm(
+        FeatherFace(dataclasses.replace(MODEL_CONFIGS[PROFILED], deformable_ssh=False)).eval())
     with torch.inference_mode():
         refs = {n: outputs(m(x)) for n, m in models.items()}
     gen = torch.Generator().manual_seed(0)
@@ -374,6 +382,9 @@ def report(result: dict, threads: int) -> tuple[list[str], dict[str, tuple[float
     lines += ["", f"goal: every FeatherFace variant <= {limit}x {BASELINE} in this runtime (best configuration "
                   "per variant; verdict from the ratio's CI):"]
     for v, (r, lo, hi) in best.items():
+        if v == CONTROL:
+            lines.append(f"  ({CONTROL}: {r:.2f}x [{lo:.2f}, {hi:.2f}], the floor without deformable convs)")
+            continue
         verdict = "met" if hi <= limit else "NOT met" if lo > limit else "undecided (CI spans the limit)"
         lines.append(f"  {v:<20}{r:6.2f}x [{lo:.2f}, {hi:.2f}]  {verdict}; {r / limit:.2f}x the limit")
     lines += ["", f"one deformable layer at {LAYER_HW}x{LAYER_HW} (offset conv included) vs a regular 3x3 conv of "
@@ -443,10 +454,10 @@ def main(argv: list[str] | None = None) -> int:
             say(line)
         say()
     say("## Summary: each FeatherFace variant's best ratio to " + BASELINE + " in the same runtime")
-    say(f"{'variant':<20}" + "".join(f"{rt:>24}" for rt in best))
-    for v in FEATHERFACE:
-        say(f"{v:<20}" + "".join(f"{best[rt][v][0]:8.2f} [{best[rt][v][1]:.2f}, {best[rt][v][2]:.2f}]"
-                                 if v in best[rt] else f"{'-':>24}" for rt in best))
+    say(f"{'variant':<34}" + "".join(f"{rt:>22}" for rt in best))
+    for v in (*FEATHERFACE, CONTROL):
+        say(f"{v:<34}" + "".join(f"{best[rt][v][0]:8.2f} [{best[rt][v][1]:.2f}, {best[rt][v][2]:.2f}]"
+                                 if v in best[rt] else f"{'-':>22}" for rt in best))
     say(f"(load average at the end {_load():.2f})")
     if args.out:
         atomic_write_text(args.out, "\n".join(lines) + "\n")
