@@ -139,7 +139,7 @@ def bilinear_bags(
     row = iy.to(torch.int64).mul_(w + sum(TABLE_BORDER)).add_(ix.to(torch.int64)).mul_(taps).add_(tap_row)
     per_dcn = (n, h, w, stacked, 1, taps)
     order = (3, 0, 1, 2, 4, 5)  # DCN-major: each DCN's bags contiguous for its embedding_bag call
-    rows = row.reshape(per_dcn).permute(order) + corners
+    rows = row.reshape(per_dcn).permute(order).contiguous() + corners
     wy1 = fy.mul_(mask)
     wy0 = mask - wy1
     wx0 = 1 - fx
