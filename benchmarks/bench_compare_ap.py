@@ -1,4 +1,4 @@
-"""Paired AP bootstrap (eval.compare_ap) on the full real WIDER FACE val ground truth.
+"""Paired AP bootstrap (eval.verdicts.paired_ap) on the full real WIDER FACE val ground truth.
 
 Run from the repository root (writes the report it prints):
     .venv/bin/python -m benchmarks.bench_compare_ap --out benchmarks/results/compare_ap.txt
@@ -7,7 +7,7 @@ Two full synthetic prediction sets (benchmarks.bench_evaluator.synthetic_predict
 image, seeds 0 and 1) are written as submission folders; then the CLI runs as a whole process
 (`python -m eval.compare_ap ... --resamples 1000`), timed wall-clock from start to exit, --runs
 times (goal: <= 10 s), with its CPU time (user + sys). In-process, the script also checks that the
-full-set delta equals two `eval.widerface.evaluate` runs, that A vs A gives [0, 0], and that one
+full-set delta equals two `eval.widerface.protocol.evaluate` runs, that A vs A gives [0, 0], and that one
 resample's AP equals a plain evaluation of that resampled image set spelled out (images repeated),
 timing that naive way per resample beside the vectorised one.
 """
@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_evaluator import synthetic_predictions
-from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, check_defaults, input_dir, output_file
 from core.data.wider_gt import SETTINGS, GTImage, WiderGT, load_wider_gt
-from eval.compare_ap import _Counts, _resampled_ap, compare_predictions
-from eval.predictions import write_predictions
-from eval.widerface import counted_subsets, evaluate
+from core.io.atomic import atomic_write_text
+from core.io.cli_paths import CliParser, check_defaults, input_dir, output_file
+from eval.verdicts.paired_ap import _Counts, _resampled_ap, compare_predictions
+from eval.widerface.protocol import counted_subsets, evaluate
+from eval.widerface.submission import write_predictions
 from tests.conftest import find_real_wider_gt
 
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ea, eb = evaluate(pred_a, gt).ap, evaluate(pred_b, gt).ap
     same = all(cli["settings"][s]["delta"] == eb[s] - ea[s] for s in SETTINGS)
-    say(f"full-set delta identical to two eval.widerface runs: {same}")
+    say(f"full-set delta identical to two eval.widerface.protocol runs: {same}")
     start = time.perf_counter()
     self_cmp = compare_predictions(pred_a, pred_a, gt, dataset="widerface", resamples=args.resamples)
     t_self = time.perf_counter() - start

@@ -4,7 +4,7 @@ Run from the repository root (needs Debian's chromium + chromium-driver; writes 
     .venv/bin/python -m benchmarks.bench_dashboard --out benchmarks/results/dashboard.txt [--rounds 3]
 Study scale (no browser needed): a generated 3 models x 5 seeds x 350 epochs study with its eval JSONs,
 each page's script time cold (AppTest in a fresh process) and warm (the same page rerun), and the
-per-file parse rate of eval.event_files against tbparse:
+per-file parse rate of eval.runs.event_files against tbparse:
     .venv/bin/python -m benchmarks.bench_dashboard --study --out benchmarks/results/dashboard_study.txt
 
 Cold start: from launching `streamlit run dashboard/app.py` to the first page ("/", Overview) rendered
@@ -12,7 +12,7 @@ in headless chromium (script run ended, nothing stale, no loading skeleton). The
 before the server so its own start-up is not counted. Page switch: a click on a sidebar link until the
 new page is rendered, in one browser session after a warm-up round that visited every page (so models
 and data are cached, as for a user moving around). The data are the small test fixtures (two
-datasets, two seeds; tests/test_dashboard_browser.py builds them). Targets: cold start < 5 s, page
+datasets, two seeds; tests/dashboard/test_browser.py builds them). Targets: cold start < 5 s, page
 switch < 1 s.
 """
 
@@ -31,9 +31,9 @@ from pathlib import Path
 
 from selenium.webdriver.common.by import By
 
-from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, output_dir, output_file
-from tests.test_dashboard_browser import (
+from core.io.atomic import atomic_write_text
+from core.io.cli_paths import CliParser, output_dir, output_file
+from tests.dashboard.test_browser import (
     _STATE_JS,
     CHROMIUM,
     PAGES,
@@ -133,9 +133,9 @@ def measure_event_reading(steps: int = 20_000) -> list[str]:
 
     from torch.utils.tensorboard import SummaryWriter
 
-    from core.artifacts import TB_TAGS
-    from eval.convergence import load_convergence
-    from eval.event_files import EventCache
+    from core.lab.artifacts import TB_TAGS
+    from eval.runs.convergence import load_convergence
+    from eval.runs.event_files import EventCache
 
     tags = [TB_TAGS[k] for k in ("step_loss", "step_loss_box", "step_loss_cls", "step_loss_landmark", "step_lr")]
     with tempfile.TemporaryDirectory(prefix="ff_bench_tb_") as tmp:
@@ -174,7 +174,7 @@ def write_study_run(run: Path, model: str, seed: int, epochs: int = STUDY_EPOCHS
     import numpy as np
     from torch.utils.tensorboard import SummaryWriter
 
-    from core.artifacts import TB_TAGS
+    from core.lab.artifacts import TB_TAGS
 
     rng = np.random.default_rng(1000 * STUDY_MODELS.index(model) + seed if model in STUDY_MODELS else seed)
     run.mkdir(parents=True, exist_ok=True)
@@ -213,7 +213,7 @@ def make_study(folder: Path, models: tuple[str, ...] = STUDY_MODELS, seeds: tupl
 
     import pandas as pd
 
-    from core.study_manifest import RunEntry, StudyManifest, run_name, write_manifest
+    from core.lab.study_manifest import RunEntry, StudyManifest, run_name, write_manifest
 
     runs, results = folder / "runs", folder / "results"
     study = runs / "study350"
@@ -264,10 +264,10 @@ print(json.dumps({"cold": cold, "warm": sorted(warm)[1], "exceptions": [str(e.va
 
 def page_times(page: str, runs: Path, results: Path, cache_dir: Path) -> dict:
     """Cold (first run in a fresh process) and warm (median of 3 reruns) script time of one page; decoded
-    event files are kept in `cache_dir` (eval.event_files' disk cache) as the app keeps them."""
+    event files are kept in `cache_dir` (eval.runs.event_files' disk cache) as the app keeps them."""
     import json
 
-    from eval.event_files import CACHE_ENV
+    from eval.runs.event_files import CACHE_ENV
 
     app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
     env = {**os.environ, "FEATHERFACE_RUNS_DIR": str(runs), "FEATHERFACE_RESULTS_DIR": str(results),
@@ -281,10 +281,10 @@ def page_times(page: str, runs: Path, results: Path, cache_dir: Path) -> dict:
 
 
 def parse_rates(path: Path, rounds: int = 5) -> list[str]:
-    """One event file read by eval.event_files (best of `rounds`, wall and CPU time) and once by tbparse."""
+    """One event file read by eval.runs.event_files (best of `rounds`, wall and CPU time) and once by tbparse."""
     from tbparse import SummaryReader
 
-    from eval.event_files import read_scalars
+    from eval.runs.event_files import read_scalars
 
     buf = path.read_bytes()
     mb = len(buf) / 1e6
@@ -299,7 +299,7 @@ def parse_rates(path: Path, rounds: int = 5) -> list[str]:
     tb = time.perf_counter() - start
     same = len(oracle) == len(frame)
     return [f"per-file parse, {path.parent.name}/{path.name[:24]}… ({mb:.2f} MB, {len(frame):,} scalars, "
-            f"{len(framing.starts):,} records): eval.event_files best {min(walls) * 1000:.0f} ms wall = "
+            f"{len(framing.starts):,} records): eval.runs.event_files best {min(walls) * 1000:.0f} ms wall = "
             f"{mb / min(walls):.0f} MB/s (median {mb / statistics.median(walls):.0f} MB/s; CPU best "
             f"{mb / min(cpus):.0f} MB/s)  (target >= {PARSE_TARGET_MB_S:.0f} MB/s: "
             f"{'met' if mb / min(walls) >= PARSE_TARGET_MB_S else 'NOT met'}); tbparse {tb:.2f} s = "

@@ -14,7 +14,7 @@ sample) with trained-looking BN statistics and non-zero deformable offsets
 (`tests.conftest.realistic_model`). Per runtime, one 80x80 deformable layer of each SSH shape is also
 timed against a regular 3x3 conv of equal multiply-adds (C -> O + 27: the main conv plus the offset
 conv), and the forward pass is profiled (PyTorch profiler, ONNX Runtime's and OpenVINO's own).
-Each child holds the machine's timing lock (`eval.timing_lock`) and records the load average.
+Each child holds the machine's timing lock (`eval.latency.lock`) and records the load average.
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, missing_tools, output_file
 from core.config import MODEL_CONFIGS
-from core.inference import prepare_for_inference
+from core.io.atomic import atomic_write_text
+from core.io.cli_paths import CliParser, missing_tools, output_file
 from core.layers.deform_conv import ModulatedDeformConv2d
-from eval.latency_stats import bootstrap_median_ci
-from eval.timing_lock import timing_slot
+from eval.deploy.bn_fold import prepare_for_inference
+from eval.latency.lock import timing_slot
+from eval.verdicts.latency_ci import bootstrap_median_ci
 
 HW = (640, 640)
 BASELINE = "retinaface_mnet"
@@ -109,8 +109,8 @@ def torch_configs(models: dict[str, nn.Module], x: torch.Tensor) -> dict[str, tu
 
 
 def ort_configs(models: dict[str, nn.Module], x: torch.Tensor, threads: int) -> dict[str, tuple[str, Run, Run]]:
-    from core.onnx_export import export_onnx_bytes
-    from core.onnx_runtime import OnnxRuntimeModel
+    from eval.deploy.onnx_export import export_onnx_bytes
+    from eval.deploy.onnx_runtime import OnnxRuntimeModel
 
     xn = x.numpy()
     out: dict[str, tuple[str, Run, Run]] = {}
@@ -121,7 +121,7 @@ def ort_configs(models: dict[str, nn.Module], x: torch.Tensor, threads: int) -> 
 
 
 def ov_configs(models: dict[str, nn.Module], x: torch.Tensor, threads: int) -> dict[str, tuple[str, Run, Run]]:
-    from core.openvino_runtime import OpenVinoModel
+    from eval.deploy.openvino_runtime import OpenVinoModel
 
     xn = x.numpy()
     out: dict[str, tuple[str, Run, Run]] = {}
@@ -183,7 +183,7 @@ def ort_layers(x_by_c: dict[int, torch.Tensor], threads: int) -> dict[str, Run]:
 
     import onnxruntime as ort
 
-    from core.onnx_export import onnx_deform_conv
+    from eval.deploy.onnx_export import onnx_deform_conv
 
     def session(module: nn.Module, x: torch.Tensor) -> Run:
         buf = io.BytesIO()
@@ -207,7 +207,7 @@ def ort_layers(x_by_c: dict[int, torch.Tensor], threads: int) -> dict[str, Run]:
 def ov_layers(x_by_c: dict[int, torch.Tensor], threads: int) -> dict[str, Run]:
     import openvino as ov
 
-    from core.openvino_runtime import torchvision_deform_conv
+    from eval.deploy.openvino_runtime import torchvision_deform_conv
 
     def compiled(module: nn.Module, x: torch.Tensor) -> Run:
         with torch.no_grad():
@@ -248,8 +248,8 @@ def torch_profile(model: nn.Module, x: torch.Tensor, runs: int) -> list[str]:
 
 
 def ort_profile(model: nn.Module, x: torch.Tensor, threads: int, runs: int) -> list[str]:
-    from core.onnx_export import export_onnx_bytes
-    from core.onnx_runtime import OnnxRuntimeModel
+    from eval.deploy.onnx_export import export_onnx_bytes
+    from eval.deploy.onnx_runtime import OnnxRuntimeModel
 
     with tempfile.TemporaryDirectory() as tmp:
         rt = OnnxRuntimeModel(export_onnx_bytes(model, HW), threads, "all", profile_prefix=str(Path(tmp) / "ort"))
@@ -273,7 +273,7 @@ def ort_profile(model: nn.Module, x: torch.Tensor, threads: int, runs: int) -> l
 def ov_profile(model: nn.Module, x: torch.Tensor, threads: int, runs: int, dcn: str) -> list[str]:
     import openvino as ov
 
-    from core.openvino_runtime import trace_ready
+    from eval.deploy.openvino_runtime import trace_ready
 
     with torch.no_grad():
         converted = ov.convert_model(trace_ready(model, dcn), example_input=x, input=[list(x.shape)])
@@ -298,7 +298,7 @@ def ov_profile(model: nn.Module, x: torch.Tensor, threads: int, runs: int, dcn: 
 def worker(runtime: str, rounds: int, warmup: int, threads: int, profile_runs: int) -> dict:
     """Everything one runtime reports, as JSON-able data."""
     from core.detector import FeatherFace
-    from eval.export import sample_input
+    from eval.deploy.export import sample_input
     from tests.conftest import randomize_batchnorm, realistic_model
 
     torch.set_num_threads(threads)

@@ -6,7 +6,7 @@ Run from the repository root (writes the report it prints):
 Predictions are synthetic but full scale: every face is detected with a probability that grows
 with its height, its box jittered; false alarms are added so an image has about 50 boxes. The
 vectorised ``evaluate`` computes easy/medium/hard plus the 13 breakdown subsets; the oracle
-(tests/test_widerface_eval.py, loops shaped like RetinaFace's evaluation.py) computes only
+(tests/eval/widerface/test_protocol.py, loops shaped like RetinaFace's evaluation.py) computes only
 easy/medium/hard, so the ratio understates the gap. Times are wall-clock on a shared machine:
 median of --runs for the vectorised one, a single run for the oracle.
 """
@@ -22,13 +22,13 @@ import time
 
 import numpy as np
 
-from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, check_defaults, input_dir, output_file
 from core.data.wider_gt import SETTINGS, WiderGT, load_wider_gt
-from eval.predictions import read_predictions, write_predictions
-from eval.widerface import evaluate
+from core.io.atomic import atomic_write_text
+from core.io.cli_paths import CliParser, check_defaults, input_dir, output_file
+from eval.widerface.protocol import evaluate
+from eval.widerface.submission import read_predictions, write_predictions
 from tests.conftest import find_real_wider_gt
-from tests.test_widerface_eval import oracle_evaluate
+from tests.eval.widerface.test_protocol import oracle_evaluate
 
 DEFAULT_GT = find_real_wider_gt()
 
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text, flush=True)
         lines.append(text)
 
-    say("WIDER FACE evaluator benchmark: vectorised eval.widerface.evaluate vs loop oracle")
+    say("WIDER FACE evaluator benchmark: vectorised eval.widerface.protocol.evaluate vs loop oracle")
     say(f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} CPU(s), {platform.machine()}")
     gt, t_gt = timed(load_wider_gt, args.gt)
     say(f"ground truth: {len(gt.events)} events, {len(gt)} images, {gt.num_faces} faces (read in {t_gt:.2f} s)")

@@ -7,7 +7,7 @@ Label files of 1,000 / 4,000 / 16,000 images, each a header and nine face lines 
 4-number lines, with and without landmarks); WIDER FACE train is 12,880 images and about 172k
 lines. Sizes are timed round-robin in each round, so load on the shared machine hits all alike;
 the report gives the median of --rounds and the time per line, which stays flat when reading is
-linear. The unit test (tests/test_label_reader.py) checks linearity by counting executed lines.
+linear. The unit test (tests/core/data/test_label_reader.py) checks linearity by counting executed lines.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, output_file
 from core.data.widerface import read_labels
+from core.io.atomic import atomic_write_text
+from core.io.cli_paths import CliParser, output_file
 
 FACE20 = "78 221 7 8 79.0 223.0 0.0 83.0 223.0 0.0 81.0 225.0 0.0 79.0 227.0 0.0 83.0 227.0 0.0 0.5"
 NO_LMK20 = "78 221 7 8 -1.0 -1.0 -1.0 -1.0 -1.0 -1.0 -1.0 -1.0 -1.0 -1.0 -1.0 -1.0 -1.0 -1.0 -1.0 0.2"

@@ -1,9 +1,9 @@
-"""How fine a latency difference eval.latency's defaults resolve, and what pairing buys.
+"""How fine a latency difference eval.latency.timing's defaults resolve, and what pairing buys.
 
 Run from the repository root (writes the report it prints):
     .venv/bin/python -m benchmarks.bench_latency_precision --out benchmarks/results/latency_precision.txt
 
-Times the four entries interleaved (eval.latency.run_latency: BN-folded, channels-last, 640x640,
+Times the four entries interleaved (eval.latency.timing.run_latency: BN-folded, channels-last, 640x640,
 batch 1, the default rounds and warm-up) on a fixed thread count, then reports per model the median
 with its 95% bootstrap CI and, against "none", the paired per-round difference with its CI, beside
 the unpaired difference of medians and the CI it would have if the runs were not paired (a bootstrap
@@ -19,10 +19,10 @@ import platform
 import numpy as np
 import torch
 
-from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, output_file
-from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, format_rows, measure_session
-from eval.latency_stats import RESAMPLES
+from core.io.atomic import atomic_write_text
+from core.io.cli_paths import CliParser, output_file
+from eval.latency.timing import DEFAULT_ROUNDS, DEFAULT_WARMUP, format_rows, measure_session
+from eval.verdicts.latency_ci import RESAMPLES
 
 MODELS = ("cbam", "eca_cbam", "eca_cbam_parallel", "none")
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from core.factory import build_model
-    from core.inference import prepare_for_inference
+    from eval.deploy.bn_fold import prepare_for_inference
 
     models = {m: prepare_for_inference(build_model(m).eval()) for m in MODELS}
     load_before = os.getloadavg()
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
     wide = runs.pivot(index="round", columns="model", values="ms")
     lines = [
-        f"# eval.latency precision: {len(MODELS)} entries interleaved, {args.rounds} rounds "
+        f"# eval.latency.timing precision: {len(MODELS)} entries interleaved, {args.rounds} rounds "
         f"(+{args.warmup} warm-up), 1x3x{args.size}x{args.size}, {args.threads} CPU threads",
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
         f"load average (1/5/15 min) before {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}, "

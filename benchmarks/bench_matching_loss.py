@@ -7,7 +7,7 @@ One "step" is what the trainer does around the model: match the batch's faces to
 anchors of a 640x640 input, compute the loss terms (hard negative mining included) and back-
 propagate them into the head outputs. Head outputs are random tensors (the model is not run),
 targets are real augmented batches (TrainTransform at 640) of a synthetic set. Old = the
-per-image code kept in ``tests/loss_oracle.py``, new = ``core.losses.MultiBoxLoss``; both run on
+per-image code kept in ``tests/core/loss_oracle.py``, new = ``core.losses.MultiBoxLoss``; both run on
 the same batch in each round, in alternating order, so machine load hits them alike. The
 per-round ratio old/new gives the verdict with its spread.
 
@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.anchors import generate_anchors
-from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, input_dir, output_file
+from core.boxes.anchors import generate_anchors
 from core.data.augment import TrainTransform
 from core.data.dataset import WiderFaceDetection, detection_collate
-from core.data.synth import generate_dataset
+from core.io.atomic import atomic_write_text
+from core.io.cli_paths import CliParser, input_dir, output_file
 from core.losses import MultiBoxLoss
-from tests.loss_oracle import multibox_loss_per_image
+from core.synth.generate import generate_dataset
+from tests.core.loss_oracle import multibox_loss_per_image
 
 IMG_SIZE = 640
 BATCH = 32
@@ -101,7 +101,7 @@ def report(root: Path, data_label: str, rounds: int, warmup: int, threads: int) 
         verdict = "no difference shown (the CI of the ratio contains 1)"
     lines += [f"verdict on CPU: {verdict}.",
               "GPU: not measured (no GPU lent); there the old path also waits for the device about twice per image,",
-              "the new one never (tests/test_losses.py::test_loss_needs_no_host_sync)."]
+              "the new one never (tests/core/test_losses.py::test_loss_needs_no_host_sync)."]
     return "\n".join(lines) + "\n"
 
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data or generate_dataset(Path(tmp) / "synth", num_train=args.num_images, num_val=0, seed=0)
-        label = str(args.data) if args.data else "synthetic set, core.data.synth seed 0 (not WIDERFace)"
+        label = str(args.data) if args.data else "synthetic set, core.synth.generate seed 0 (not WIDERFace)"
         text = report(root, label, args.rounds, args.warmup, args.threads)
     print(text, end="")
     if args.out is not None:

@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, output_file
 from core.config import MODEL_CONFIGS
 from core.detector import FeatherFace
-from core.image_input import rgb_to_model_tensor
-from core.inference import prepare_for_inference
+from core.io.atomic import atomic_write_text
+from core.io.cli_paths import CliParser, output_file
+from core.io.image_input import rgb_to_model_tensor
 from core.layers.deform_conv import ModulatedDeformConv2d
-from eval.latency import is_channels_last
+from eval.deploy.bn_fold import prepare_for_inference
+from eval.latency.timing import is_channels_last
 from tests.conftest import realistic_model
 
 Forward = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]

@@ -1,5 +1,5 @@
-"""core.postprocess.nms (+1 pixel rule on torchvision's kernel) vs a vectorised numpy greedy NMS and
-the slow pure-python oracle of tests/test_nms.py; kept counts with and without the +1 rule.
+"""core.boxes.postprocess.nms (+1 pixel rule on torchvision's kernel) vs a vectorised numpy greedy NMS and
+the slow pure-python oracle of tests/core/boxes/test_nms.py; kept counts with and without the +1 rule.
 
 Run from the repository root (writes the report it prints):
     .venv/bin/python -m benchmarks.bench_nms --out benchmarks/results/nms.txt
@@ -20,10 +20,10 @@ import time
 import numpy as np
 import torch
 
-from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, output_file
-from core.postprocess import nms
-from tests.test_nms import oracle_nms
+from core.boxes.postprocess import nms
+from core.io.atomic import atomic_write_text
+from core.io.cli_paths import CliParser, output_file
+from tests.core.boxes.test_nms import oracle_nms
 
 
 def decoded_like_boxes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     oracle_s = time.perf_counter() - start
 
     lines = [
-        "NMS benchmark: core.postprocess.nms vs numpy greedy vs pure-python oracle",
+        "NMS benchmark: core.boxes.postprocess.nms vs numpy greedy vs pure-python oracle",
         f"python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPU(s), 1 torch thread, "
         f"load {os.getloadavg()[0]:.2f}",
         f"{args.boxes} decoded-like float32 boxes (seed 0), IoU threshold 0.4, median of {args.runs} interleaved runs",

@@ -34,14 +34,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, input_dir, output_file
 from core.config import COMPARED_MODELS
 from core.data.augment import TrainTransform
 from core.data.dataset import WiderFaceDetection, detection_collate
-from core.data.synth import generate_dataset
 from core.factory import build_model
+from core.io.atomic import atomic_write_text
+from core.io.cli_paths import CliParser, input_dir, output_file
 from core.losses import MultiBoxLoss
+from core.synth.generate import generate_dataset
 
 IMG_SIZE = 640
 BATCH = 8
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     threads = args.threads or [torch.get_num_threads()]
     with tempfile.TemporaryDirectory() as tmp:
         root = args.data or generate_dataset(Path(tmp) / "synth", num_train=args.num_images, num_val=0, seed=0)
-        label = str(args.data) if args.data else "synthetic set, core.data.synth seed 0, sides 256-640 px"
+        label = str(args.data) if args.data else "synthetic set, core.synth.generate seed 0, sides 256-640 px"
         text = report(root, label, threads, args.rounds, args.warmup, args.loader_epochs)
     print(text, end="")
     if args.out is not None:

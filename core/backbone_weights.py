@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from core.checkpoint import CheckpointError, load_torch_file
-from core.hashing import file_sha256
+from core.io.hashing import file_sha256
 
 PREFIX = "module."
 CLASSIFIER = "fc."
@@ -65,7 +65,7 @@ def read_backbone_state(path: Path | str) -> dict[str, torch.Tensor]:
 
 
 def load_backbone_weights(body: nn.Module, path: Path | str) -> BackboneWeightsInfo:
-    """Strictly load `path` into `body` (a `core.backbone.MobileNetV1`); returns name + sha256 for run.json."""
+    """Strictly load `path` into `body` (a `core.nets.backbone.MobileNetV1`); returns name + sha256 for run.json."""
     path = Path(path)
     state = read_backbone_state(path)
     own = body.state_dict()

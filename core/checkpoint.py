@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 
-from core.atomic import atomic_write
-from core.checkpoint_meta import FORMAT, VERSION, CheckpointError  # noqa: F401  (defined there: no torch)
-from core.cli_paths import read_problem
 from core.config import config_from_dict
 from core.detector import FeatherFace
+from core.io.atomic import atomic_write
+from core.io.checkpoint_meta import FORMAT, VERSION, CheckpointError  # noqa: F401  (defined there: no torch)
+from core.io.cli_paths import read_problem
 
 
 def atomic_torch_save(obj: Any, path: Path | str) -> None:

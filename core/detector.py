@@ -9,17 +9,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.anchors import generate_anchors
-from core.backbone import MobileNetV1
-from core.bifpn import BiFPN
+from core.boxes.anchors import generate_anchors
+from core.boxes.postprocess import Detections, NmsMethod
 from core.config import TEST_KEEP_TOP_K, TEST_TOP_K, ModelConfig
-from core.fpn import FPN
-from core.heads import DetectionHead
 from core.layers.attention import MaskedAttention
 from core.layers.create_attn import create_attn
-from core.postprocess import Detections, NmsMethod
+from core.nets.backbone import MobileNetV1
+from core.nets.bifpn import BiFPN
+from core.nets.fpn import FPN
+from core.nets.heads import DetectionHead
+from core.nets.ssh import SSH
 from core.predictor import Forward, Heatmaps, MaskCapture, Postprocess, Predictor, Preprocess
-from core.ssh import SSH
 
 ANCHOR_CACHE_SIZE = 32  # input sizes whose anchors a model keeps (<= ~1 MB each at WIDER sizes)
 
@@ -154,7 +154,7 @@ class FeatherFace(nn.Module):
         """RGB image (numpy HxWx3 uint8, any size, or tensor) -> boxes, scores and 5 landmarks in pixels.
 
         NMS uses RetinaFace's +1 pixel rule unless `nms_method="torchvision"`; `top_k` / `keep_top_k`
-        cap the boxes before / after NMS (0 = no cap), see `core.postprocess.postprocess`. `forward`
+        cap the boxes before / after NMS (0 = no cap), see `core.boxes.postprocess.postprocess`. `forward`
         replaces the PyTorch forward pass (see `predictor`).
         """
         return self.inspect(image, conf_thresh, nms_thresh, with_masks=False, top_k=top_k, keep_top_k=keep_top_k,

@@ -2,7 +2,7 @@
 
 Conventions (Pytorch_Retinaface ``layers/modules/multibox_loss.py``):
 
-- every image is matched to its own faces (``core.matching.match_anchors``, IoU ``overlap_threshold``,
+- every image is matched to its own faces (``core.boxes.matching.match_anchors``, IoU ``overlap_threshold``,
   0.35 as ``MultiBoxLoss(num_classes, 0.35, True, 0, True, 7, 0.35, False)`` in RetinaFace's train.py), the whole
   batch at once on the concatenated faces; an anchor's target label is 1 (face with landmarks),
   -1 (face without landmarks) or 0 (background);
@@ -20,7 +20,7 @@ published ``loc_weight``); the returned ``box`` term is unweighted so logs compa
 
 Selections are masks multiplied into per-anchor losses, never boolean indexing, so on CUDA a step
 computes its loss without waiting for the GPU (the old per-image path, a test oracle in
-``tests/loss_oracle.py``, synced about twice per image).
+``tests/core/loss_oracle.py``, synced about twice per image).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.boxes.matching import flatten_targets, match_anchors
 from core.config import MATCH_IOU, NEG_POS
-from core.matching import flatten_targets, match_anchors
 
 
 class LossTerms(NamedTuple):

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.boxes.postprocess import Detections, NmsMethod, postprocess
 from core.config import TEST_KEEP_TOP_K, TEST_TOP_K
-from core.image_input import rgb_to_model_tensor, to_rgb_uint8
-from core.postprocess import Detections, NmsMethod, postprocess
+from core.io.image_input import rgb_to_model_tensor, to_rgb_uint8
 
 Forward = Callable[[torch.Tensor], Sequence[torch.Tensor]]
 AnchorsFor = Callable[[tuple[int, int], torch.device], torch.Tensor]
@@ -45,7 +45,7 @@ class Preprocess:
 @dataclass(frozen=True)
 class Postprocess:
     """Raw outputs (B,A,4), (B,A,2), (B,A,10) of one batch -> `Detections` per image, in input pixels
-    (see `core.postprocess.postprocess` for the thresholds and caps; 0 = no cap)."""
+    (see `core.boxes.postprocess.postprocess` for the thresholds and caps; 0 = no cap)."""
 
     anchors_for: AnchorsFor
     variances: tuple[float, float]

@@ -19,7 +19,8 @@ import pandas as pd
 import streamlit as st
 
 from core.config import COMPARED_MODELS, MODEL_ORDER, display_name
-from eval.model_loading import (
+from core.lab.roots import RESULTS_ENV, RUNS_ENV, Roots, SourceError, iter_files, relative_text, resolve_roots
+from dashboard.logic.weights import (
     CHECKPOINT_SUFFIX,
     CheckpointScan,
     WeightsOption,
@@ -29,7 +30,6 @@ from eval.model_loading import (
     run_steps,
     scan_checkpoints,
 )
-from eval.roots import RESULTS_ENV, RUNS_ENV, Roots, SourceError, iter_files, relative_text, resolve_roots
 
 __all__ = ["Roots", "Selection", "WeightsOption", "get_roots", "render_sidebar", "current_selection", "get_model",
            "load_models", "get_scan", "display_name", "weights_fingerprint", "weights_options", "all_weights_options",
@@ -53,8 +53,9 @@ def _roots(argv: tuple[str, ...], env_results: str, env_runs: str) -> Roots:
 
 
 def rel_paths(text: object) -> str:
-    """`text` as a page may show it: every absolute path made relative to its data folder (eval.roots.relative_text),
-    so that a visitor learns neither where the folders lie nor what lies outside them."""
+    """`text` as a page may show it: every absolute path made relative to its data folder
+    (core.lab.roots.relative_text), so that a visitor learns neither where the folders lie nor what lies
+    outside them."""
     return relative_text(str(text), get_roots())
 
 
@@ -113,7 +114,7 @@ def all_weights_options(roots: Roots | None = None) -> dict[str, list[WeightsOpt
 
 
 def training_steps(option: WeightsOption, roots: Roots | None = None) -> list[WeightsOption]:
-    """The checkpoints of `option`'s training run, one per epoch (`eval.model_loading.run_steps`)."""
+    """The checkpoints of `option`'s training run, one per epoch (`dashboard.logic.weights.run_steps`)."""
     roots = roots or get_roots()
     return run_steps(option, roots, scan=get_scan(roots), manifest=read_manifest(roots))
 

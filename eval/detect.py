@@ -29,22 +29,23 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from core.artifacts import atomic_write_csv, atomic_write_json, dataset_label
-from core.atomic import atomic_write_bytes
+from core.boxes.postprocess import Detections
 from core.checkpoint import CheckpointError
-from core.cli_paths import CliParser, fail, input_dir, input_file, output_dir, read_problem
 from core.detector import LEVELS, STAGES, FeatherFace, Heatmaps
 from core.device import select_device
-from core.hashing import file_sha256
-from core.image_input import ImageInputError
-from core.image_io import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, decode_upload
-from core.onnx_export import OnnxExportError
-from core.onnx_runtime import BACKENDS, backend_missing
-from core.overlay import overlay_mask
-from core.postprocess import Detections
-from eval.attention_view import draw_detections, fit_image, level_masks, scale_detections
-from eval.backends import forward_for
-from eval.model_loading import load_checkpoint_file
+from core.io.atomic import atomic_write_bytes
+from core.io.cli_paths import CliParser, fail, input_dir, input_file, output_dir, read_problem
+from core.io.hashing import file_sha256
+from core.io.image_input import ImageInputError
+from core.io.image_io import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, decode_upload
+from core.lab.artifacts import atomic_write_json, dataset_label
+from eval.attention.drawing import draw_detections, fit_image, level_masks, scale_detections
+from eval.attention.overlay import overlay_mask
+from eval.deploy.backends import forward_for
+from eval.deploy.onnx_export import OnnxExportError
+from eval.deploy.onnx_runtime import BACKENDS, backend_missing
+from eval.runs.checkpoints import load_checkpoint_file
+from eval.runs.results_csv import atomic_write_csv
 
 DEFAULT_OUT = Path("detections")
 JSON_NAME, CSV_NAME, MASKS_DIR = "detections.json", "detections.csv", "masks"
@@ -94,7 +95,7 @@ def collect_inputs(images: Sequence[Path] | None, folder: Path | None, out: Path
 
 
 def read_photo(path: Path, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
-    """RGB uint8 of a photo on disk, under the dashboard's upload rules (`core.image_io.decode_upload`);
+    """RGB uint8 of a photo on disk, under the dashboard's upload rules (`core.io.image_io.decode_upload`);
     the byte limit is checked from the file size, before anything is read."""
     if not path.exists():
         raise ImageInputError(f"{path.name}: file not found")
@@ -224,7 +225,7 @@ def build_parser() -> CliParser:
                          "Final.pth --images assets/samples --out detections")
     p.add_argument("--weights", required=True, type=input_file,
                    help="a checkpoint the app accepts: a training run's weights/Final.pth, the shipped demo weights, "
-                        "or a converted reference file (eval.import_retinaface)")
+                        "or a converted reference file (eval.deploy.import_retinaface)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--image", nargs="+", type=input_file, metavar="FILE", help="one or more photos")
     src.add_argument("--images", type=input_dir, metavar="DIR", help="every file under this folder (recursive)")

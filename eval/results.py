@@ -11,12 +11,7 @@ long step starts, so a bad file fails in seconds and nothing is written.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,231 +20,58 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from core.artifacts import (
-    COMPARISON_COLUMNS,
-    COMPARISON_CSV,
-    DATASETS,
-    DEFAULT_DATA,
-    DEFAULT_RESULTS,
-    DEFAULT_RUNS,
-    LATENCY_CSV,
-    REFERENCE_CSV,
-    RUN_JSON,
-    ResultsFileError,
-    atomic_write_csv,
-    atomic_write_json,
-    detect_dataset,
-    read_results_csv,
-)
-from core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from core.cli_paths import CliParser, check_defaults, fail, input_dir, input_file, input_path, output_dir, read_problem
+from core.boxes.postprocess import NmsMethod
+from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import ABLATION, COMPARED_MODELS, MODEL_CONFIGS, TEST_KEEP_TOP_K, TEST_TOP_K
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.device import device_name, select_device
-from core.hashing import file_sha256
-from core.postprocess import NmsMethod
-from core.study_manifest import parse_run_name
-from eval.figures import FigureError, read_image_rgb, write_heatmap_figure
-from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, run_latency
-from eval.latency import check_csvs as check_latency_csvs
-from eval.predict import (
+from core.io.cli_paths import (
+    CliParser,
+    check_defaults,
+    fail,
+    input_dir,
+    input_file,
+    output_dir,
+)
+from core.io.hashing import file_sha256
+from core.lab.artifacts import (
+    COMPARISON_COLUMNS,
+    COMPARISON_CSV,
+    DATASETS,
+    DEFAULT_RESULTS,
+    LATENCY_CSV,
+    REFERENCE_CSV,
+    ResultsFileError,
+    atomic_write_json,
+    detect_dataset,
+)
+from core.lab.result_paths import artifact_stem, figure_path
+from eval.attention.figures import FigureError, read_image_rgb, write_heatmap_figure
+from eval.latency.lock import TimingBusy, say_once
+from eval.latency.timing import DEFAULT_ROUNDS, DEFAULT_WARMUP, run_latency
+from eval.latency.timing import check_csvs as check_latency_csvs
+from eval.runs.results_csv import atomic_write_csv, read_results_csv
+from eval.runs.weights import (
+    WeightsError,
+    _training_info,
+    add_data_and_weights_args,
+    display_path,
+    resolve_all_weights,
+    resolve_weights,
+)
+from eval.verdicts.reference import write_reference
+from eval.widerface.predict import (
     PredictError,
     add_postprocess_args,
     list_val_images,
     postprocess_kwargs,
     predict_to_dir,
 )
-from eval.predictions import PredictionFormatError, read_predictions
-from eval.reference import write_reference
-from eval.timing_lock import TimingBusy, say_once
-from eval.widerface import evaluate
+from eval.widerface.protocol import evaluate
+from eval.widerface.submission import PredictionFormatError, read_predictions
 
 KEY: tuple[str, ...] = ("model", "dataset", "weights")
 DEFAULT_IMAGE = Path("assets/samples/astronaut.png")
-
-
-class WeightsError(ValueError):
-    """No usable checkpoint could be found for a model; the message says where it looked."""
-
-
-@dataclass(frozen=True)
-class Weights:
-    """A checkpoint chosen for a model, with what it says about its training."""
-
-    model: str
-    path: Path
-    epochs: int | None
-    seed: int | None
-
-
-def display_path(path: Path | str) -> str:
-    """Path as stored in the tables: relative to the working directory when inside it, else absolute."""
-    real = Path(path).resolve()
-    try:
-        return real.relative_to(Path.cwd().resolve()).as_posix()
-    except ValueError:
-        return real.as_posix()
-
-
-def weights_tag(weights: str) -> str:
-    """Readable, stable file tag for a weights path string: `<run>-<stem>-<hash8>`.
-
-    Derived from the `weights` column (not the file), so the dashboard can find a row's JSON even
-    where the checkpoint itself is absent.
-    """
-    path = Path(weights)
-    owner = next((p.name for p in path.parents if p.name and p.name != "weights"), "")
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{owner}-{path.stem}" if owner else path.stem).strip("_.-")
-    return f"{slug}-{hashlib.sha1(weights.encode()).hexdigest()[:8]}"
-
-
-def artifact_stem(model: str, dataset: str, weights: str) -> str:
-    return f"{model}__{dataset}__{weights_tag(weights)}"
-
-
-def eval_json_path(results_root: Path | str, model: str, dataset: str, weights: str) -> Path:
-    """Where the full evaluation of one comparison row lives."""
-    return Path(results_root) / "eval" / f"{artifact_stem(model, dataset, weights)}.json"
-
-
-def figure_path(results_root: Path | str, model: str, dataset: str, weights: str) -> Path:
-    """Where the heatmap figure of one comparison row lives."""
-    return Path(results_root) / "figures" / f"attention_heatmaps__{artifact_stem(model, dataset, weights)}.png"
-
-
-def _path_names_model(path: Path) -> str | None:
-    """A model name the file's own name or folder claims (cbam.pth, cbam_s1.pth, cbam/Final.pth), if any."""
-    for name in (path.stem, path.parent.name):
-        parsed = parse_run_name(name)
-        for candidate in (name, parsed[0] if parsed else None):
-            if candidate in MODEL_CONFIGS:
-                return candidate
-    return None
-
-
-def _from_manifest(manifest: Path, models: Sequence[str]) -> dict[str, Path]:
-    """{"weights": {model: path}}, {"models": {model: path | {"weights": path}}} or {model: path}.
-
-    A model listed without a path uses `<manifest dir>/weights/<model>.pth`.
-    Relative paths are taken from the manifest's folder.
-    """
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise WeightsError(f"{manifest}: unreadable weights manifest ({read_problem(exc)})") from None
-    table = data.get("weights") or data.get("models") or data if isinstance(data, dict) else None
-    if not isinstance(table, dict):
-        raise WeightsError(f"{manifest}: expected a JSON object mapping model names to checkpoints")
-    out = {}
-    for model in models:
-        entry = table.get(model)
-        if isinstance(entry, dict):
-            entry = entry.get("weights") or entry.get("path") or entry.get("checkpoint")
-        if entry is None and model in table:
-            entry = f"weights/{model}.pth"
-        if not isinstance(entry, str):
-            raise WeightsError(f"{manifest}: no checkpoint listed for {model!r}")
-        out[model] = manifest.parent / entry
-    return out
-
-
-def _is_candidate(path: Path, checkpoint: str) -> bool:
-    """`<checkpoint>.pth` in a run (Final.pth by default), or a file named after a model: cbam.pth, cbam_s1.pth."""
-    if path.stem == checkpoint:
-        return True
-    parsed = parse_run_name(path.stem)
-    return path.stem in MODEL_CONFIGS or (parsed is not None and parsed[0] in MODEL_CONFIGS)
-
-
-def _scan_dir(root: Path, checkpoint: str = "Final") -> dict[str, list[Path]]:
-    """Checkpoints under `root` per embedded model name; a path that names another model is an error."""
-    found: dict[str, list[Path]] = {}
-    for path in sorted(root.rglob("*.pth")):
-        if any(part.startswith(".") for part in path.relative_to(root).parts) or not _is_candidate(path, checkpoint):
-            continue
-        name = read_checkpoint(path).get("model_name")
-        claimed = _path_names_model(path)
-        if claimed is not None and claimed != name:
-            raise CheckpointError(f"checkpoint {path} holds model {name!r}, but its path says {claimed!r}")
-        found.setdefault(str(name), []).append(path)
-    return found
-
-
-def _missing(model: str, root: Path, checkpoint: str) -> WeightsError:
-    return WeightsError(f"no checkpoint for {model!r} under {root} (looked for {checkpoint}.pth, {model}.pth and "
-                        f"{model}_s<seed>.pth holding that model); pass a JSON manifest to choose files explicitly")
-
-
-def _from_dir(root: Path, models: Sequence[str], checkpoint: str = "Final") -> dict[str, Path]:
-    """The newest candidate checkpoint per model under `root` (see `_is_candidate`)."""
-    found = _scan_dir(root, checkpoint)
-    out = {}
-    for model in models:
-        if not found.get(model):
-            raise _missing(model, root, checkpoint)
-        out[model] = max(found[model], key=lambda p: p.stat().st_mtime_ns)
-    return out
-
-
-def resolve_weights(source: Path | str, models: Sequence[str], checkpoint: str = "Final") -> dict[str, Path]:
-    """Checkpoint path per model from a folder (runs/, weights/) or a JSON manifest; errors name the gap."""
-    source = Path(source)
-    if source.is_file() and source.suffix == ".json":
-        paths = _from_manifest(source, models)
-    elif source.is_dir():
-        paths = _from_dir(source, models, checkpoint)
-    elif source.is_file():
-        raise WeightsError(f"{source} is a file but not a .json manifest: give a folder of checkpoints (runs/, "
-                           "weights/) or a JSON manifest model -> checkpoint")
-    else:
-        raise WeightsError(f"{source}: weights source not found (need a folder or a .json manifest)")
-    for model, path in paths.items():
-        if not path.is_file():
-            raise WeightsError(f"checkpoint for {model!r} not found: {path}")
-    return paths
-
-
-def resolve_all_weights(source: Path | str, models: Sequence[str], checkpoint: str = "Final") -> list[tuple[str, Path]]:
-    """Every candidate checkpoint per model under a folder (a study: one per seed), in model then path order."""
-    source = Path(source)
-    if not source.is_dir():
-        raise WeightsError(f"{source}: --all-seeds needs a folder (a study or a weights folder)")
-    found = _scan_dir(source, checkpoint)
-    out = []
-    for model in models:
-        if not found.get(model):
-            raise _missing(model, source, checkpoint)
-        out += [(model, p) for p in sorted(found[model])]
-    return out
-
-
-def add_data_and_weights_args(parser: argparse.ArgumentParser) -> None:
-    """--data and --weights-dir, as every CLI that runs the compared models over val images reads them."""
-    parser.add_argument("--data", type=input_dir, default=DEFAULT_DATA,
-                        help=f"dataset root (val/wider_val.txt, ground_truth/; default {DEFAULT_DATA})")
-    parser.add_argument("--weights-dir", type=input_path, default=DEFAULT_RUNS,
-                        help="folder searched for Final.pth / <model>.pth (default runs/, where training writes "
-                             "runs/<run-name>/weights/Final.pth), or a JSON manifest model -> checkpoint")
-
-
-def _training_info(path: Path, ckpt: dict[str, Any]) -> tuple[int | None, int | None]:
-    """(epochs, seed) from the checkpoint ("epochs"|"epoch", "seed"|args.seed), else run.json (max_epoch, seed).
-
-    The trainer counts epochs from 1 and stores the number of completed epochs as "epoch".
-    """
-    args = ckpt.get("args") if isinstance(ckpt.get("args"), dict) else {}
-    epochs = ckpt.get("epochs", ckpt.get("epoch"))
-    seed = ckpt.get("seed", args.get("seed"))
-    for run_json in (path.parent / RUN_JSON, path.parent.parent / RUN_JSON):
-        if run_json.is_file():
-            try:
-                run = json.loads(run_json.read_text(encoding="utf-8"))
-            except ValueError:
-                break
-            epochs = epochs if isinstance(epochs, int) else run.get("max_epoch")
-            seed = seed if isinstance(seed, int) else run.get("seed")
-            break
-    return (epochs if isinstance(epochs, int) else None), (seed if isinstance(seed, int) else None)
 
 
 def upsert_rows(path: Path | str, rows: list[dict[str, Any]], columns: tuple[str, ...],
@@ -301,7 +123,7 @@ def run_results(
     """Predict, evaluate, time and draw every model; returns the updated comparison table.
 
     Latency: the models plus "none" timed interleaved for `rounds` rounds on `threads` CPU threads
-    (eval.latency), every run kept in latency_runs.csv beside latency_benchmark.csv.
+    (eval.latency.timing), every run kept in latency_runs.csv beside latency_benchmark.csv.
     `all_seeds`: one row per checkpoint found under the folder (every seed of a study) instead of the
     newest per model; `figures_per_model`: then draw the heatmap figure of the first checkpoint of each
     model only (the figures differ little between seeds, and weigh ~1 MB each).

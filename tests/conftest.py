@@ -16,8 +16,8 @@ import torch
 from core.detector import FeatherFace
 from core.factory import build_model
 from core.layers.deform_conv import ModulatedDeformConv2d
-from eval.event_files import CACHE_ENV
-from eval.timing_lock import LOCK_ENV
+from eval.latency.lock import LOCK_ENV
+from eval.runs.event_files import CACHE_ENV
 
 
 def find_real_wider_gt() -> Path:
@@ -42,7 +42,7 @@ def _seed() -> None:
 
 @pytest.fixture(autouse=True)
 def _session_timing_lock(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Timings in tests queue on this test session's own lock file, not the machine's (eval.timing_lock):
+    """Timings in tests queue on this test session's own lock file, not the machine's (eval.latency.lock):
     a dashboard, or another checkout's tests, timing at the same moment would otherwise hold them up."""
     monkeypatch.setenv(LOCK_ENV, str(tmp_path_factory.getbasetemp() / "timing.lock"))
 
@@ -129,7 +129,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def exit_status(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
     """A CLI's exit status whether its main returns it or argparse exits: bad paths and missing tools are
-    refused by the parser (core.cli_paths), before any work, with SystemExit(2)."""
+    refused by the parser (core.io.cli_paths), before any work, with SystemExit(2)."""
     try:
         return main(argv) or 0
     except SystemExit as exc:

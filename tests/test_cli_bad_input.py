@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cli_paths import CliParser, PathArg
+from core.io.cli_paths import CliParser, PathArg
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("core", "eval", "train", "benchmarks")
@@ -56,6 +56,7 @@ class Command:
 NETWORK = {"--network": ("cbam",)}
 COMMANDS: dict[str, Command] = {
     "core.data.synth": Command("core.data.synth:main"),
+    "core.synth": Command("core.synth.__main__:main"),
     "eval.attention_stats": Command("eval.attention_stats:main"),
     "eval.compare_ap": Command("eval.compare_ap:main", groups=(("--pred-a", "--pred-b", "--gt", "--json"),
                                                                ("--results",)),
@@ -67,17 +68,17 @@ COMMANDS: dict[str, Command] = {
     "eval.figures": Command("eval.figures:main", base=NETWORK),
     "eval.import_featherface": Command("eval.import_featherface:main"),
     "eval.import_retinaface": Command("eval.import_retinaface:main"),
-    "eval.latency": Command("eval.latency:main"),
+    "eval.latency": Command("eval.latency.__main__:main"),
     "eval.predict": Command("eval.predict:main", base=NETWORK),
     "eval.reference": Command("eval.reference:main"),
     "eval.reference_assets": Command("eval.reference_assets:main"),
     "eval.results": Command("eval.results:main"),
-    "eval.widerface": Command("eval.widerface:main"),
+    "eval.widerface": Command("eval.widerface.__main__:main"),
     "train": Command("train.cli:main", base=NETWORK, required=("--network",)),
     "train.demo": Command("train.demo:main", base={"--eval-only": ()}),  # --from is read with --eval-only
     "train.pretrain_backbone": Command("train.pretrain_backbone:main"),
     "train.recipe_card": Command("train.recipe_card:main"),
-    "train.study": Command("train.study:main", base={"--models": ("cbam",), "--executor": ("local",)},
+    "train.study": Command("train.study.__main__:main", base={"--models": ("cbam",), "--executor": ("local",)},
                            groups=(("--data", "--out"), ("--status",)), required=("--models", "--data")),
     "benchmarks.bench_compare_ap": Command("benchmarks.bench_compare_ap:main"),
     "benchmarks.bench_dashboard": Command("benchmarks.bench_dashboard:main"),

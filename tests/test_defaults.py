@@ -9,15 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from core.artifacts import COMPARE_DIR, DEFAULT_DATA, DEFAULT_RESULTS, DEFAULT_RUNS
+import eval.attention.measure as attention_stats
+import eval.verdicts.conclusion as conclusion
+import eval.verdicts.paired_ap as compare_ap
+import eval.widerface.predict as predict
+import eval.widerface.protocol as widerface
 from core.checkpoint import read_checkpoint, save_checkpoint
-from core.data.synth import build_parser as synth_parser
-from core.data.synth import generate_dataset
 from core.data.wider_gt import write_wider_gt
 from core.factory import build_model
-from eval import attention_stats, compare_ap, conclusion, predict, results, widerface
-from eval.predictions import META_FILE, write_predictions
-from tests.test_compare_ap import detector, face_gt
+from core.lab.artifacts import COMPARE_DIR, DEFAULT_DATA, DEFAULT_RESULTS, DEFAULT_RUNS
+from core.synth.generate import build_parser as synth_parser
+from core.synth.generate import generate_dataset
+from eval import results
+from eval.widerface.submission import META_FILE, write_predictions
+from tests.eval.verdicts.test_paired_ap import detector, face_gt
 from train import demo
 from train.cli import main as train_main
 from train.trainer import RESTORED_ON_RESUME
@@ -36,7 +41,7 @@ def test_every_default_input_is_where_the_previous_command_writes():
     assert (res.data, res.weights_dir, res.out) == (data, train_args.out, DEFAULT_RESULTS)
     stats = attention_stats.build_parser().parse_args([])
     assert (stats.data, stats.weights_dir, stats.out.parent) == (data, train_args.out, res.out)
-    given = Path(__file__)  # paths typed on the command line must exist (core.cli_paths); defaults are not read
+    given = Path(__file__)  # paths typed on the command line must exist (core.io.cli_paths); defaults are not read
     assert predict.build_parser().parse_args(["--trained-model", str(given), "--out", "p"]).data == data
     assert widerface.build_parser().parse_args(["--pred", str(given.parent)]).gt == data / "ground_truth"
     assert conclusion.build_parser().parse_args([]).results == res.out

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cli_paths import unchecked_paths
+from core.io.cli_paths import unchecked_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -144,7 +144,7 @@ def check_python_module(module: str, args: list[str], inline: bool) -> str | Non
             entry.__module__).build_parser()
         known = _flag_names(parser)
         unknown = [a.split("=")[0] for a in args if a.startswith("--") and a.split("=")[0] not in known]
-        if entry.__name__ == "check_args" and module == "train.study":
+        if entry.__name__ == "check_args" and module == "train.study.run":
             from train.cli import build_parser as train_parser
 
             unknown = [a for a in unknown if a not in _flag_names(train_parser())]
@@ -214,7 +214,7 @@ def _check_streamlit(args: list[str], inline: bool) -> str | None:
     bad = [a for a in own if a.startswith("--") and "." not in a.split("=")[0]]
     if bad:
         return f"not streamlit options (use --section.option): {bad}"
-    known = {"--results-dir", "--runs-dir"}  # eval.roots.resolve_roots
+    known = {"--results-dir", "--runs-dir"}  # core.lab.roots.resolve_roots
     unknown = [a for a in app_args if a.startswith("--") and a.split("=")[0] not in known]
     return f"unknown dashboard flag(s) {unknown}" if unknown else None
 
@@ -320,7 +320,7 @@ def test_quick_start_runs_end_to_end(tmp_path):
     for line in quick_start():
         start = time.perf_counter()
         if ".venv/bin/streamlit" in line:
-            from eval.roots import resolve_roots
+            from core.lab.roots import resolve_roots
 
             assert check_command(Command(line, "quick start", False)) == []
             roots = resolve_roots(shlex.split(line)[3:], {}, repo_root=tmp_path)

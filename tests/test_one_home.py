@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from core import config
-from core.config import DEFAULT_RECIPE, MODEL_CONFIGS, RECIPES, TARGETS
+from core.config import MODEL_CONFIGS, TARGETS
+from core.lab.recipes import DEFAULT_RECIPE, RECIPES
 from train.cli import build_parser
 from train.trainer import RECIPE_SETTINGS, TrainConfig
 

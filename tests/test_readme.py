@@ -40,7 +40,7 @@ def test_requirements_are_pinned():
 
 
 def _collected(*args: str) -> set[str]:
-    files = ["tests/test_dashboard_browser.py", "tests/test_readme.py"]
+    files = ["tests/dashboard/test_browser.py", "tests/test_readme.py"]
     cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files, *args]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
     return {line for line in out.splitlines() if "::" in line}
@@ -53,5 +53,5 @@ def test_quick_loop_marker_skips_only_the_browser_test_and_ci_keeps_it():
     assert " -m " not in _readme_commands()[1].split("-m pytest", 1)[1]  # CI selects every test, browser included
     everything, quick = _collected(), _collected("-m", "not browser")  # unknown markers fail collection
     browser = everything - quick
-    assert browser and {b.split("::")[0] for b in browser} == {"tests/test_dashboard_browser.py"}
+    assert browser and {b.split("::")[0] for b in browser} == {"tests/dashboard/test_browser.py"}
     assert quick < everything and "tests/test_readme.py::test_ci_runs_the_readme_test_command" in quick

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from core.artifacts import DEFAULT_DATA, DEFAULT_RUNS, RUN_JSON
 from core.checkpoint import CheckpointError
-from core.cli_paths import CliParser, PathArg, fail, input_dir, output_dir, read_problem, require
-from core.config import DEFAULT_RECIPE, MODEL_CONFIGS, RECIPES
+from core.config import MODEL_CONFIGS
 from core.data.dataset import UnreadableImageError
 from core.data.widerface import LabelFormatError
+from core.io.cli_paths import CliParser, PathArg, fail, input_dir, output_dir, read_problem, require
+from core.lab.artifacts import DEFAULT_DATA, DEFAULT_RUNS, RUN_JSON
+from core.lab.recipes import DEFAULT_RECIPE, RECIPES
 from train.distributed import DeviceChoiceError, resolve_device
 from train.recipe_card import per_recipe, recipes_help
 from train.schedule import WARMUP_START_LR

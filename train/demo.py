@@ -1,4 +1,4 @@
-"""Build the shipped demo: a preset of ``train.study`` on a small synthetic set, then ``eval.results``.
+"""Build the shipped demo: a preset of ``train.study.run`` on a small synthetic set, then ``eval.results``.
 
     .venv/bin/python -m train.demo                              # data + 3 models x 3 seeds + evaluation -> build/demo
     .venv/bin/python -m train.demo --eval-only                  # re-evaluate the shipped weights -> build/demo
@@ -13,8 +13,8 @@ Writes, in the layout the dashboard reads:
   <out>/weights/<model>_s<seed>.pth                                 final weights, ~2 MB each
   <out>/results/{comparison_table.csv (one row per run), latency_benchmark.csv, latency_runs.csv,
                  reference_results.csv, eval/*.json, figures/*.png (first seed of each model)}
-  <out>/results/compare_ap/<A>__<B>__synthetic.json   paired image-bootstrap AP differences (eval.compare_ap)
-  <out>/results/attention_stats.json                  heatmap quality over the val images (eval.attention_stats)
+  <out>/results/compare_ap/<A>__<B>__synthetic.json   paired image-bootstrap AP differences (eval.verdicts.paired_ap)
+  <out>/results/attention_stats.json                  heatmap quality over the val images (eval.attention.measure)
   <out>/manifest.json   command, settings (sizes, epochs, seeds), dataset ("synthetic") and the numbers
 Every number it produces comes from the synthetic set and is labelled so. A killed build continues
 where it stopped when the same command is run again (the study resumes its runs).
@@ -32,7 +32,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.artifacts import (
+import train.study.run as study
+from core.config import COMPARED_MODELS, MODEL_CONFIGS
+from core.io.cli_paths import CliParser, check_defaults, fail, input_dir, output_dir
+from core.lab.artifacts import (
     COMPARISON_COLUMNS,
     COMPARISON_CSV,
     LATENCY_CSV,
@@ -40,14 +43,11 @@ from core.artifacts import (
     MANIFEST_JSON,
     ResultsFileError,
     atomic_write_json,
-    read_results_csv,
 )
-from core.cli_paths import CliParser, check_defaults, fail, input_dir, output_dir
-from core.config import COMPARED_MODELS, MODEL_CONFIGS
-from core.data.synth import generate_dataset
-from core.study_manifest import read_manifest, run_name
-from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP
-from train import study
+from core.lab.study_manifest import read_manifest, run_name
+from core.synth.generate import generate_dataset
+from eval.latency.timing import DEFAULT_ROUNDS, DEFAULT_WARMUP
+from eval.runs.results_csv import read_results_csv
 
 STUDY_NAME = "runs"  # the study folder under --out: <out>/runs/<model>_s<seed>
 SETTINGS = ("num_train", "num_val", "max_size", "seed", "seeds", "epochs", "batch_size", "img_size", "lr",
@@ -84,7 +84,7 @@ def build_parser() -> CliParser:
     p.add_argument("--models", nargs="+", default=list(COMPARED_MODELS), choices=list(MODEL_CONFIGS))
     p.add_argument("--parallel", type=int, default=3, help="runs at a time, one thread each (default 3)")
     p.add_argument("--attention-images", type=int, default=16,
-                   help="val images (first N with faces) for eval.attention_stats (default 16: it times 9 models)")
+                   help="val images (first N with faces) for eval.attention.measure (default 16: it times 9 models)")
     p.add_argument("--latency-rounds", type=int, default=DEFAULT_ROUNDS,
                    help=f"interleaved latency rounds (default {DEFAULT_ROUNDS}; fewer on a loaded machine, recorded)")
     p.add_argument("--latency-threads", type=int, default=2,
@@ -126,7 +126,7 @@ def copy_demo(source: Path, out: Path) -> None:
 
 
 def study_args(args: argparse.Namespace) -> list[str]:
-    """The ``train.study`` command line of the demo: the small synthetic settings, CPU, one thread per run."""
+    """The ``train.study.run`` command line of the demo: the small synthetic settings, CPU, one thread per run."""
     return [
         "--models", *args.models, "--seeds", *map(str, args.seeds), "--data", str(args.data),
         "--out", str(args.out), "--name", STUDY_NAME, "--executor", "local", "--parallel", str(args.parallel),

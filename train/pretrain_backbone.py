@@ -30,11 +30,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from core.backbone import MobileNetV1Classifier
 from core.backbone_weights import PREFIX
 from core.checkpoint import atomic_torch_save
-from core.cli_paths import CliParser, error_line, fail, input_dir, output_file
 from core.config import get_config
+from core.io.cli_paths import CliParser, error_line, fail, input_dir, output_file
+from core.nets.backbone import MobileNetV1Classifier
 from train import distributed
 
 ARCH = "mobilenet0.25"

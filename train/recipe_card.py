@@ -1,4 +1,4 @@
-"""The recipe card of docs/recipes.md, generated from `core.config.RECIPES` so the two cannot drift apart.
+"""The recipe card of docs/recipes.md, generated from `core.lab.recipes.RECIPES` so the two cannot drift apart.
 
     .venv/bin/python -m train.recipe_card                          # prints the Markdown tables
     .venv/bin/python -m train.recipe_card --write docs/recipes.md  # rewrites the card between its markers
@@ -10,9 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from core.atomic import atomic_write_text
-from core.cli_paths import CliParser, input_file
-from core.config import DEFAULT_RECIPE, RECIPES, TrainRecipe
+from core.io.atomic import atomic_write_text
+from core.io.cli_paths import CliParser, input_file
+from core.lab.recipes import DEFAULT_RECIPE, RECIPES, TrainRecipe
 
 BEGIN, END = "<!-- recipe-card:begin (python -m train.recipe_card) -->", "<!-- recipe-card:end -->"
 DOC = Path("docs/recipes.md")

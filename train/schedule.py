@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from core.config import DEFAULT_RECIPE, get_recipe
+from core.lab.recipes import DEFAULT_RECIPE, get_recipe
 
 PUBLISHED_MAX_EPOCH = get_recipe(DEFAULT_RECIPE).max_epoch
 PUBLISHED_LR_STEPS: tuple[int, ...] = get_recipe(DEFAULT_RECIPE).lr_steps

@@ -1,6 +1,6 @@
 """The training loop: data, model, optimiser, schedule, logging, checkpoints and resume, single-process or DDP.
 
-Run directory ``<out>/<run-name>`` (layout in ``core.artifacts``): ``run.json``, TensorBoard event
+Run directory ``<out>/<run-name>`` (layout in ``core.lab.artifacts``): ``run.json``, TensorBoard event
 files, ``weights/{last,best,Final}.pth``. Scalars use the ``TB_TAGS`` names; per-step tags
 (``train_step/*``) are indexed by the 0-based global step, per-epoch tags by the 1-based epoch.
 
@@ -43,14 +43,14 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from core.artifacts import MANIFEST_JSON, RUN_JSON, TB_TAGS, atomic_write_json, write_run_info
 from core.backbone_weights import BackboneWeightsInfo, load_backbone_weights
 from core.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
-from core.config import DEFAULT_RECIPE, get_recipe
 from core.data.augment import EvalTransform, TrainTransform
 from core.data.dataset import WiderFaceDetection, detection_collate
 from core.data.widerface import OnError
 from core.factory import build_model
+from core.lab.artifacts import MANIFEST_JSON, RUN_JSON, TB_TAGS, atomic_write_json, write_run_info
+from core.lab.recipes import DEFAULT_RECIPE, get_recipe
 from core.losses import MultiBoxLoss
 from train import distributed
 from train.schedule import WarmupMultiStepLR, default_lr_steps, scale_lr_steps
@@ -107,7 +107,7 @@ class PendingStep(NamedTuple):
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run; the defaults are the default recipe's (`core.config.RECIPES`, written there only;
+    """Every knob of a run; the defaults are the default recipe's (`core.lab.recipes.RECIPES`, written there only;
     `TrainConfig.from_recipe` for another)."""
 
     network: str

@@ -3,7 +3,7 @@
 The AP here is a progress signal, not the reported number: images are predicted with their long
 side capped at ``max_side`` (default 640, about 0.6x of a typical WIDER image) so an evaluation
 costs seconds on a GPU. Tiny faces suffer most, so the in-training "hard" AP is pessimistic; the
-final numbers come from ``python -m eval.predict`` at the original size and ``eval.widerface``.
+final numbers come from ``python -m eval.predict`` at the original size and ``eval.widerface.protocol``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader
 
 from core.data.wider_gt import FACE_FILE, SETTINGS, load_wider_gt
 from core.losses import MultiBoxLoss
-from eval.predict import image_list_path, predict_split
-from eval.widerface import evaluate
+from eval.widerface.predict import image_list_path, predict_split
+from eval.widerface.protocol import evaluate
 
 
 def gt_dir(data_root: Path) -> Path:

@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from core.atomic import atomic_write_bytes
-from core.cli_paths import error_line
+from core.io.atomic import atomic_write_bytes
+from core.io.cli_paths import error_line
 
 SETTINGS: tuple[str, ...] = ("easy", "medium", "hard")
 ATTRIBUTES: tuple[str, ...] = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")

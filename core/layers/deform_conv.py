@@ -204,7 +204,7 @@ class ModulatedDeformConv2d(nn.Module):
 
     def modulation(self, logits: torch.Tensor) -> torch.Tensor:
         """Modulation mask from the 9 mask logits: `mask_scale * sigmoid`. Elementwise and the same for every
-        layer of a model: the fused inference SSH (`core.ssh.FusedDeformSSH`) applies it to several layers'
+        layer of a model: the fused inference SSH (`core.nets.ssh.FusedDeformSSH`) applies it to several layers'
         logits at once."""
         return self.mask_scale * torch.sigmoid(logits)
 

@@ -1,14 +1,14 @@
-"""Conclusion page: a Markdown summary generated from the results present (eval.conclusion), with the
-hypotheses table (eval.hypotheses), exportable."""
+"""Conclusion page: a Markdown summary generated from the results present (eval.verdicts.conclusion), with the
+hypotheses table (eval.verdicts.hypotheses), exportable."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard.common import get_roots, rel_paths
-from eval.compare import load_comparison, load_latency
-from eval.conclusion import build_conclusion, runs_overview
-from eval.convergence import default_cache, load_convergence
+from eval.runs.convergence import default_cache, load_convergence
+from eval.verdicts.conclusion import build_conclusion, runs_overview
+from eval.verdicts.results_files import load_comparison, load_latency
 
 st.title("Conclusion")
 roots = get_roots()

@@ -1,11 +1,11 @@
-"""Convergence page: training curves of every run under the runs roots. Logic lives in eval.convergence."""
+"""Convergence page: training curves of every run under the runs roots. Logic lives in eval.runs.convergence."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard.common import get_roots, rel_paths
-from eval.convergence import (
+from eval.runs.convergence import (
     MEAN_OF_SEEDS_ABOVE,
     ConvergenceData,
     available_metrics,
@@ -22,7 +22,7 @@ from eval.convergence import (
     stability_table,
     threshold_default,
 )
-from eval.event_files import default_cache
+from eval.runs.event_files import default_cache
 
 
 @st.cache_resource(show_spinner="Reading TensorBoard event files…", max_entries=4)

@@ -1,5 +1,5 @@
 """Heatmaps: detections and the channel / spatial / hybrid masks of three columns of weights on one image,
-then heatmap quality measured over the val set (eval.attention_stats report: a table and a chart per level).
+then heatmap quality measured over the val set (eval.attention.measure report: a table and a chart per level).
 
 The columns open on the sidebar's choices, real-face weights first (the source's ECA-CBAM trained on WIDER
 FACE); each can show any weights, and each says what its model learned. A column whose weights belong to a
@@ -17,12 +17,12 @@ import numpy as np
 import plotly.express as px
 import streamlit as st
 
-from core.artifacts import dataset_label
 from core.checkpoint import CheckpointError
 from core.config import PARALLEL, SEQUENTIAL
-from core.image_input import ImageInputError
-from core.image_io import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UPLOAD_EXTENSIONS, decode_upload
-from core.overlay import COLORMAPS, overlay_mask
+from core.io.image_input import ImageInputError
+from core.io.image_io import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, UPLOAD_EXTENSIONS
+from core.lab.artifacts import dataset_label
+from core.lab.roots import SourceError
 from dashboard.common import (
     WeightsOption,
     all_weights_options,
@@ -36,49 +36,39 @@ from dashboard.common import (
     training_steps,
     weights_fingerprint,
 )
-from eval.attention_stats import (
-    ALL_LEVELS,
-    DEFAULT_OUT,
-    MASK_KINDS,
-    AttentionStatsError,
-    load_report,
-    pair_table,
-    stats_figure,
-    stats_table,
-)
-from eval.attention_view import (
+from dashboard.logic.attention_report import load_report, pair_table, stats_figure, stats_table
+from dashboard.logic.heatmaps import (
+    FORWARD_CONF,
     LEVEL_CHOICES,
+    MAX_DRAWN,
+    analysis_image,
     column_choice_label,
     column_choices,
     column_models,
-    diverging_overlay,
-    draw_detections,
+    column_view,
+    difference_view,
     epoch_steps,
-    filter_detections,
-    fit_image,
     has_masks,
-    hybrid_difference,
     image_digest,
-    level_masks,
-    scale_detections,
+    read_image,
+    run_column,
     skipped_models_note,
     sync_column,
-    top_channels,
+    view_image,
 )
-from eval.figures import heatmap_png
-from eval.model_loading import faces_learned
-from eval.roots import SourceError
+from dashboard.logic.weights import faces_learned
+from eval.attention.figures import heatmap_png
+from eval.attention.measure import DEFAULT_OUT, AttentionStatsError
+from eval.attention.metrics import ALL_LEVELS, MASK_KINDS
+from eval.attention.overlay import COLORMAPS
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "samples"
-FORWARD_CONF = 0.2  # one low-threshold pass; the confidence slider filters afterwards
-MAX_ANALYSIS_SIDE = 1600  # bigger images are downscaled before the forward pass (CPU time)
-MAX_VIEW_SIDE = 720  # overlays are drawn at this size at most
 PAR, SEQ = PARALLEL, SEQUENTIAL  # parallel minus sequential
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def decode(data: bytes, name: str) -> np.ndarray:
-    return decode_upload(data, name)
+    return read_image(data, name)
 
 
 @st.cache_data(max_entries=48, show_spinner=False)
@@ -86,9 +76,7 @@ def inspect(model_name: str, fingerprint: str, digest: str, _model, _rgb: np.nda
     """Detections + masks (None for a variant without attention) of one model on one image; keyed on weights
     fingerprint and image hash."""
     with interactive_torch_threads(1):
-        if not with_masks:
-            return _model.detect(_rgb, conf_thresh=FORWARD_CONF, nms_thresh=0.4), None
-        return _model.inspect(_rgb, conf_thresh=FORWARD_CONF, nms_thresh=0.4, with_masks=True)
+        return run_column(_model, _rgb, with_masks)
 
 
 st.title("Attention heatmaps")
@@ -131,7 +119,7 @@ else:
     st.error("No image: upload one (bundled samples are missing from assets/samples).")
     st.stop()
 
-rgb, analysis_scale = fit_image(rgb_full, MAX_ANALYSIS_SIDE)
+rgb, analysis_scale = analysis_image(rgb_full)
 if analysis_scale < 1.0:
     st.caption(f"{image_name} is {rgb_full.shape[1]}×{rgb_full.shape[0]}; analysed at {rgb.shape[1]}×{rgb.shape[0]}.")
 
@@ -183,7 +171,7 @@ for i, option in enumerate(chosen):
     except Exception as exc:  # noqa: BLE001 - one model failing must not take the others down
         st.error(f"**{display_name(option.model)}** failed on {image_name}: {rel_paths(exc)}")
 
-view, view_scale = fit_image(rgb, MAX_VIEW_SIDE)
+view, view_scale = view_image(rgb)
 st.caption(f"{image_name}: {rgb.shape[1]}×{rgb.shape[0]} px · level **{level}** · "
            "ECA-CBAM sequential: spatial mask computed from the channel-refined map; parallel: from the input.")
 st.caption(skipped_models_note())
@@ -196,26 +184,23 @@ for i, (col, option) in enumerate(zip(columns, chosen, strict=True)):
         if i not in results:
             st.warning("Not available (see the error above).")
             continue
-        dets, maps = results[i]
-        shown = filter_detections(dets, conf)
-        st.image(draw_detections(view, scale_detections(shown, view_scale)), output_format="JPEG",
-                 caption=f"{len(shown)} detection(s) ≥ {conf:.2f}" + (" (top 50 drawn)" if len(shown) > 50 else ""))
-        if maps is None:
+        drawn = column_view(view, view_scale, *results[i], conf=conf, level=level, alpha=alpha, colormap=colormap,
+                            normalize=normalize, top_k=top_k)
+        st.image(drawn.detections, output_format="JPEG", caption=f"{drawn.shown} detection(s) ≥ {conf:.2f}"
+                 + (f" (top {MAX_DRAWN} drawn)" if drawn.shown > MAX_DRAWN else ""))
+        if drawn.channels is None:
             st.info(f"{display_name(option.model)} has no attention blocks: no channel, spatial or hybrid mask "
                     "to draw, only its detections.")
             continue
-        masks = level_masks(maps, level)
-        chans = top_channels(maps, level, top_k)
-        chans["label"] = chans["label"] if level == "all" else chans["channel"].map(lambda c: f"#{c}")
-        fig = px.bar(chans, x="label", y="weight", color="level" if level == "all" else None,
+        fig = px.bar(drawn.channels, x="label", y="weight", color="level" if level == "all" else None,
                      labels={"label": "channel", "weight": "M_c"}, range_y=[0, 1])
         fig.update_layout(height=230, margin=dict(l=10, r=10, t=30, b=10), showlegend=level == "all",
                           title=f"strongest channels ({level})")
         st.plotly_chart(fig, key=f"hm_chan_{i}", config={"displayModeBar": False})
-        st.image(overlay_mask(view, masks["spatial"], alpha, colormap, normalize), output_format="JPEG",
-                 caption=f"spatial mask M_s [{masks['spatial'].min():.2f}, {masks['spatial'].max():.2f}]")
-        st.image(overlay_mask(view, masks["hybrid"], alpha, colormap, normalize), output_format="JPEG",
-                 caption=f"hybrid mask mean_c(M_c·M_s) [{masks['hybrid'].min():.2f}, {masks['hybrid'].max():.2f}]")
+        st.image(drawn.spatial, output_format="JPEG",
+                 caption="spatial mask M_s [{:.2f}, {:.2f}]".format(*drawn.spatial_range))
+        st.image(drawn.hybrid, output_format="JPEG",
+                 caption="hybrid mask mean_c(M_c·M_s) [{:.2f}, {:.2f}]".format(*drawn.hybrid_range))
 
 # ---- parallel minus sequential ----------------------------------------------------------------------
 st.subheader("Parallel minus sequential (hybrid mask)")
@@ -223,10 +208,9 @@ par = next((i for i, o in enumerate(chosen) if o.model == PAR and i in results),
 seq = next((i for i, o in enumerate(chosen) if o.model == SEQ and i in results), None)
 if par is not None and seq is not None:
     st.caption(f"parallel: {chosen[par].label} · sequential: {chosen[seq].label}")
-    diff = hybrid_difference(results[par][1], results[seq][1], level)
-    limit = float(np.abs(diff).max())
+    overlay, diff, limit = difference_view(view, results[par][1], results[seq][1], level, alpha)
     d1, d2 = st.columns([3, 2])
-    d1.image(diverging_overlay(view, diff, alpha=max(alpha, 0.3)), output_format="JPEG",
+    d1.image(overlay, output_format="JPEG",
              caption=f"red: parallel gates more strongly, blue: sequential does; white: equal (scale ±{limit:.3f})")
     fig = px.imshow(diff, color_continuous_scale="RdBu_r", zmin=-max(limit, 1e-6), zmax=max(limit, 1e-6),
                     labels={"color": "Δ hybrid"}, aspect="equal")
@@ -253,7 +237,7 @@ for i, (col, option) in enumerate(zip(dl_cols, chosen, strict=True)):
                         file_name=f"attention_heatmaps__{option.model}__{Path(image_name).stem}.png",
                         key=f"hm_dl_{i}")
 st.caption("Row 1: image with detections, stage1–3 hybrid masks; row 2: legend, P3–P5 hybrid masks. "
-           "Made by eval/figures.py on click (same single-pass masks).")
+           "Made by eval/attention/figures.py on click (same single-pass masks).")
 
 # ---- heatmap quality over the val set ------------------------------------------------------------------
 st.subheader("Heatmap quality over the val images")

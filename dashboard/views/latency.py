@@ -1,5 +1,5 @@
-"""Latency page: the compared models timed interleaved (eval.latency.measure_session), medians and
-paired differences with 95% bootstrap CIs (eval.latency_stats), per-run box plot, and an atomic
+"""Latency page: the compared models timed interleaved (eval.latency.timing.measure_session), medians and
+paired differences with 95% bootstrap CIs (eval.verdicts.latency_ci), per-run box plot, and an atomic
 append of the summary rows and every timed run beside the earlier ones."""
 
 from __future__ import annotations
@@ -11,27 +11,20 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from core.artifacts import ResultsFileError
+import eval.latency.lock as timing_lock
 from core.config import ABLATION, BASELINE_MODEL, MODEL_CONFIGS
 from core.device import select_device
-from core.onnx_export import OnnxExportError
-from core.onnx_runtime import BACKENDS
+from core.lab.artifacts import LATENCY_CSV, LATENCY_RUNS_CSV, ResultsFileError
 from dashboard.common import current_selection, get_model, get_roots, load_models, rel_paths
-from eval import timing_lock
-from eval.compare import (
-    LATENCY_CSV,
-    LATENCY_RUNS_CSV,
-    display_name,
-    latency_box_figure,
-    latency_display,
-    latest_latency,
-    load_latency,
-    load_latency_runs,
-)
-from eval.latency import DEFAULT_ROUNDS, DEFAULT_WARMUP, for_backend, measure_session, save_session
-from eval.latency_stats import paired_difference, precision_note, ratios_to
-from eval.model_loading import random_option
-from eval.timing_lock import TimingBusy, load_caption, load_warning, timing_slot
+from dashboard.logic.results_figures import latency_box_figure, latency_display
+from dashboard.logic.weights import random_option
+from eval.deploy.onnx_export import OnnxExportError
+from eval.deploy.onnx_runtime import BACKENDS
+from eval.latency.lock import TimingBusy, load_caption, load_warning, timing_slot
+from eval.latency.timing import DEFAULT_ROUNDS, DEFAULT_WARMUP, for_backend, measure_session, save_session
+from eval.verdicts.latency_ci import paired_difference, precision_note, ratios_to
+from eval.verdicts.results_files import load_latency, load_latency_runs
+from eval.verdicts.tables import display_name, latest_latency
 
 BACKEND_NAMES = {"torch": "PyTorch (fused deformable SSH)", "onnxruntime": "ONNX Runtime (CPU, native DeformConv)",
                  "openvino": "OpenVINO (CPU)"}

@@ -9,7 +9,7 @@ import streamlit as st
 from core.config import COMPARED_MODELS, MODEL_CONFIGS, MODEL_ORDER
 from core.flops import DCN_MODULATION_FLOPS, DCN_SAMPLING_FLOPS
 from dashboard.common import display_name
-from eval.model_summary import design, flops_table, parameter_table, part_pivot, summary_table
+from dashboard.logic.model_summary import design, flops_table, parameter_table, part_pivot, summary_table
 
 
 @st.cache_data(show_spinner="Counting parameters and FLOPs…")

@@ -5,19 +5,19 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.artifacts import dataset_label
 from core.config import MODEL_CONFIGS
+from core.lab.artifacts import dataset_label
+from core.lab.roots import display_path
 from dashboard.common import get_roots, get_scan, rel_paths, rel_paths_frame
-from eval.event_files import default_cache
-from eval.inventory import build_inventory
-from eval.roots import display_path
-from eval.study_progress import cluster_warnings, failure_lines, progress_display, studies_progress
+from dashboard.logic.inventory import build_inventory
+from eval.runs.event_files import default_cache
+from eval.runs.study_progress import cluster_warnings, failure_lines, progress_display, studies_progress
 
 
 @st.cache_data(show_spinner=False)
 def parameter_totals() -> dict[str, int]:
     """From the app's cache folder while the model code is unchanged (no torch import on a cold start)."""
-    from eval.parameter_cache import parameter_totals as cached_totals
+    from eval.verdicts.parameter_cache import parameter_totals as cached_totals
 
     return cached_totals(MODEL_CONFIGS)
 

@@ -1,6 +1,7 @@
 """Results page: measured AP beside the published rows and targets, seed spread, deltas, PR curves, the
 per-attribute breakdown, AP differences with bootstrap CIs, and the val images where two models differ most.
-Logic lives in eval.compare, eval.compare_ap and eval.image_diff; every dataset is kept apart."""
+Logic lives in eval.verdicts.tables, eval.verdicts.paired_ap and dashboard.logic.missed_faces; every dataset
+is kept apart."""
 
 from __future__ import annotations
 
@@ -8,27 +9,9 @@ import numpy as np
 import streamlit as st
 
 from core.data.wider_gt import SETTINGS, WiderGT, load_wider_gt
+from core.lab.roots import REPO_ROOT, SourceError, confine
 from dashboard.common import get_model, get_roots, interactive_torch_threads, rel_paths, rel_paths_frame
-from eval.compare import (
-    aggregate_seeds,
-    attribute_figure,
-    attribute_pivot,
-    attribute_table,
-    combined_table,
-    dataset_label,
-    delta_table,
-    deltas,
-    load_comparison,
-    load_eval_records,
-    load_reference,
-    mean_std_table,
-    pr_figure,
-    style_combined,
-    style_deltas,
-    vs_reference,
-)
-from eval.compare_ap import COMPARE_DIR, difference_table, load_reports
-from eval.image_diff import (
+from dashboard.logic.missed_faces import (
     checkpoint_option,
     draw_panel,
     image_differences,
@@ -38,9 +21,22 @@ from eval.image_diff import (
     resolve_pair,
     side_mask,
 )
-from eval.model_loading import read_manifest
-from eval.predictions import Predictions, read_predictions
-from eval.roots import REPO_ROOT, SourceError, confine
+from dashboard.logic.results_figures import attribute_figure, pr_figure, style_combined, style_deltas
+from dashboard.logic.weights import read_manifest
+from eval.verdicts.paired_ap import COMPARE_DIR, difference_table, load_reports
+from eval.verdicts.results_files import load_comparison, load_eval_records, load_reference
+from eval.verdicts.tables import (
+    aggregate_seeds,
+    attribute_pivot,
+    attribute_table,
+    combined_table,
+    dataset_label,
+    delta_table,
+    deltas,
+    mean_std_table,
+    vs_reference,
+)
+from eval.widerface.submission import Predictions, read_predictions
 
 
 @st.cache_resource(show_spinner="Reading the ground truth…", max_entries=4)
@@ -186,8 +182,8 @@ else:
                                     format_func=lambda i: f"{top.iloc[i]['event']}/{top.iloc[i]['image']} "
                                                           f"(difference {top.iloc[i]['difference']})")
                 row = top.iloc[pick]
-                from eval.attention_view import LEVEL_CHOICES  # torch: only once an image is shown
-                from eval.predict import read_rgb
+                from eval.attention.drawing import LEVEL_CHOICES
+                from eval.widerface.predict import read_rgb
 
                 im = gt.index[(row["event"], row["image"])]
                 image_file = src.data / "val" / "images" / im.event / f"{im.name}.jpg"
