@@ -135,7 +135,7 @@ def measure_event_reading(steps: int = 20_000) -> list[str]:
 
     from core.lab.artifacts import TB_TAGS
     from eval.runs.convergence import load_convergence
-    from eval.runs.event_files import EventCache
+    from eval.runs.event_cache import EventCache
 
     tags = [TB_TAGS[k] for k in ("step_loss", "step_loss_box", "step_loss_cls", "step_loss_landmark", "step_lr")]
     with tempfile.TemporaryDirectory(prefix="ff_bench_tb_") as tmp:
@@ -267,7 +267,7 @@ def page_times(page: str, runs: Path, results: Path, cache_dir: Path) -> dict:
     event files are kept in `cache_dir` (eval.runs.event_files' disk cache) as the app keeps them."""
     import json
 
-    from eval.runs.event_files import CACHE_ENV
+    from eval.runs.event_cache import CACHE_ENV
 
     app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
     env = {**os.environ, "FEATHERFACE_RUNS_DIR": str(runs), "FEATHERFACE_RESULTS_DIR": str(results),

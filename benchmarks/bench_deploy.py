@@ -91,7 +91,7 @@ def _load() -> float:
     return os.getloadavg()[0]
 
 
-# --- per runtime: the detector configurations -------------------------------------------------------------
+# Per runtime: the detector configurations
 
 
 def torch_configs(models: dict[str, nn.Module], x: torch.Tensor) -> dict[str, tuple[str, Run, Run]]:
@@ -135,7 +135,7 @@ def ov_configs(models: dict[str, nn.Module], x: torch.Tensor, threads: int) -> d
     return out
 
 
-# --- per runtime: one deformable layer against a conv of equal multiply-adds -------------------------------
+# Per runtime: one deformable layer against a conv of equal multiply-adds
 
 
 def _layer(c: int, o: int) -> tuple[ModulatedDeformConv2d, nn.Conv2d]:
@@ -229,7 +229,7 @@ def ov_layers(x_by_c: dict[int, torch.Tensor], threads: int) -> dict[str, Run]:
     return out
 
 
-# --- per runtime: where the time goes ----------------------------------------------------------------------
+# Per runtime: where the time goes
 
 
 def torch_profile(model: nn.Module, x: torch.Tensor, runs: int) -> list[str]:
@@ -292,7 +292,7 @@ def ov_profile(model: nn.Module, x: torch.Tensor, threads: int, runs: int, dcn: 
     return [f"  {op:<36}{ms:8.2f} ms {100 * ms / total:5.1f}%" for op, ms in by_type.most_common(8)]
 
 
-# --- the child process ------------------------------------------------------------------------------------
+# The child process
 
 
 def worker(runtime: str, rounds: int, warmup: int, threads: int, profile_runs: int) -> dict:
@@ -350,7 +350,7 @@ def _versions(runtime: str) -> str:
     return f"torch {torch.__version__}"
 
 
-# --- the report -------------------------------------------------------------------------------------------
+# The report
 
 
 def median_ci(t: list[float]) -> str:

@@ -17,7 +17,7 @@ from core.detector import FeatherFace
 from core.factory import build_model
 from core.layers.deform_conv import ModulatedDeformConv2d
 from eval.latency.lock import LOCK_ENV
-from eval.runs.event_files import CACHE_ENV
+from eval.runs.event_cache import CACHE_ENV
 
 
 def find_real_wider_gt() -> Path:

@@ -101,7 +101,7 @@ CELLS = {  # bad values per role; "odd name" is the first kind again, at a path 
 }
 
 
-# --------------------------------------------------------------------------- discovery
+# Discovery
 
 
 def discover_entry_points() -> set[str]:
@@ -162,7 +162,7 @@ def required_flags(name: str, parser: CliParser) -> list[str]:
     return declared + [f for f in COMMANDS[name].required if f not in declared]
 
 
-# --------------------------------------------------------------------------- cases
+# Cases
 
 
 def _groups(name: str, flags: dict[str, tuple[str, object]]) -> list[tuple[str, ...]]:
@@ -342,7 +342,7 @@ def test_bad_input_stops_with_one_line_and_touches_nothing(tmp_path: Path, monke
     assert snapshot(tmp_path) == before, "a file was created, changed or removed"
 
 
-# --------------------------------------------------------------------------- the table stays complete
+# The table stays complete
 
 
 def test_every_entry_point_is_declared() -> None:
@@ -383,7 +383,7 @@ def test_matrix_covers_every_role_and_kind_of_bad_input() -> None:
     assert len({name for name, _, _ in CASES}) == sum(1 for c in COMMANDS.values() if c.main)
 
 
-# --------------------------------------------------------------------------- real processes
+# Real processes
 
 
 SUBPROCESS_CASES = {  # case -> (the flag the line must name, python -m command line)

@@ -15,7 +15,7 @@ import eval.verdicts.paired_ap as compare_ap
 import eval.widerface.predict as predict
 import eval.widerface.protocol as widerface
 from core.checkpoint import read_checkpoint, save_checkpoint
-from core.data.wider_gt import write_wider_gt
+from core.data.wider_gt_write import write_wider_gt
 from core.factory import build_model
 from core.lab.artifacts import COMPARE_DIR, DEFAULT_DATA, DEFAULT_RESULTS, DEFAULT_RUNS
 from core.synth.generate import build_parser as synth_parser

@@ -237,7 +237,7 @@ def all_commands() -> list[Command]:
     return [c for path in DOCS for c in extract_commands(path)]
 
 
-# ----------------------------------------------------------------------------------------------- tests
+# Tests
 
 
 def test_docs_have_commands_to_check():
@@ -288,7 +288,7 @@ def test_no_virtual_environment_is_tracked():
     assert tracked.stdout.strip() == ""
 
 
-# ------------------------------------------------------------------------------------ the quick start
+# The quick start
 
 
 def quick_start() -> list[str]:

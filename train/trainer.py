@@ -224,7 +224,7 @@ class Trainer:
         if self.is_main:
             self._write_run_json(resume_from)
 
-    # ---------------------------------------------------------------- setup
+    # Setup
     def log(self, *parts: object) -> None:
         if self.is_main:
             print(*parts, file=sys.stderr, flush=True)
@@ -416,7 +416,7 @@ class Trainer:
         meta.update(fields)
         atomic_write_json(path, meta)
 
-    # ---------------------------------------------------------------- loop
+    # Loop
     def run(self) -> TrainResult:
         cfg = self.cfg
         try:
@@ -539,7 +539,7 @@ class Trainer:
                 f"{self.cfg.log_every} steps), before any checkpoint from the bad weights; {kept}. "
                 "Try a lower --lr or a longer --warmup-epochs, and check the labels.")
 
-    # ---------------------------------------------------------------- checkpoints
+    # Checkpoints
     def _update_best(self, epoch: int, ap: dict[str, float] | None, scalars: dict[str, float]) -> bool:
         """best.pth criterion: mean val AP when AP is evaluated, else val loss, else train loss."""
         if not self.ap_reason:

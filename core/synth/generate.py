@@ -14,7 +14,7 @@ absent; landmark order: left eye, right eye, nose, mouth left, mouth right, left
 terms as RetinaFace uses). Every face, invalid ones included, is listed, as in the official
 annotations; the val ``label.txt`` and the .mat files hold the same faces in the same order
 (the .mat files group images by event, as the official ones do, and are written by
-``core.data.wider_gt.write_wider_gt``, the project's single writer of that layout).
+``core.data.wider_gt_write.write_wider_gt``, the project's single writer of that layout).
 
 Easy / medium / hard keep lists (``gt_list``) mimic how WIDER FACE's settings grade faces by
 size, blur and occlusion (h = box height in pixels)::
@@ -52,18 +52,12 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from core.data.wider_gt import GTImage, write_wider_gt
+from core.data.wider_gt import GTImage
+from core.data.wider_gt_write import write_wider_gt
 from core.io.cli_paths import CliParser, fail, output_dir
 from core.lab.artifacts import DEFAULT_DATA, MANIFEST_JSON
-from core.synth.faces import (
-    DrawnFace,
-    add_clutter,
-    draw_face,
-    face_extent,
-    make_background,
-    paste_negatives,
-    sample_style,
-)
+from core.synth.backgrounds import add_clutter, make_background, paste_negatives
+from core.synth.faces import DrawnFace, draw_face, face_extent, sample_style
 
 SPLITS = {"train": 0, "val": 1}
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1

@@ -9,20 +9,22 @@ from eval.runs.convergence import (
     MEAN_OF_SEEDS_ABOVE,
     ConvergenceData,
     available_metrics,
-    curve_figure,
     default_curves,
-    default_direction,
     fingerprint,
     is_real,
     load_convergence,
     mean_of_seeds_default,
     select_runs,
+)
+from eval.runs.curves import (
+    curve_figure,
+    default_direction,
     stability_by_model,
     stability_figure,
     stability_table,
     threshold_default,
 )
-from eval.runs.event_files import default_cache
+from eval.runs.event_cache import default_cache
 
 
 @st.cache_resource(show_spinner="Reading TensorBoard event files…", max_entries=4)

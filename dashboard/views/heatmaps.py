@@ -85,7 +85,7 @@ st.caption("Masks and the detections drawn with them always come from the PyTorc
            "computes the same detections but exposes no masks.")
 selection = current_selection()
 
-# ---- image input ---------------------------------------------------------------------------------
+# Image input
 images: list[tuple[str, np.ndarray]] = []
 left, right = st.columns([3, 2])
 with left:
@@ -123,7 +123,7 @@ rgb, analysis_scale = analysis_image(rgb_full)
 if analysis_scale < 1.0:
     st.caption(f"{image_name} is {rgb_full.shape[1]}×{rgb_full.shape[0]}; analysed at {rgb.shape[1]}×{rgb.shape[0]}.")
 
-# ---- controls ------------------------------------------------------------------------------------
+# Controls
 c1, c2, c3, c4, c5 = st.columns(5)
 level = c1.selectbox("Level", LEVEL_CHOICES, index=0, key="hm_level",
                      help="stage1–3: backbone taps (strides 8/16/32); P3–P5: BiFPN outputs; all: mean of the six")
@@ -134,7 +134,7 @@ top_k = c5.slider("Strongest channels", 4, 32, 12, 1, key="hm_topk")
 normalize = st.checkbox("Stretch each mask to its own min–max range", value=True, key="hm_norm",
                         help="Masks often sit in a narrow band around 0.5; stretching makes their structure visible.")
 
-# ---- the columns: any weights each, stepping through a run's checkpoints ---------------------------------
+# The columns: any weights each, stepping through a run's checkpoints
 choices = column_choices(all_weights_options())
 by_key = {o.key: o for o in choices}
 slots = column_models(selection)
@@ -157,7 +157,7 @@ for i, (col, slot) in enumerate(zip(pickers, slots, strict=True)):
         option = steps.option(epoch)
     chosen.append(option)
 
-# ---- one forward pass per column ------------------------------------------------------------------------
+# One forward pass per column
 digest = image_digest(rgb)
 results: dict[int, tuple] = {}
 for i, option in enumerate(chosen):
@@ -202,7 +202,7 @@ for i, (col, option) in enumerate(zip(columns, chosen, strict=True)):
         st.image(drawn.hybrid, output_format="JPEG",
                  caption="hybrid mask mean_c(M_c·M_s) [{:.2f}, {:.2f}]".format(*drawn.hybrid_range))
 
-# ---- parallel minus sequential ----------------------------------------------------------------------
+# Parallel minus sequential
 st.subheader("Parallel minus sequential (hybrid mask)")
 par = next((i for i, o in enumerate(chosen) if o.model == PAR and i in results), None)
 seq = next((i for i, o in enumerate(chosen) if o.model == SEQ and i in results), None)
@@ -220,7 +220,7 @@ if par is not None and seq is not None:
 else:
     st.info("Needs an ECA-CBAM sequential and an ECA-CBAM parallel column.")
 
-# ---- download ---------------------------------------------------------------------------------------
+# Download
 st.subheader("Download the 2×4 figure")
 dl_cols = st.columns(len(chosen))
 for i, (col, option) in enumerate(zip(dl_cols, chosen, strict=True)):
@@ -239,7 +239,7 @@ for i, (col, option) in enumerate(zip(dl_cols, chosen, strict=True)):
 st.caption("Row 1: image with detections, stage1–3 hybrid masks; row 2: legend, P3–P5 hybrid masks. "
            "Made by eval/attention/figures.py on click (same single-pass masks).")
 
-# ---- heatmap quality over the val set ------------------------------------------------------------------
+# Heatmap quality over the val set
 st.subheader("Heatmap quality over the val images")
 report_path = get_roots().results / DEFAULT_OUT
 if not report_path.is_file():

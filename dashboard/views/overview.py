@@ -10,7 +10,7 @@ from core.lab.artifacts import dataset_label
 from core.lab.roots import display_path
 from dashboard.common import get_roots, get_scan, rel_paths, rel_paths_frame
 from dashboard.logic.inventory import build_inventory
-from eval.runs.event_files import default_cache
+from eval.runs.event_cache import default_cache
 from eval.runs.study_progress import cluster_warnings, failure_lines, progress_display, studies_progress
 
 

@@ -112,7 +112,7 @@ else:
         st.caption("Counted faces: hard-set faces with that value; other faces are ignored (neither true nor false "
                    "positives). Scale by box height.")
 
-# ---- AP differences with uncertainty -------------------------------------------------------------------
+# AP differences with uncertainty
 st.subheader("AP differences with 95% CIs (paired image bootstrap)")
 reports, report_warnings = load_reports(roots.results)
 for msg in report_warnings:
@@ -130,7 +130,7 @@ else:
                "CI excludes 0. Several seeds: the mean over seeds, and the CI also resamples seeds "
                "(*images + seeds*); *seed sd*: spread of the seeds' own APs.")
 
-# ---- where the models differ ---------------------------------------------------------------------------
+# Where the models differ
 st.subheader("Where the models differ")
 if not records:
     st.info("Needs evaluation files (`.venv/bin/python -m eval.results`).")

@@ -28,14 +28,8 @@ from core.config import BASELINE_MODEL, COMPARED_MODELS, MODEL_CONFIGS, MODEL_OR
 from core.io.cli_paths import CliParser, check_defaults, error_line, fail, input_dir, output_file, require, warn
 from core.lab.artifacts import COMPARISON_CSV, DEFAULT_RESULTS, DEFAULT_RUNS, LATENCY_CSV, TARGETS, atomic_write_text
 from core.lab.run_index import index_runs
-from eval.verdicts.hypotheses import (
-    Effect,
-    ap_difference,
-    hypotheses_markdown,
-    hypothesis_rows,
-    load_attention_report,
-    load_compare_ap,
-)
+from eval.verdicts.effects import Effect, ap_difference, load_attention_report, load_compare_ap
+from eval.verdicts.hypotheses import hypotheses_markdown, hypothesis_rows
 from eval.verdicts.latency_ci import MIN_ROUNDS, paired_difference, precision_note, ratios_to
 from eval.verdicts.results_files import (
     METRICS,

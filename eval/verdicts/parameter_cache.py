@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core.config import MODEL_CONFIGS
 from core.io.atomic import atomic_write_text
-from eval.runs.event_files import cache_root
+from eval.runs.event_cache import cache_root
 
 CORE = Path(__file__).resolve().parents[2] / "core"
 FILE_NAME = "parameter_totals.json"
@@ -32,7 +32,7 @@ def code_key() -> str:
 
 def parameter_totals(names: Iterable[str] | None = None, cache: Path | None = None) -> dict[str, int]:
     """`get_parameter_count()["total"]` per variant (every registry entry by default), from the cache when
-    it was computed for this code; `cache` is the cache folder (default: eval.runs.event_files.cache_root())."""
+    it was computed for this code; `cache` is the cache folder (default: eval.runs.event_cache.cache_root())."""
     names = list(MODEL_CONFIGS) if names is None else list(names)
     path = (cache if cache is not None else cache_root()) / FILE_NAME
     key = code_key()

@@ -136,7 +136,7 @@ def test_unreadable_and_unsafe_files(tmp_path):
         load_backbone_weights(build_model("none").body, tmp_path / "unsafe.pth")
 
 
-# ---------------------------------------------------------------- train --backbone-weights
+# Train --backbone-weights
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
@@ -178,7 +178,7 @@ def test_full_length_run_from_random_init_warns(synth, tmp_path, capsys, monkeyp
     assert "randomly initialised" not in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------- python -m train.pretrain_backbone
+# Python -m train.pretrain_backbone
 
 def image_folder(root: Path) -> Path:
     rng = np.random.default_rng(0)

@@ -124,7 +124,7 @@ def test_mapping_errors_name_the_problem():
     assert map_source_state_dict(prefixed).keys() == map_source_state_dict(state).keys()
 
 
-# --- the source's trained checkpoint on a real photo -----------------------------------------------------
+# The source's trained checkpoint on a real photo
 # Known answers made by running the SOURCE's code at f023145 on assets/samples/astronaut.png:
 #   .venv/bin/python tests/fixtures/make_source_fixtures.py --source /tmp/ff_src \
 #       --astronaut ../shared/reference/featherface_eca_cbam/featherface_eca_cbam_final.pth

@@ -15,7 +15,7 @@ from core.lab.run_index import index_runs, run_identity
 from dashboard.logic.inventory import build_inventory
 from dashboard.logic.weights import read_manifest, scan_checkpoints
 from eval.runs.convergence import load_convergence
-from eval.runs.event_files import EventCache
+from eval.runs.event_cache import EventCache
 from eval.verdicts.conclusion import runs_overview
 from eval.verdicts.results_files import load_comparison, load_eval_records, load_latency, load_reference
 from tests.eval.runs.test_convergence import event_file, write_run

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "dashboard" / "app.py"
 PAGES = ("overview", "models", "heatmaps", "convergence", "results", "latency", "conclusion")
 
-# ---- which files the process opens (Python's audit hook sees open(), os.open() and io.open()) ----------
+# Which files the process opens (Python's audit hook sees open(), os.open() and io.open())
 
 _OPENED: list[str] | None = None
 
@@ -61,7 +61,7 @@ def inside(paths: list[str], folder: Path) -> list[str]:
     return [p for p in paths if p == real or p.startswith(real + os.sep)]
 
 
-# ---- the README's command listens on loopback only ------------------------------------------------------
+# The README's command listens on loopback only
 
 
 def listening(port: int, proc_net: Path = Path("/proc/net")) -> list[tuple[str, int]]:
@@ -155,7 +155,7 @@ def test_readme_command_listens_on_loopback_only(tmp_path: Path) -> None:
             proc.wait(timeout=20)
 
 
-# ---- nothing a visitor types reaches a file outside the folders ---------------------------------------------
+# Nothing a visitor types reaches a file outside the folders
 
 
 @pytest.fixture
@@ -241,7 +241,7 @@ def test_crafted_widget_values_cannot_reach_a_file_outside(world: Path) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-# ---- every file name a page shows is relative to its folder -------------------------------------------------
+# Every file name a page shows is relative to its folder
 
 
 def page_text(at: AppTest) -> str:

@@ -83,7 +83,7 @@ def image_count(at: AppTest) -> int:
     return len(at.get("image"))
 
 
-# ---- pure helpers ---------------------------------------------------------------------------------
+# Pure helpers
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_inventory_and_dataset_labels(tmp_path: Path) -> None:
     assert inv.manifest is None and any("demo" in m.what for m in inv.missing)
 
 
-# ---- pages ----------------------------------------------------------------------------------------
+# Pages
 
 
 def test_app_navigation_reaches_every_page_of_mine(isolated_roots: Path) -> None:

@@ -42,13 +42,8 @@ from core.lab.study_manifest import (
     utc_now,
     write_manifest,
 )
-from eval.runs.study_progress import (
-    cluster_states,
-    format_progress,
-    reconcile,
-    slurm_job_ids,
-    study_progress,
-)
+from eval.runs.cluster_states import cluster_states, slurm_job_ids
+from eval.runs.study_progress import format_progress, reconcile, study_progress
 from train.study.local import run_local
 from train.study.manifest import load_or_create, selected, study_lock
 from train.study.plan import StudyError, StudyPlan, make_plan

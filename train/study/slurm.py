@@ -15,12 +15,8 @@ from core.lab.study_manifest import (
     utc_now,
     write_manifest,
 )
-from eval.runs.study_progress import (
-    JobStates,
-    cluster_states,
-    reconcile,
-    slurm_job_ids,
-)
+from eval.runs.cluster_states import JobStates, cluster_states, slurm_job_ids
+from eval.runs.study_progress import reconcile
 from train.study.job import RunJob
 from train.study.plan import StudyError, StudyPlan
 

@@ -103,7 +103,7 @@ def test_empty_input():
     assert nms(torch.zeros(0, 4), torch.zeros(0), 0.4).tolist() == []
 
 
-# ---------------------------------------------------------------- postprocess: thresholds and caps
+# Postprocess: thresholds and caps
 
 def _outputs(boxes_px: list[list[float]], face_logits: list[float], hw=(100, 100)):
     """Anchors equal to the wanted boxes (centre form, normalised) and zero offsets: decode = the boxes."""

@@ -9,17 +9,8 @@ import numpy as np
 import pytest
 import scipy.io as sio
 
-from core.data.wider_gt import (
-    ATTRIBUTES,
-    FACE_FILE,
-    GT_FILES,
-    SETTINGS,
-    GTImage,
-    WiderGT,
-    WiderGTError,
-    load_wider_gt,
-    write_wider_gt,
-)
+from core.data.wider_gt import ATTRIBUTES, FACE_FILE, GT_FILES, SETTINGS, GTImage, WiderGT, WiderGTError, load_wider_gt
+from core.data.wider_gt_write import write_wider_gt
 from tests.conftest import REAL_GT
 
 needs_real_gt = pytest.mark.skipif(not (REAL_GT / FACE_FILE).exists(), reason="real WIDER val GT absent")
@@ -67,7 +58,7 @@ def synthetic_images() -> list[GTImage]:
     ]
 
 
-# ------------------------------------------------------------------------------------- real files
+# Real files
 
 
 @needs_real_gt
@@ -112,7 +103,7 @@ def test_writer_reproduces_official_files_exactly(tmp_path: Path) -> None:
     assert_same_gt(gt, load_wider_gt(tmp_path))
 
 
-# ------------------------------------------------------------------------------------ round trip
+# Round trip
 
 
 def test_round_trip_synthetic(tmp_path: Path) -> None:
@@ -178,7 +169,7 @@ def test_gt_image_validation_and_immutability() -> None:
         GTImage("e", "a", np.zeros((2, 3)), {a: [0, 0] for a in ATTRIBUTES}, {s: [] for s in SETTINGS})
 
 
-# ------------------------------------------------------------------------------------- bad files
+# Bad files
 
 
 @pytest.fixture

@@ -106,7 +106,7 @@ def test_atomic_writer_refuses_a_folder_and_a_file_on_the_way(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["file", "kept.txt", "out"]  # no temp file left
 
 
-# --------------------------------------------------------------------------- external tools
+# External tools
 
 
 def test_slurm_without_its_tools_stops_before_anything_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -136,7 +136,7 @@ def test_a_backend_whose_package_is_missing_is_refused_first(monkeypatch: pytest
     assert "--backend openvino needs the Python package no_such_openvino_here" in err and "use --backend torch" in err
 
 
-# --------------------------------------------------------------------------- nothing skipped in silence
+# Nothing skipped in silence
 
 
 def _results_with_a_bad_eval_file(root: Path) -> None:
@@ -175,7 +175,7 @@ def test_compare_ap_unequal_seed_counts_name_the_side() -> None:
     assert "seed spread of cbam rests on 2 runs only" in seed_count_warning(2, 3, "cbam", "none")
 
 
-# --------------------------------------------------------------------------- study.json damaged
+# Study.json damaged
 
 
 def _finished_run(study_dir: Path, name: str) -> None:

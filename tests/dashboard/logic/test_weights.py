@@ -134,7 +134,7 @@ def test_inventory_lists_reference_runs_and_weights_apart_from_your_own(repo: Pa
     assert inv.weights["retinaface_mnet"][0].label == "trained on WIDER FACE by biubug6/X (250 epochs)"
 
 
-# ---- the page, with the shipped weights ------------------------------------------------------------------------
+# The page, with the shipped weights
 
 
 @pytest.fixture

@@ -273,7 +273,7 @@ def test_out_is_never_the_source(tmp_path, capsys):
     assert "is the source file itself" in capsys.readouterr().err and (tmp_path / "src.pth").read_bytes() == before
 
 
-# ---- the real files ------------------------------------------------------------------------------------------------
+# The real files
 
 
 @pytest.mark.skipif(not FINAL.is_file(), reason=f"the source's trained checkpoint is not at {FINAL}")

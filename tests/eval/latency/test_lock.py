@@ -229,7 +229,7 @@ def test_cli_waits_for_a_running_timing(tmp_path: Path, capsys: pytest.CaptureFi
     assert "load average" in out and pd.read_csv(csv)["load_avg_1m"].notna().all()
 
 
-# ---- the Latency page -----------------------------------------------------------------------------------
+# The Latency page
 
 APP = REPO / "dashboard" / "app.py"
 

@@ -14,22 +14,25 @@ from core.lab.artifacts import TB_TAGS
 from eval.runs.convergence import (
     ConvergenceData,
     available_metrics,
-    curve_figure,
     default_curves,
-    ema_smooth,
-    first_crossing,
     load_convergence,
     mean_of_seeds_default,
+    select_runs,
+)
+from eval.runs.curves import (
+    curve_figure,
+    ema_smooth,
+    first_crossing,
     minmax_indices,
     seed_band,
-    select_runs,
     series,
     stability_by_model,
     stability_figure,
     stability_table,
     tail_stats,
 )
-from eval.runs.event_files import EventCache, scan_records
+from eval.runs.event_cache import EventCache
+from eval.runs.event_files import scan_records
 
 LOSS = TB_TAGS["train_loss"]
 AP = TB_TAGS["ap_hard"]

@@ -18,7 +18,8 @@ from tbparse import SummaryReader
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from torch.utils.tensorboard import SummaryWriter
 
-from eval.runs.event_files import EventCache, scan_records
+from eval.runs.event_cache import EventCache
+from eval.runs.event_files import scan_records
 
 TAG = "train/loss_total"
 
@@ -80,7 +81,6 @@ def test_tensorboard_loader_is_silent_on_truncated_and_corrupt_records(tmp_path:
     assert f"corrupt record at byte {starts[3]}" in cache.read(damaged).warning
 
 
-# ----------------------------------------------------------------------------------------------------------
 # The fast reader against tbparse (the oracle), value for value.
 
 REPO = Path(__file__).resolve().parents[3]

@@ -20,14 +20,12 @@ from core.lab.study_manifest import (
     run_name,
     write_manifest,
 )
-from eval.runs.event_files import EventCache
+from eval.runs.cluster_states import _parse_states, cluster_states, job_outcome
+from eval.runs.event_cache import EventCache
 from eval.runs.study_progress import (
-    _parse_states,
-    cluster_states,
     effective_state,
     find_studies,
     format_progress,
-    job_outcome,
     run_status,
     studies_progress,
     study_progress,
@@ -129,7 +127,7 @@ def test_a_finished_run_whose_weights_were_moved_stays_done(tmp_path: Path) -> N
     assert effective_state("done", tmp_path / "cbam_s1") == "pending"  # launcher said done, files say not
 
 
-# --------------------------------------------------------------------------- SLURM runs
+# SLURM runs
 
 
 def slurm_study(root: Path) -> Path:

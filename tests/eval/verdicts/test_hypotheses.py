@@ -11,24 +11,19 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from core.config import PARALLEL
 from core.lab.artifacts import COMPARISON_COLUMNS
 from eval.verdicts.conclusion import build_conclusion, main
-from eval.verdicts.hypotheses import (
-    CBAM,
-    HYPOTHESES,
-    PARALLEL,
-    SEQUENTIAL,
+from eval.verdicts.effects import (
     Effect,
     ap_effects,
     attention_effects,
     convergence_effects,
-    hypotheses_markdown,
-    hypothesis_rows,
-    judge,
     latency_effects,
     load_compare_ap,
     subset_effects,
 )
+from eval.verdicts.hypotheses import CBAM, HYPOTHESES, SEQUENTIAL, hypotheses_markdown, hypothesis_rows, judge
 from eval.verdicts.results_files import load_eval_records
 from eval.verdicts.seeds import difference_verdict, welch_ci, welch_from_summary
 from tests.conftest import exit_status

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from core.data.wider_gt import SETTINGS, GTImage, WiderGT, load_wider_gt, write_wider_gt
+from core.data.wider_gt import SETTINGS, GTImage, WiderGT, load_wider_gt
+from core.data.wider_gt_write import write_wider_gt
 from eval.verdicts.paired_ap import (
     _Counts,
     _resampled_ap,

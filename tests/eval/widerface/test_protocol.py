@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.data.wider_gt import ATTRIBUTES, SETTINGS, GTImage, WiderGT, load_wider_gt, write_wider_gt
+from core.data.wider_gt import ATTRIBUTES, SETTINGS, GTImage, WiderGT, load_wider_gt
+from core.data.wider_gt_write import write_wider_gt
 from eval.widerface.protocol import BREAKDOWN_VALUES, evaluate, main, thresholds, voc_ap
 from eval.widerface.submission import write_predictions
 from tests.conftest import REAL_GT
 
-# ------------------------------------------------------------------------------------------ oracle
+# Oracle
 
 
 def oracle_overlaps(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -159,7 +160,7 @@ def assert_same(result, oracle) -> None:
         np.testing.assert_array_equal(r.recall, recall, err_msg=name)
 
 
-# ---------------------------------------------------------------------------------- random cases
+# Random cases
 
 
 def attrs(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -237,7 +238,7 @@ def test_crowded_image_many_ties_and_duplicates() -> None:
     assert_same(evaluate(pred, gt), oracle_evaluate(pred, gt, reference_keeps(gt)))
 
 
-# ------------------------------------------------------------------------------------ edge cases
+# Edge cases
 
 
 def face(event: str, name: str, boxes, keep=None) -> GTImage:
@@ -336,7 +337,7 @@ def test_rejects_bad_prediction_arrays() -> None:
         evaluate({"e": {"a": np.ones((2, 4))}}, gt)
 
 
-# --------------------------------------------------------------------------------- real GT + CLI
+# Real GT + CLI
 
 needs_real_gt = pytest.mark.skipif(not (REAL_GT / "wider_face_val.mat").exists(), reason="real WIDER val GT absent")
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.data.wider_gt import ATTRIBUTES, SETTINGS, GTImage, WiderGT, write_wider_gt
+from core.data.wider_gt import ATTRIBUTES, SETTINGS, GTImage, WiderGT
+from core.data.wider_gt_write import write_wider_gt
 from eval.widerface.protocol import evaluate, main
 from eval.widerface.submission import write_predictions
 

@@ -22,7 +22,8 @@ import train.study.run as study
 from core.checkpoint import read_checkpoint
 from core.lab.study_manifest import manifest_path, read_manifest
 from core.synth.generate import generate_dataset
-from eval.runs.study_progress import SLURM_RUNNING, SLURM_WAITING, effective_state, squeue_states, study_progress
+from eval.runs.cluster_states import squeue_states
+from eval.runs.study_progress import SLURM_RUNNING, SLURM_WAITING, effective_state, study_progress
 from tests.train.study.test_study import step_events
 
 pytestmark = pytest.mark.slurm

@@ -24,7 +24,7 @@ from core.checkpoint import read_checkpoint
 from core.lab.study_manifest import read_manifest
 from core.synth.generate import generate_dataset
 from eval.runs.convergence import load_convergence
-from eval.runs.event_files import EventCache
+from eval.runs.event_cache import EventCache
 from tests.conftest import exit_status
 from train.study.job import RunJob
 
@@ -128,7 +128,7 @@ def test_bad_arguments_stop_before_anything_runs(tiny_data, tmp_path, capsys):
     assert "no study manifest" in capsys.readouterr().err
 
 
-# --------------------------------------------------------------------------- SLURM through stub scripts
+# SLURM through stub scripts
 
 
 def _script(path: Path, body: str) -> None:
