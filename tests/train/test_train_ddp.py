@@ -149,7 +149,8 @@ def test_resume_under_torchrun_is_decided_by_rank_0(synth_data: Path, tmp_path: 
     assert main(first) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     env.pop("FEATHERFACE_DEVICE", None)
-    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(REPO / "tests" / "ddp_resume_entry.py"),
+    entry = REPO / "tests" / "train" / "ddp_resume_entry.py"
+    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(entry),
            *args, "--lr-steps", "2", "--resume", "auto"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
