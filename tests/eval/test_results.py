@@ -19,6 +19,7 @@ from core.synth.generate import generate_dataset
 from eval.results import detect_dataset, main, upsert_rows
 from eval.runs.weights import WeightsError, resolve_all_weights, resolve_weights
 from eval.verdicts.reference import DEFAULT_PATH, load_reference, reference_frame, write_reference
+from tests.conftest import exit_status
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,8 +102,10 @@ def test_malformed_existing_csv_fails_fast_and_is_untouched(tiny, tmp_path, caps
 
 def test_missing_and_wrong_weights(tiny, tmp_path, capsys):
     out = tmp_path / "results"
-    assert main(_args(tiny, out)[:2] + ["--weights-dir", str(tmp_path / "nothing")] + _args(tiny, out)[4:]) == 2
-    assert "weights source not found" in capsys.readouterr().err
+    missing = _args(tiny, out)[:2] + ["--weights-dir", str(tmp_path / "nothing")] + _args(tiny, out)[4:]
+    assert exit_status(main, missing) == 2  # refused by the parser, before any work (issue 20)
+    err = capsys.readouterr().err
+    assert "--weights-dir" in err and "file or folder not found" in err and len(err.strip().splitlines()) == 1
 
     manifest = tmp_path / "weights.json"
     cbam = tiny["weights"] / "cbam_s0" / "weights" / "Final.pth"
