@@ -42,6 +42,7 @@ from core.lab.artifacts import atomic_write_json, dataset_label
 from eval.attention.drawing import draw_detections, fit_image, level_masks, scale_detections
 from eval.attention.overlay import overlay_mask
 from eval.deploy.backends import forward_for
+from eval.deploy.bn_fold import prepare_for_inference
 from eval.deploy.onnx_export import OnnxExportError
 from eval.deploy.onnx_runtime import BACKENDS, backend_missing
 from eval.runs.checkpoints import load_checkpoint_file
@@ -133,16 +134,18 @@ def output_names(paths: Sequence[Path], folder: Path | None) -> list[str]:
 
 def detect_one(
     model: FeatherFace, rgb: np.ndarray, conf: float, nms_thresh: float, resize_long: int | None = None,
-    backend: str = "torch", masks: bool = False,
+    backend: str = "torch", masks: bool = False, fast: FeatherFace | None = None,
 ) -> tuple[Detections, Heatmaps | None]:
     """Detections in the photo's own pixels (the forward pass may run on a copy shrunk to `resize_long`),
     and with `masks` the attention masks of that same pass (always the PyTorch forward: a runtime has no
-    hooks; another backend then gives the detections and PyTorch the masks)."""
+    hooks; another backend then gives the detections and PyTorch the masks). `fast`: the model's
+    inference copy (`prepare_for_inference`), the PyTorch forward when no masks are asked for."""
     small, scale = fit_image(rgb, resize_long) if resize_long else (rgb, 1.0)
     if masks and backend == "torch":
         dets, heatmaps = model.inspect(small, conf, nms_thresh, with_masks=True)
     else:
-        dets = model.detect(small, conf, nms_thresh, forward=forward_for(model, backend))
+        forward = fast if backend == "torch" else forward_for(model, backend)
+        dets = model.detect(small, conf, nms_thresh, forward=forward)
         heatmaps = model.get_attention_heatmaps(small) if masks else None
     return (scale_detections(dets, 1.0 / scale) if scale != 1.0 else dets), heatmaps
 
@@ -179,10 +182,11 @@ def detect_files(
 ) -> DetectReport:
     """Detect, draw and (with `masks`) overlay every photo; a file that fails is skipped and named on stderr."""
     report = DetectReport()
+    fast = prepare_for_inference(model) if backend == "torch" and not masks else None
     for path, name in tqdm(list(zip(paths, names, strict=True)), desc="photos", unit="photo", disable=not progress):
         try:
             rgb = read_photo(path)
-            dets, heatmaps = detect_one(model, rgb, conf, nms_thresh, resize_long, backend, masks)
+            dets, heatmaps = detect_one(model, rgb, conf, nms_thresh, resize_long, backend, masks, fast)
             drawn = out / f"{name}.jpg"
             write_jpeg(drawn, draw_detections(rgb, dets, max_boxes=len(dets)))
             mask_files = []

@@ -19,7 +19,7 @@ from core.io.cli_paths import missing_tools
 from eval.deploy.onnx_export import INPUT_NAME, OUTPUT_NAMES, DcnExport, export_onnx_bytes
 
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
-"""openvino: `eval.deploy.openvino_runtime.OpenVinoModel`, same call; fastest at 2 threads (deploy_latency.txt)."""
+"""openvino: `eval.deploy.openvino_runtime.OpenVinoModel`, same call; per-runtime latency in docs/deploy.md."""
 OPT_LEVELS: tuple[str, ...] = ("disable", "basic", "extended", "all")
 
 

@@ -258,7 +258,9 @@ def for_backend(
     """The models as `backend` forwards: unchanged for "torch"; for "onnxruntime", ONNX Runtime sessions
     (native DeformConv, all graph optimisations, `threads` intra-op threads, default torch's setting)
     exported from them, fixed to `input_hw` at batch 1 so every shape is folded, else dynamic; for
-    "openvino", compiled OpenVINO models made the same way."""
+    "openvino", compiled OpenVINO models made the same way, their deformable convs in the gather form
+    at a fixed size (faster than OpenVINO's own DeformableConvolution at 1 and 2 threads,
+    benchmarks/results/deploy_latency.txt) and native when dynamic (the gather form needs static shapes)."""
     if check_backend(backend) == "torch":
         return dict(models)
     fixed = input_hw if batch == 1 else None
@@ -266,7 +268,8 @@ def for_backend(
     if backend == "openvino":
         from eval.deploy.openvino_runtime import OpenVinoModel
 
-        return {name: OpenVinoModel(m, threads, input_hw=fixed) for name, m in models.items()}
+        dcn = "gather" if fixed else "native"
+        return {name: OpenVinoModel(m, threads, input_hw=fixed, dcn=dcn) for name, m in models.items()}
     return {name: OnnxRuntimeModel.from_model(m, threads, input_hw=fixed) for name, m in models.items()}
 
 

@@ -15,7 +15,9 @@ import pytest
 from core.checkpoint import save_checkpoint
 from core.factory import build_model
 from core.io.image_io import decode_upload
+from core.nets.ssh import FusedDeformSSH
 from eval.attention.drawing import level_masks
+from eval.deploy.bn_fold import prepare_for_inference
 from eval.detect import CSV_NAME, JSON_NAME, MASKS_DIR, OVERLAY_SIDE, detect_one, main, output_names
 from eval.runs.checkpoints import load_checkpoint_file
 from tests.conftest import ROOT, exit_status, randomize_batchnorm
@@ -147,6 +149,18 @@ def test_resize_long_reports_boxes_in_the_photos_own_pixels(parallel_ckpt):
     dets, _ = detect_one(model, rgb, 0.05, 0.4, resize_long=256)
     assert len(dets) == len(direct) > 0
     np.testing.assert_allclose(dets.boxes, direct.boxes * 2, rtol=1e-5)
+
+
+def test_the_fused_inference_copy_finds_the_plain_models_faces(parallel_ckpt):
+    """eval.detect's PyTorch forward is the inference copy (fused deformable SSH): same detections."""
+    model, _, _ = load_checkpoint_file(parallel_ckpt)
+    rgb = decode_upload((SAMPLES / "astronaut.png").read_bytes(), "a.png")
+    plain, _ = detect_one(model, rgb, 0.05, 0.4, resize_long=256)
+    fused, _ = detect_one(model, rgb, 0.05, 0.4, resize_long=256, fast=prepare_for_inference(model))
+    assert any(isinstance(m, FusedDeformSSH) for m in prepare_for_inference(model).modules())
+    assert len(fused) == len(plain) > 0
+    np.testing.assert_allclose(fused.boxes, plain.boxes, atol=1e-3)
+    np.testing.assert_allclose(fused.scores, plain.scores, atol=1e-5)
 
 
 def test_unusable_weights_or_no_input_stop_with_one_line(tmp_path, capsys):

@@ -114,6 +114,23 @@ def test_for_backend_keeps_torch_models_and_exports_the_rest():
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
 
 
+def test_for_backend_openvino_fixed_size_uses_the_gather_form():
+    """Batch 1 at a fixed size: OpenVINO runs the deformable convs as MatMul + EmbeddingBag (faster than its
+    DeformableConvolution in deploy_latency.txt), with the same outputs as the PyTorch model."""
+    model = realistic_model("eca_cbam_parallel", seed=4)
+    compiled = for_backend({"m": model}, "openvino", threads=1, input_hw=(64, 80))["m"]
+    assert compiled.dcn == "gather"
+    x = torch.randn(1, 3, 64, 80) * 60
+    with torch.inference_mode():
+        ref = model(x)
+    for a, b in zip(ref, compiled(x), strict=True):
+        torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+    from eval.deploy.openvino_runtime import OpenVinoModel
+
+    with pytest.raises(ValueError, match="static shapes"):
+        OpenVinoModel(model, 1, dcn="gather")
+
+
 def test_for_backend_openvino_dynamic_shapes():
     model = realistic_model("eca_cbam", seed=3)
     compiled = for_backend({"eca_cbam": model}, "openvino", threads=1, input_hw=(64, 64), batch=2)["eca_cbam"]
