@@ -231,15 +231,19 @@ def curve_figure(data: ConvergenceData, tag: str, smoothing: float = 0.0, log_y:
             model, dataset = str(model), str(dataset)
             steps = g["step"].to_numpy()
             lo, hi = ((g["min"], g["max"]) if band == "minmax" else (g["mean"] - g["std"], g["mean"] + g["std"]))
-            lo, hi, mean = lo.to_numpy(), hi.to_numpy(), g["mean"].to_numpy()
+            # an inf/NaN loss (the source's log has inf epochs) is a gap: plotly would join the band around it
+            lo, hi, mean = (np.where(np.isfinite(v), v, np.nan)
+                            for v in (lo.to_numpy(dtype=np.float64), hi.to_numpy(dtype=np.float64),
+                                      g["mean"].to_numpy(dtype=np.float64)))
             idx = minmax_indices([lo, hi, mean], max_points)
             color = model_color(model)
             name = f"{_legend(model, dataset)} (n={int(g['n'].max())})"
-            fig.add_trace(go.Scatter(x=steps[idx], y=hi[idx], mode="lines", line={"width": 0}, showlegend=False,
-                                     hoverinfo="skip", legendgroup=name))
-            fig.add_trace(go.Scatter(x=steps[idx], y=lo[idx], mode="lines", line={"width": 0}, fill="tonexty",
-                                     fillcolor=_rgba(color, 0.2), showlegend=False, hoverinfo="skip",
-                                     legendgroup=name))
+            if int(g["n"].max()) > 1:  # one run has no spread; a zero-width band around gaps draws as a wedge
+                fig.add_trace(go.Scatter(x=steps[idx], y=hi[idx], mode="lines", line={"width": 0}, showlegend=False,
+                                         hoverinfo="skip", legendgroup=name))
+                fig.add_trace(go.Scatter(x=steps[idx], y=lo[idx], mode="lines", line={"width": 0}, fill="tonexty",
+                                         fillcolor=_rgba(color, 0.2), showlegend=False, hoverinfo="skip",
+                                         legendgroup=name))
             fig.add_trace(go.Scatter(x=steps[idx], y=mean[idx], mode=mode(len(idx)), name=name, legendgroup=name,
                                      line={"color": color, "dash": dash(dataset)}, marker={"size": 5}))
     elif not curves.empty:

@@ -110,8 +110,10 @@ def test_seed_band_never_pools_datasets(runs: Path):
     assert set(par["dataset"]) == {"synthetic", "widerface"} and (par["n"] == 1).all() and (par["std"] == 0).all()
     fig = curve_figure(data, LOSS, smoothing=0.5, log_y=True, aggregate=True, band="std")
     assert fig.layout.yaxis.type == "log"
-    assert len(fig.data) == 3 * 3  # (cbam, synthetic), (par, synthetic), (par, widerface): upper, lower, mean
-    assert sum(t.fill == "tonexty" for t in fig.data) == 3
+    # (cbam, synthetic) has 3 runs: upper, lower, mean; (par, synthetic) and (par, widerface) one run each:
+    # the mean alone (a single run has no spread to draw)
+    assert len(fig.data) == 3 + 1 + 1
+    assert sum(t.fill == "tonexty" for t in fig.data) == 1
     assert len(curve_figure(data, LOSS, smoothing=0.5).data) == 2 * 5  # raw (faded) + smoothed per run
 
 
@@ -386,3 +388,18 @@ def test_a_seed_that_is_not_a_number_is_no_seed(tmp_path: Path):
     data = load_convergence([tmp_path / "runs"], EventCache())
     assert data.scalars["seed"].isna().all() and len(data.scalars) == 9
     assert [t.name for t in curve_figure(data, LOSS).data] == ["runs/odd"]  # named by the run, not "seed …"
+
+
+def test_an_infinite_loss_is_a_gap_in_the_mean_of_seeds(tmp_path: Path):
+    """The source's real log holds inf epoch losses: drawn as gaps, never as inf points a band wraps around."""
+    for seed in (0, 1):
+        run = tmp_path / "runs" / f"cbam_s{seed}"
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(json.dumps({"model": "cbam", "dataset": "synthetic", "seed": seed}))
+        with SummaryWriter(str(run)) as w:
+            for e in range(5):
+                w.add_scalar(LOSS, float("inf") if e == 2 else loss_at(e, seed), e)
+    fig = curve_figure(load_convergence([tmp_path / "runs"], EventCache()), LOSS, aggregate=True)
+    for trace in fig.data:
+        y = np.asarray(trace.y, dtype=np.float64)
+        assert not np.isinf(y).any() and np.isnan(y[2])
