@@ -96,7 +96,7 @@ exec(compile(src, "core/config.py", "exec"), mod.__dict__)
 from dashboard.logic.model_summary import summary_table, parameter_table
 from eval.verdicts.reference import REFERENCE_ROWS
 from eval.verdicts.tables import aggregate_seeds
-from eval.runs.convergence import curve_figure
+from eval.runs.curves import curve_figure
 from eval.verdicts.conclusion import build_conclusion
 from dashboard.logic.inventory import build_inventory
 from core.lab.roots import resolve_roots
