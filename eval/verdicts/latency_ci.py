@@ -77,17 +77,21 @@ def _rounds_table(runs: pd.DataFrame) -> pd.DataFrame:
     return runs.pivot_table(index=keys, columns="model", values="ms", aggfunc="first")
 
 
-def paired_difference(runs: pd.DataFrame, a: str, b: str, resamples: int = RESAMPLES, level: float = LEVEL,
-                      seed: int = 0) -> PairedDifference:
-    """Paired a - b over the rounds where both were timed (long-format runs: round, model, ms)."""
+def _timed_together(runs: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """The rounds where both a and b were timed, one column each; a KeyError names a model never timed."""
     table = _rounds_table(runs)
     for name in (a, b):
         if name not in table.columns:
             raise KeyError(f"{name!r} was not timed in these runs (timed: {sorted(table.columns)})")
+    return table[list(dict.fromkeys((a, b)))].dropna()
+
+
+def paired_difference(runs: pd.DataFrame, a: str, b: str, resamples: int = RESAMPLES, level: float = LEVEL,
+                      seed: int = 0) -> PairedDifference:
+    """Paired a - b over the rounds where both were timed (long-format runs: round, model, ms)."""
+    both = _timed_together(runs, a, b)
     if a == b:
-        n = int(table[a].notna().sum())
-        return PairedDifference(a, b, 0.0, 0.0, 0.0, n)
-    both = table[[a, b]].dropna()
+        return PairedDifference(a, b, 0.0, 0.0, 0.0, len(both))
     diff = (both[a] - both[b]).to_numpy()
     median, low, high = bootstrap_median_ci(diff, resamples, level, seed)
     return PairedDifference(a, b, median, low, high, int(diff.size))
@@ -121,14 +125,9 @@ class PairedRatio:
 def paired_ratio(runs: pd.DataFrame, a: str, b: str, resamples: int = RESAMPLES, level: float = LEVEL,
                  seed: int = 0) -> PairedRatio:
     """Paired a / b over the rounds where both were timed (long-format runs: round, model, ms)."""
-    table = _rounds_table(runs)
-    for name in (a, b):
-        if name not in table.columns:
-            raise KeyError(f"{name!r} was not timed in these runs (timed: {sorted(table.columns)})")
+    both = _timed_together(runs, a, b)
     if a == b:
-        n = int(table[a].notna().sum())
-        return PairedRatio(a, b, 1.0, 1.0, 1.0, n)
-    both = table[[a, b]].dropna()
+        return PairedRatio(a, b, 1.0, 1.0, 1.0, len(both))
     ratio = (both[a] / both[b]).to_numpy()
     median, low, high = bootstrap_median_ci(ratio, resamples, level, seed)
     return PairedRatio(a, b, median, low, high, int(ratio.size))
