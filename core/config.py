@@ -175,6 +175,12 @@ def model_rank(model: str) -> int:
 
 
 _PRESENTATION = ("display_name", "description", "color", "compared", "published")
+
+
+def build_settings(cfg: ModelConfig) -> dict[str, Any]:
+    """The fields that decide the network a config builds (everything but how it is presented): what a
+    fact derived from the built model, such as its parameter count, depends on."""
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in _PRESENTATION}
 _TUPLES = ("backbone_channels", "bgr_mean")
 # Build settings added when the variants were made to compute the source's function, with the value every
 # checkpoint written before then was trained with: such a checkpoint rebuilds the network it learned.

@@ -1,16 +1,13 @@
-"""What the app reads without torch: checkpoint metadata (core.io.checkpoint_meta) against torch's reading, and
-the cached parameter totals (eval.verdicts.parameter_cache)."""
+"""What the app reads without torch: checkpoint metadata (core.io.checkpoint_meta) against torch's reading
+(the parameter totals are tests/eval/verdicts/test_parameter_cache.py)."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from core.checkpoint import read_checkpoint, save_checkpoint
@@ -73,30 +70,3 @@ def test_the_sidebar_scan_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     found, skipped, torch_imported = out.stdout.split()
     assert int(found) == len(SHIPPED) and skipped == "0" and torch_imported == "False"
-
-
-def test_parameter_totals_are_cached_per_version_of_the_model_code(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    """eval.verdicts.parameter_cache: the counts of core.factory, from the cache while core/ is unchanged."""
-    import eval.verdicts.parameter_cache as pc
-    from core.factory import parameter_counts
-
-    first = pc.parameter_totals(cache=tmp_path)
-    assert first == {n: parameter_counts(n)["total"] for n in first} and first["eca_cbam"] == 476_345
-    stored = json.loads((tmp_path / pc.FILE_NAME).read_text())
-    stored["totals"]["eca_cbam"] = 1  # a planted value is served while the key matches ...
-    (tmp_path / pc.FILE_NAME).write_text(json.dumps(stored))
-    assert pc.parameter_totals(["eca_cbam"], cache=tmp_path) == {"eca_cbam": 1}
-    monkeypatch.setattr(pc, "code_key", lambda: "core/ changed")  # ... and recounted once the code changes
-    assert pc.parameter_totals(["eca_cbam"], cache=tmp_path) == {"eca_cbam": 476_345}
-    (tmp_path / pc.FILE_NAME).write_text("{damaged")
-    assert pc.parameter_totals(["none"], cache=tmp_path) == {"none": 475_735}
-
-
-def test_overview_and_conclusion_need_no_torch_once_counted(tmp_path: Path) -> None:
-    env = {**os.environ, "FEATHERFACE_CACHE_DIR": str(tmp_path)}
-    code = ("import sys; from eval.verdicts.parameter_cache import parameter_totals; t = parameter_totals(); "
-            "print(t['cbam'], 'torch' in sys.modules)")
-    runs = [subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                           check=True).stdout.split() for _ in range(2)]
-    assert runs == [["488664", "True"], ["488664", "False"]]
