@@ -30,7 +30,7 @@ import numpy as np
 from benchmarks.bench_evaluator import synthetic_predictions
 from core.data.wider_gt import SETTINGS, GTImage, WiderGT, load_wider_gt
 from core.io.atomic import atomic_write_text
-from core.io.cli_paths import CliParser, check_defaults, input_dir, output_file
+from core.io.cli_paths import CliParser, input_dir, output_file
 from eval.verdicts.paired_ap import _Counts, _resampled_ap, compare_predictions
 from eval.widerface.protocol import counted_subsets, evaluate
 from eval.widerface.submission import write_predictions
@@ -61,9 +61,7 @@ def build_parser() -> CliParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_defaults(parser, args)  # a default input that is missing stops here
+    args = build_parser().parse_checked(argv)
     lines: list[str] = []
 
     def say(text: str = "") -> None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from core.data.wider_gt import SETTINGS, WiderGT, load_wider_gt
 from core.io.atomic import atomic_write_text
-from core.io.cli_paths import CliParser, check_defaults, input_dir, output_file
+from core.io.cli_paths import CliParser, input_dir, output_file
 from eval.widerface.protocol import evaluate
 from eval.widerface.submission import read_predictions, write_predictions
 from tests.conftest import find_real_wider_gt
@@ -70,9 +70,7 @@ def build_parser() -> CliParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_defaults(parser, args)  # a default input that is missing stops here
+    args = build_parser().parse_checked(argv)
 
     lines: list[str] = []
 

@@ -55,6 +55,12 @@ class CliParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {one_line(message)} (--help for usage)\n")
 
+    def parse_checked(self, argv: Sequence[str] | None = None, skip: Sequence[str] = ()) -> argparse.Namespace:
+        """`parse_args`, then `check_defaults`: a default input that is missing stops here, before any work."""
+        args = self.parse_args(argv)
+        check_defaults(self, args, skip)
+        return args
+
 
 class PathArg:
     """An argparse ``type`` that checks a path for its role and returns it (a `Path`, or `str` with ``text``).

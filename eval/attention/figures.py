@@ -18,7 +18,7 @@ from core.checkpoint import CheckpointError, load_checkpoint
 from core.config import MODEL_CONFIGS
 from core.detector import LEVELS, STAGES, AttentionUnavailableError, FeatherFace
 from core.factory import build_model
-from core.io.cli_paths import CliParser, check_defaults, fail, input_file, output_file
+from core.io.cli_paths import CliParser, fail, input_file, output_file
 from core.io.image_input import ImageInputError
 from core.lab.artifacts import atomic_write_bytes
 from eval.attention.drawing import draw_detections
@@ -153,9 +153,7 @@ def build_parser() -> CliParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_defaults(parser, args)  # a default input that is missing stops here
+    args = build_parser().parse_checked(argv)
     try:
         if args.trained_model is None:
             model, label = build_model(args.network).eval(), "random init (untrained)"

@@ -44,7 +44,7 @@ from core.config import COMPARED_MODELS, MODEL_CONFIGS
 from core.data.wider_gt import WiderGTError, load_wider_gt
 from core.detector import FeatherFace
 from core.device import select_device
-from core.io.cli_paths import CliParser, check_defaults, fail, input_dir, output_file
+from core.io.cli_paths import CliParser, fail, input_dir, output_file
 from core.io.hashing import file_sha256
 from core.lab.artifacts import DEFAULT_RESULTS, ResultsFileError, atomic_write_json, detect_dataset
 from eval.attention.drawing import fit_image
@@ -166,9 +166,7 @@ def build_parser() -> CliParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_defaults(parser, args)  # a default input that is missing stops here
+    args = build_parser().parse_checked(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

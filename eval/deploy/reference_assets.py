@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from core.checkpoint import CheckpointError, read_checkpoint
 from core.io.atomic import atomic_write_bytes, atomic_write_text
-from core.io.cli_paths import CliParser, check_defaults, fail, input_dir, output_dir
+from core.io.cli_paths import CliParser, fail, input_dir, output_dir
 from core.io.hashing import file_sha256
 from eval.deploy.import_featherface import import_featherface
 from eval.deploy.import_retinaface import import_retinaface
@@ -239,9 +239,7 @@ def build_parser() -> CliParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_defaults(parser, args)
+    args = build_parser().parse_checked(argv)
     try:
         if args.check:
             problems = check(args.shared, args.out)

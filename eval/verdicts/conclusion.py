@@ -25,7 +25,7 @@ import pandas as pd
 from scipy.special import stdtrit  # the t quantile (what stats.t.ppf calls), without scipy.stats
 
 from core.config import BASELINE_MODEL, COMPARED_MODELS, MODEL_CONFIGS, MODEL_ORDER, TARGET_MODEL
-from core.io.cli_paths import CliParser, check_defaults, error_line, fail, input_dir, output_file, require, warn
+from core.io.cli_paths import CliParser, error_line, fail, input_dir, output_file, require, warn
 from core.lab.artifacts import COMPARISON_CSV, DEFAULT_RESULTS, DEFAULT_RUNS, LATENCY_CSV, TARGETS, atomic_write_text
 from core.lab.run_index import index_runs
 from eval.verdicts.effects import Effect, ap_difference, load_attention_report, load_compare_ap
@@ -447,8 +447,7 @@ def build_parser() -> CliParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    check_defaults(parser, args)  # a default input that is missing stops here
+    args = parser.parse_checked(argv)
     if args.runs is None:
         args.runs = [DEFAULT_RUNS] if DEFAULT_RUNS.is_dir() else []
     if args.out is None:

@@ -30,7 +30,7 @@ from core.config import MODEL_CONFIGS, TEST_KEEP_TOP_K, TEST_TOP_K
 from core.data.widerface import LabelFormatError, read_image_list
 from core.detector import FeatherFace
 from core.device import select_device
-from core.io.cli_paths import CliParser, check_defaults, fail, input_dir, input_file, output_dir, read_problem
+from core.io.cli_paths import CliParser, fail, input_dir, input_file, output_dir, read_problem
 from core.io.hashing import file_sha256
 from core.lab.artifacts import DEFAULT_DATA, atomic_write_json
 from eval.deploy.backends import forward_for
@@ -368,8 +368,7 @@ def build_parser() -> CliParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    check_defaults(parser, args)  # a default input that is missing stops here
+    args = parser.parse_checked(argv)
     if problem := backend_missing(args.backend):  # before any model is built or file written
         parser.error(problem)
     try:

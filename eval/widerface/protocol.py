@@ -46,7 +46,7 @@ from numpy.typing import ArrayLike
 
 from core.data.wider_gt import SETTINGS, WiderGT, WiderGTError, load_wider_gt
 from core.io.atomic import atomic_write_text
-from core.io.cli_paths import CliParser, check_defaults, fail, input_dir, output_file
+from core.io.cli_paths import CliParser, fail, input_dir, output_file
 from core.lab.artifacts import DEFAULT_DATA
 from eval.widerface.submission import PredictionFormatError, read_predictions
 
@@ -403,9 +403,7 @@ def build_parser() -> CliParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: read a submission directory and the official .mat ground truth, print the table."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    check_defaults(parser, args)  # a default input that is missing stops here
+    args = build_parser().parse_checked(argv)
     try:
         gt = load_wider_gt(args.gt)
         read = read_predictions(args.pred, gt, strict=args.strict)

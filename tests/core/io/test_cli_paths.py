@@ -82,6 +82,20 @@ def test_parser_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path
         assert info.value.code == 2 and len(err.splitlines()) == 1 and words in err and "usage:" not in err
 
 
+def test_parse_checked_stops_on_a_missing_default_input_unless_skipped(capsys: pytest.CaptureFixture[str],
+                                                                       tmp_path: Path) -> None:
+    """A default path is not seen by its argparse type; `parse_checked` checks it, naming the flag."""
+    parser = CliParser(prog="python -m demo")
+    parser.add_argument("--data", type=input_file, default=tmp_path / "absent.txt")
+    with pytest.raises(SystemExit) as info:
+        parser.parse_checked([])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--data" in err and "absent.txt" in err and len(err.splitlines()) == 1
+    assert parser.parse_checked([], skip=("--data",)).data == tmp_path / "absent.txt"
+    (tmp_path / "absent.txt").write_text("now here")
+    assert parser.parse_checked([]).data == tmp_path / "absent.txt"
+
+
 def test_error_line_has_no_quoted_key_error_and_no_newline() -> None:
     assert error_line(KeyError("unknown network 'x'; choose one of ['cbam']")) == "unknown network 'x'; choose one " \
         "of ['cbam']"
