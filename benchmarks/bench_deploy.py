@@ -15,6 +15,12 @@ sample) with trained-looking BN statistics and non-zero deformable offsets
 timed against a regular 3x3 conv of equal multiply-adds (C -> O + 27: the main conv plus the offset
 conv), and the forward pass is profiled (PyTorch profiler, ONNX Runtime's and OpenVINO's own).
 Each child holds the machine's timing lock (`eval.latency.lock`) and records the load average.
+
+Two more rows bound what a faster kernel could give: `<variant>_without_dcn` (plain convs, no offset convs)
+and `<variant>_sampling_free` (offset convs kept, sampling removed: the floor of any DCN kernel). A ratio
+is taken against retinaface_mnet in the same configuration where it has one (torch.compile against the
+compiled baseline), else against its plain row. ONNX Runtime sessions run without spinning workers (see
+`eval.deploy.onnx_runtime.OnnxRuntimeModel`); its section also times them with spinning, interleaved and alone.
 """
 
 from __future__ import annotations
@@ -34,12 +40,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from core.config import MODEL_CONFIGS
 from core.io.atomic import atomic_write_text
 from core.io.cli_paths import CliParser, missing_tools, output_file
 from core.layers.deform_conv import ModulatedDeformConv2d
+from core.nets.ssh import use_native_deform_op
 from eval.deploy.bn_fold import prepare_for_inference
 from eval.latency.lock import timing_slot
 from eval.verdicts.latency_ci import bootstrap_median_ci
@@ -51,6 +59,10 @@ PROFILED = "eca_cbam_parallel"
 CONTROL = f"{PROFILED}_without_dcn"
 """The profiled variant with plain 3x3 convs in its SSHs (`deformable_ssh=False`): what FeatherFace costs
 in a runtime apart from its deformable convs, the floor any DCN kernel can reach."""
+FLOOR = f"{PROFILED}_sampling_free"
+"""The profiled variant's inference copy with every deformable conv's bilinear sampling replaced by a plain 3x3
+conv of its weights, its (merged) offset convs still run and feeding the output: not the function, but a time
+no deformable-conv kernel can go under, since it only removes the sampling."""
 RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "openvino")
 LAYER_SHAPES: tuple[tuple[int, int], ...] = ((52, 26), (52, 13), (13, 13))
 """(C_in, C_out) of the SSH's deformable convs at 52 channels: 3x3 branch, 5x5 first, the three 13 -> 13."""
@@ -68,6 +80,40 @@ def outputs(result: object) -> list[np.ndarray]:
 
 def max_abs_diff(ref: list[np.ndarray], got: list[np.ndarray]) -> float:
     return max(float(np.abs(a - b).max()) for a, b in zip(ref, got, strict=True))
+
+
+def sampling_free_op(x: torch.Tensor, weight: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor,
+                     bias: torch.Tensor) -> torch.Tensor:
+    """A deformable conv without its sampling: the plain conv, plus a negligible term that keeps the offset
+    conv's output in use (a runtime would drop an unread conv)."""
+    return F.conv2d(x, weight, bias, padding=1) + 1e-30 * mask.sum(1, keepdim=True)
+
+
+def sampling_free(model: nn.Module, channels_last: bool) -> nn.Module:
+    """The `FLOOR` model: the fused inference copy whose deformable convs call `sampling_free_op`."""
+    return use_native_deform_op(prepare_for_inference(model, channels_last=channels_last), sampling_free_op)
+
+
+def onnx_bytes(module: nn.Module, x: torch.Tensor) -> bytes:
+    """`module` exported as the project's detector exports are named (input, loc/conf/landmarks)."""
+    import io
+    import warnings
+
+    from eval.deploy.onnx_export import INPUT_NAME, OUTPUT_NAMES
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=19, input_names=[INPUT_NAME],
+                          output_names=list(OUTPUT_NAMES))
+    return buf.getvalue()
+
+
+def compiler() -> str | None:
+    """The C++ compiler torch.compile's CPU backend needs at run time, if this machine has one."""
+    import shutil
+
+    return next((c for c in ("c++", "g++", "clang++") if shutil.which(c)), None)
 
 
 def interleave(configs: dict[str, Run], rounds: int, warmup: int) -> dict[str, list[float]]:
@@ -105,6 +151,15 @@ def torch_configs(models: dict[str, nn.Module], x: torch.Tensor) -> dict[str, tu
         out[f"{name} | fused inference copy"] = (name, lambda f=fast: f(xc), lambda f=fast: f(xc))
     old = prepare_for_inference(models[PROFILED], fuse_dcn=False)
     out[f"{PROFILED} | grid_sample DCN, unfused (before)"] = (PROFILED, lambda: old(xc), lambda: old(xc))
+    floor = sampling_free(models[PROFILED], channels_last=True)
+    out[f"{FLOOR} | sampling-free floor"] = (FLOOR, lambda: floor(xc), lambda: floor(xc))
+    if compiler():  # not a product path: needs a C++ compiler at run time and about a minute per model
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True  # weights as constants: conv weights prepacked, BN-free graph folded
+        for name in (PROFILED, BASELINE):
+            comp = torch.compile(prepare_for_inference(models[name]))
+            out[f"{name} | torch.compile (inductor, frozen)"] = (name, lambda c=comp: c(xc), lambda c=comp: c(xc))
     return out
 
 
@@ -117,6 +172,29 @@ def ort_configs(models: dict[str, nn.Module], x: torch.Tensor, threads: int) -> 
     for name, model in models.items():
         rt = OnnxRuntimeModel(export_onnx_bytes(model, HW), threads)
         out[f"{name} | native DeformConv, fused export"] = (name, lambda r=rt: r.run(xn), lambda r=rt: r.run(xn))
+    floor = OnnxRuntimeModel(onnx_bytes(sampling_free(models[PROFILED], channels_last=False), x), threads)
+    out[f"{FLOOR} | sampling-free floor"] = (FLOOR, lambda: floor.run(xn), lambda: floor.run(xn))
+    return out
+
+
+def ort_spinning(models: dict[str, nn.Module], x: torch.Tensor, threads: int, rounds: int,
+                 warmup: int) -> dict[str, list[float]]:
+    """The baseline and the profiled variant with ONNX Runtime's spinning workers on and off: interleaved
+    (each pair in its own group, so one group's spinning cannot reach the other) and each session alone."""
+    from eval.deploy.onnx_export import export_onnx_bytes
+    from eval.deploy.onnx_runtime import OnnxRuntimeModel
+
+    xn = x.numpy()
+    data = {name: export_onnx_bytes(models[name], HW) for name in (BASELINE, PROFILED)}
+    out: dict[str, list[float]] = {}
+    for spinning in (False, True):
+        word = "spinning" if spinning else "not spinning"
+        sessions = {name: OnnxRuntimeModel(d, threads, spinning=spinning) for name, d in data.items()}
+        runs = {f"{name} | interleaved, {word}": (lambda r=rt: r.run(xn)) for name, rt in sessions.items()}
+        out.update(interleave(runs, rounds, warmup))
+        for name, rt in sessions.items():
+            out.update(interleave({f"{name} | alone, {word}": lambda r=rt: r.run(xn)}, rounds, warmup))
+        del sessions
     return out
 
 
@@ -132,7 +210,21 @@ def ov_configs(models: dict[str, nn.Module], x: torch.Tensor, threads: int) -> d
             rt = OpenVinoModel(model, threads, input_hw=HW, dcn=dcn)
             label = f"{name} | {dcn} DCN" if name not in (BASELINE, CONTROL) else f"{name} | (no DCN)"
             out[label] = (name, lambda r=rt: r.run(xn), lambda r=rt: r.run(xn))
+    floor = ov_compiled(sampling_free(models[PROFILED], channels_last=False), x, threads)
+    out[f"{FLOOR} | sampling-free floor"] = (FLOOR, floor, floor)
     return out
+
+
+def ov_compiled(module: nn.Module, x: torch.Tensor, threads: int) -> Run:
+    """`module` converted and compiled as `eval.deploy.openvino_runtime.OpenVinoModel` compiles a detector."""
+    import openvino as ov
+
+    with torch.no_grad():
+        model = ov.convert_model(module, example_input=x, input=[list(x.shape)])
+    req = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                                                 "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    xn = x.numpy()
+    return lambda: req.infer({0: xn})
 
 
 # Per runtime: one deformable layer against a conv of equal multiply-adds
@@ -192,6 +284,7 @@ def ort_layers(x_by_c: dict[int, torch.Tensor], threads: int) -> dict[str, Run]:
             torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=19, input_names=["x"])
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as OnnxRuntimeModel: interleaved
         s = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
         xn = x.numpy()
         return lambda: s.run(None, {"x": xn})
@@ -205,17 +298,10 @@ def ort_layers(x_by_c: dict[int, torch.Tensor], threads: int) -> dict[str, Run]:
 
 
 def ov_layers(x_by_c: dict[int, torch.Tensor], threads: int) -> dict[str, Run]:
-    import openvino as ov
-
     from eval.deploy.openvino_runtime import torchvision_deform_conv
 
     def compiled(module: nn.Module, x: torch.Tensor) -> Run:
-        with torch.no_grad():
-            model = ov.convert_model(module, example_input=x, input=[list(x.shape)])
-        req = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                                                     "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
-        xn = x.numpy()
-        return lambda: req.infer({0: xn})
+        return ov_compiled(module, x, threads)
 
     out: dict[str, Run] = {}
     for c, o in LAYER_SHAPES:
@@ -320,10 +406,11 @@ def worker(runtime: str, rounds: int, warmup: int, threads: int, profile_runs: i
         else:
             configs, layers = ov_configs(models, x, threads), ov_layers(x_by_c, threads)
         with torch.inference_mode():
-            diffs = {label: max_abs_diff(refs[variant], outputs(check())) for label, (variant, _, check) in
-                     configs.items()}
+            diffs = {label: max_abs_diff(refs[variant], outputs(check())) if variant in refs else float("nan")
+                     for label, (variant, _, check) in configs.items()}
         times = interleave({label: run for label, (_, run, _) in configs.items()}, rounds, warmup)
         load_mid = _load()
+        spin_times = ort_spinning(models, x, threads, rounds, warmup) if runtime == "onnxruntime" else {}
         layer_times = interleave(layers, rounds, warmup)
         if runtime == "torch":
             profile = torch_profile(models[PROFILED], x, profile_runs)
@@ -334,7 +421,7 @@ def worker(runtime: str, rounds: int, warmup: int, threads: int, profile_runs: i
                        + ["  gather DCN:"] + ov_profile(models[PROFILED], x, threads, profile_runs, "gather"))
         load_end = _load()
     return {"runtime": runtime, "variants": {label: variant for label, (variant, _, _) in configs.items()},
-            "times": times, "diffs": diffs, "layer_times": layer_times, "profile": profile,
+            "times": times, "diffs": diffs, "layer_times": layer_times, "spin_times": spin_times, "profile": profile,
             "load": [load_start, load_mid, load_end], "versions": _versions(runtime)}
 
 
@@ -373,17 +460,26 @@ def report(result: dict, threads: int) -> tuple[list[str], dict[str, tuple[float
              f"{'configuration':<58}{'median ms [95% CI]':>28}{'x ' + BASELINE:>22}{'[95% CI]':>18}{'max|diff|':>11}"]
     best: dict[str, tuple[float, float, float]] = {}
     for label, t in times.items():
-        r, lo, hi = ratio_ci(t, times[base_label])
-        lines.append(f"{label:<58}{median_ci(t):>28}{r:22.2f} [{lo:5.2f}, {hi:5.2f}]{result['diffs'][label]:11.1e}")
+        r, lo, hi = ratio_ci(t, times[paired_baseline(label, times, base_label)])
+        diff = result["diffs"][label]
+        shown = f"{diff:11.1e}" if np.isfinite(diff) else f"{'(floor)':>11}"
+        lines.append(f"{label:<58}{median_ci(t):>28}{r:22.2f} [{lo:5.2f}, {hi:5.2f}]{shown}")
         v = variants[label]
         if v != BASELINE and "(before)" not in label and (v not in best or r < best[v][0]):
             best[v] = (r, lo, hi)
+    lines.append(f"(ratios against {BASELINE} in the same configuration where it has one, else against "
+                 f"{base_label!r})")
     limit = GOAL["torch"] if rt == "torch" else GOAL["runtime"]
     lines += ["", f"goal: every FeatherFace variant <= {limit}x {BASELINE} in this runtime (best configuration "
                   "per variant; verdict from the ratio's CI):"]
     for v, (r, lo, hi) in best.items():
         if v == CONTROL:
-            lines.append(f"  ({CONTROL}: {r:.2f}x [{lo:.2f}, {hi:.2f}], the floor without deformable convs)")
+            lines.append(f"  ({CONTROL}: {r:.2f}x [{lo:.2f}, {hi:.2f}], plain 3x3 convs and no offset convs)")
+            continue
+        if v == FLOOR:
+            reach = "out of reach" if lo > limit else "within reach"
+            lines.append(f"  ({FLOOR}: {r:.2f}x [{lo:.2f}, {hi:.2f}], offset convs kept and sampling free: the "
+                         f"floor of any deformable-conv kernel; the goal is {reach} of a faster kernel here)")
             continue
         verdict = "met" if hi <= limit else "NOT met" if lo > limit else "undecided (CI spans the limit)"
         lines.append(f"  {v:<20}{r:6.2f}x [{lo:.2f}, {hi:.2f}]  {verdict}; {r / limit:.2f}x the limit")
@@ -396,9 +492,25 @@ def report(result: dict, threads: int) -> tuple[list[str], dict[str, tuple[float
             if label.startswith(f"{c}->{o} "):
                 r, lo, hi = ratio_ci(t, lt[conv_label])
                 lines.append(f"  {label:<56}{median_ci(t):>28}  x conv {r:6.2f} [{lo:.2f}, {hi:.2f}]")
+    spin = result.get("spin_times") or {}
+    if spin:
+        lines += ["", "ONNX Runtime's spinning workers (ms; ratio of the pair's per-round times):"]
+        for how in ("interleaved", "alone"):
+            for word in ("not spinning", "spinning"):
+                a, b = spin[f"{PROFILED} | {how}, {word}"], spin[f"{BASELINE} | {how}, {word}"]
+                r, lo, hi = ratio_ci(a, b) if how == "interleaved" else (np.median(a) / np.median(b), np.nan, np.nan)
+                ci = f" [{lo:.2f}, {hi:.2f}]" if how == "interleaved" else " (medians)"
+                lines.append(f"  {how + ', ' + word:<26}{BASELINE} {median_ci(b)}   {PROFILED} {median_ci(a)}   "
+                             f"ratio {r:.2f}{ci}")
     lines += ["", f"profile of {PROFILED}'s forward pass (top ops; sum of per-call self time per forward):"]
     lines += result["profile"]
     return lines, best
+
+
+def paired_baseline(label: str, times: dict[str, list[float]], plain: str) -> str:
+    """The baseline row timed in the same configuration as `label` (text after " | "), else `plain`."""
+    same = f"{BASELINE} | {label.split(' | ', 1)[-1]}"
+    return same if same in times else plain
 
 
 def build_parser() -> CliParser:
@@ -455,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         say()
     say("## Summary: each FeatherFace variant's best ratio to " + BASELINE + " in the same runtime")
     say(f"{'variant':<34}" + "".join(f"{rt:>22}" for rt in best))
-    for v in (*FEATHERFACE, CONTROL):
+    for v in (*FEATHERFACE, CONTROL, FLOOR):
         say(f"{v:<34}" + "".join(f"{best[rt][v][0]:8.2f} [{best[rt][v][1]:.2f}, {best[rt][v][2]:.2f}]"
                                  if v in best[rt] else f"{'-':>22}" for rt in best))
     say(f"(load average at the end {_load():.2f})")

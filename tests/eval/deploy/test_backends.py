@@ -140,3 +140,19 @@ def test_for_backend_openvino_dynamic_shapes():
         ref = model(x)
     for a, b in zip(ref, compiled(x), strict=True):
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_runtime_workers_do_not_spin_unless_asked():
+    """Interleaved timing runs several sessions in one process: a session's busy-waiting workers would take
+    the cores of the next (eval.deploy.onnx_runtime.OnnxRuntimeModel); the session option says which."""
+    from eval.deploy.onnx_export import export_onnx_bytes
+    from eval.deploy.onnx_runtime import OnnxRuntimeModel
+
+    data = export_onnx_bytes(realistic_model("retinaface_mnet"), (64, 64))
+    entry = "session.intra_op.allow_spinning"
+    quiet, spinning = OnnxRuntimeModel(data, threads=1), OnnxRuntimeModel(data, threads=1, spinning=True)
+    assert quiet.session.get_session_options().get_session_config_entry(entry) == "0"
+    assert spinning.session.get_session_options().get_session_config_entry(entry) == "1"
+    x = torch.randn(1, 3, 64, 64)
+    for a, b in zip(quiet(x), spinning(x), strict=True):
+        assert torch.equal(a, b)
