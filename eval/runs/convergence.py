@@ -20,7 +20,8 @@ from core.lab.roots import confined_files, root_label
 from core.lab.run_index import index_runs
 from eval.runs.checkpoints import dataset_words
 from eval.runs.event_cache import EventCache, FileRead, default_cache
-from eval.runs.event_files import EVENT_GLOB, SCALAR_COLUMNS, Scalars, concat_scalars
+from eval.runs.event_files import EVENT_GLOB, SCALAR_COLUMNS
+from eval.runs.tfevents.scalars import Scalars, concat_scalars
 
 RUN_COLUMNS: tuple[str, ...] = ("run", "model", "display_name", "dataset", "seed", "origin", "root", "path",
                                 "event_files", "last_epoch", "points", "status")

@@ -17,7 +17,9 @@ import pandas as pd
 
 from core.io.atomic import atomic_write_bytes
 from core.io.cli_paths import read_problem
-from eval.runs.event_files import Scalars, concat_scalars, empty_arrays, purge_within, read_records
+from eval.runs.event_files import read_records
+from eval.runs.tfevents.decode import purge_within
+from eval.runs.tfevents.scalars import Scalars, concat_scalars, empty_arrays
 
 CACHE_ENV = "FEATHERFACE_CACHE_DIR"
 

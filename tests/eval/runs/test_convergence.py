@@ -32,7 +32,7 @@ from eval.runs.curves import (
     tail_stats,
 )
 from eval.runs.event_cache import EventCache
-from eval.runs.event_files import scan_records
+from eval.runs.tfevents.framing import scan_records
 
 LOSS = TB_TAGS["train_loss"]
 AP = TB_TAGS["ap_hard"]
@@ -241,13 +241,13 @@ def test_long_step_curves_are_thinned_for_drawing_only(tmp_path: Path):
 def test_vectorised_crc_matches_tensorboard():
     from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 
-    from eval.runs.event_files import _masked_crc32c_many
+    from eval.runs.tfevents.crc32c import masked_crc32c_many
 
     rng = np.random.default_rng(0)
     buf = rng.integers(0, 256, 20_000, dtype=np.uint8).tobytes()
     lengths = np.array([0, 1, 8, 37, 100, 5000, 12])
     starts = np.array([5, 0, 100, 999, 3, 10_000, 19_988])
-    got = _masked_crc32c_many(buf, starts, lengths)
+    got = masked_crc32c_many(buf, starts, lengths)
     assert got.tolist() == [masked_crc32c(buf[s:s + n]) for s, n in zip(starts, lengths, strict=True)]
 
 

@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_file_loader import RawEventFileL
 from torch.utils.tensorboard import SummaryWriter
 
 from eval.runs.event_cache import EventCache
-from eval.runs.event_files import scan_records
+from eval.runs.tfevents.framing import scan_records
 
 TAG = "train/loss_total"
 
@@ -234,9 +234,11 @@ def test_disk_cache_survives_a_restart_and_reads_only_what_was_appended(tmp_path
 
 def test_fused_reading_finds_every_damage_the_plain_checksums_find(tmp_path: Path) -> None:
     """read_records checks add_scalar-style records by their group's checksum plus what their own bytes
-    change (eval.runs.event_files._template_registers): any flipped byte, wherever in the record (wall time,
+    change (eval.runs.tfevents.decode.template_registers): any flipped byte, wherever in the record (wall time,
     step, value, tag, structure, length, stored CRC), must still be caught at the same record."""
-    from eval.runs.event_files import decode_records, frame_records, read_records
+    from eval.runs.event_files import read_records
+    from eval.runs.tfevents.decode import decode_records
+    from eval.runs.tfevents.framing import frame_records
 
     with SummaryWriter(str(tmp_path)) as w:
         for step in range(0, 3000, 7):
