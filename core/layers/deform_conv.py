@@ -123,7 +123,7 @@ def bilinear_bags(
 
     `dy`, `dx`, `mask`: (N, H, W, G * taps), tap-major per DCN, for G stride-1 DCNs sharing one input
     grid (any strides: typically views of one offset-conv output). Returns rows (G, N*H*W, 4*taps)
-    into each DCN's own `tap_table` (int32 where the table allows, else int64) and weights of the same
+    into each DCN's own `tap_table` (int64) and weights of the same
     shape: bilinear corner weight times the modulation mask, each DCN's block contiguous. Sample
     points are clamped into the zero border first, which keeps every corner inside the table without
     a bounds check and does not change the result.
