@@ -221,8 +221,9 @@ def ov_compiled(module: nn.Module, x: torch.Tensor, threads: int) -> Run:
 
     with torch.no_grad():
         model = ov.convert_model(module, example_input=x, input=[list(x.shape)])
-    req = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-                                                 "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
+    from eval.deploy.openvino_runtime import compile_config
+
+    req = ov.Core().compile_model(model, "CPU", compile_config(threads)).create_infer_request()
     xn = x.numpy()
     return lambda: req.infer({0: xn})
 
@@ -276,16 +277,14 @@ def ort_layers(x_by_c: dict[int, torch.Tensor], threads: int) -> dict[str, Run]:
     import onnxruntime as ort
 
     from eval.deploy.onnx_export import onnx_deform_conv
+    from eval.deploy.onnx_runtime import session_options
 
     def session(module: nn.Module, x: torch.Tensor) -> Run:
         buf = io.BytesIO()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(module, (x,), buf, dynamo=False, opset_version=19, input_names=["x"])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as OnnxRuntimeModel: interleaved
-        s = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+        s = ort.InferenceSession(buf.getvalue(), session_options(threads), providers=["CPUExecutionProvider"])
         xn = x.numpy()
         return lambda: s.run(None, {"x": xn})
 
@@ -300,18 +299,15 @@ def ort_layers(x_by_c: dict[int, torch.Tensor], threads: int) -> dict[str, Run]:
 def ov_layers(x_by_c: dict[int, torch.Tensor], threads: int) -> dict[str, Run]:
     from eval.deploy.openvino_runtime import torchvision_deform_conv
 
-    def compiled(module: nn.Module, x: torch.Tensor) -> Run:
-        return ov_compiled(module, x, threads)
-
     out: dict[str, Run] = {}
     for c, o in LAYER_SHAPES:
         dcn, conv = _layer(c, o)
-        out[f"{c}->{o} DCN, native DeformableConvolution"] = compiled(
-            _stand_alone(dcn, torchvision_deform_conv), x_by_c[c])
+        out[f"{c}->{o} DCN, native DeformableConvolution"] = ov_compiled(
+            _stand_alone(dcn, torchvision_deform_conv), x_by_c[c], threads)
         gather = ModulatedDeformConv2d(c, o, kernel="gather").eval()
         gather.load_state_dict(dcn.state_dict())
-        out[f"{c}->{o} DCN, gather (MatMul + EmbeddingBag)"] = compiled(gather, x_by_c[c])
-        out[f"{c}->{o} conv {c}->{o + 27} (equal MACs)"] = compiled(conv, x_by_c[c])
+        out[f"{c}->{o} DCN, gather (MatMul + EmbeddingBag)"] = ov_compiled(gather, x_by_c[c], threads)
+        out[f"{c}->{o} conv {c}->{o + 27} (equal MACs)"] = ov_compiled(conv, x_by_c[c], threads)
     return out
 
 
@@ -359,13 +355,12 @@ def ort_profile(model: nn.Module, x: torch.Tensor, threads: int, runs: int) -> l
 def ov_profile(model: nn.Module, x: torch.Tensor, threads: int, runs: int, dcn: str) -> list[str]:
     import openvino as ov
 
-    from eval.deploy.openvino_runtime import trace_ready
+    from eval.deploy.openvino_runtime import compile_config, trace_ready
 
     with torch.no_grad():
         converted = ov.convert_model(trace_ready(model, dcn), example_input=x, input=[list(x.shape)])
-    req = ov.Core().compile_model(converted, "CPU", {
-        "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
-        "PERF_COUNT": True}).create_infer_request()
+    req = ov.Core().compile_model(converted, "CPU", {**compile_config(threads), "PERF_COUNT": True}
+                                  ).create_infer_request()
     xn = x.numpy()
     for _ in range(2):
         req.infer({0: xn})

@@ -42,6 +42,32 @@ def check_backend(backend: str) -> str:
     return backend
 
 
+def session_options(threads: int, optimization: str = "all", spinning: bool = False):  # noqa: ANN201 - ort type
+    """CPU session options: `threads` intra-op threads, one inter-op thread, sequential execution.
+
+    `spinning=False` stops ONNX Runtime's idle workers from busy-waiting after each run. Every timing here
+    interleaves several sessions in one process, and the spinning workers of the session that just ran take
+    the cores of the next: retinaface_mnet ran in 23.9 ms instead of 13.3 ms beside a spinning FeatherFace
+    session (benchmarks/results/deploy_latency.txt). Alone, spinning is about 10% faster for FeatherFace.
+    """
+    import onnxruntime as ort
+
+    if optimization not in OPT_LEVELS:
+        raise ValueError(f"unknown graph optimization level {optimization!r}; choose one of {OPT_LEVELS}")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    opts.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    return opts
+
+
 class OnnxRuntimeModel:
     """An ONNX Runtime CPU inference session over an exported detector (file path or serialized bytes)."""
 
@@ -53,27 +79,12 @@ class OnnxRuntimeModel:
         profile_prefix: str | None = None,
         spinning: bool = False,
     ) -> None:
-        """`spinning=False` stops ONNX Runtime's idle workers from busy-waiting after each run. Every timing
-        here interleaves several sessions in one process, and the spinning workers of the session that just ran
-        take the cores of the next: retinaface_mnet ran in 28.5 ms instead of 12.4 ms beside two FeatherFace
-        sessions (benchmarks/results/deploy_latency.txt). Alone, spinning is 10-15% faster."""
+        """`spinning`: see `session_options` (off by default, for interleaved timing)."""
         import onnxruntime as ort
 
-        if optimization not in OPT_LEVELS:
-            raise ValueError(f"unknown graph optimization level {optimization!r}; choose one of {OPT_LEVELS}")
         self.threads = int(threads) if threads else torch.get_num_threads()
         self.optimization = optimization
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        opts.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[optimization]
+        opts = session_options(self.threads, optimization, spinning)
         if profile_prefix is not None:
             opts.enable_profiling = True
             opts.profile_file_prefix = profile_prefix

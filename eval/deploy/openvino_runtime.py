@@ -50,6 +50,12 @@ def trace_ready(model: nn.Module, dcn: str = "native") -> nn.Module:
     return swap_deform_convs(use_native_deform_op(ready, torchvision_deform_conv), TorchvisionOpDeformConv)
 
 
+def compile_config(threads: int) -> dict[str, object]:
+    """How every OpenVINO model here is compiled: `threads` inference threads, the latency hint, and float32
+    kept (no reduced-precision inference), so outputs match PyTorch's."""
+    return {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+
+
 class OpenVinoModel:
     """A compiled OpenVINO CPU model: `(N,3,H,W) tensor -> (loc, conf, landmarks)` tensors on `x`'s device."""
 
@@ -67,8 +73,7 @@ class OpenVinoModel:
         shape = [1, 3, *input_hw] if input_hw else [-1, 3, -1, -1]
         with torch.no_grad():
             converted = ov.convert_model(trace_ready(model, dcn), example_input=torch.zeros(1, 3, *hw), input=shape)
-        self.compiled = ov.Core().compile_model(converted, "CPU", {
-            "INFERENCE_NUM_THREADS": self.threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+        self.compiled = ov.Core().compile_model(converted, "CPU", compile_config(self.threads))
         self.request = self.compiled.create_infer_request()
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
