@@ -175,12 +175,8 @@ def model_rank(model: str) -> int:
 
 
 _PRESENTATION = ("display_name", "description", "color", "compared", "published")
-
-
-def build_settings(cfg: ModelConfig) -> dict[str, Any]:
-    """The fields that decide the network a config builds (everything but how it is presented): what a
-    fact derived from the built model, such as its parameter count, depends on."""
-    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in _PRESENTATION}
+BUILD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ModelConfig) if f.name not in _PRESENTATION)
+"""The fields that decide the network a config builds (everything but how it is presented)."""
 _TUPLES = ("backbone_channels", "bgr_mean")
 # Build settings added when the variants were made to compute the source's function, with the value every
 # checkpoint written before then was trained with: such a checkpoint rebuilds the network it learned.
@@ -203,14 +199,18 @@ def config_from_dict(data: dict) -> ModelConfig:
         variances=tuple(float(v) for v in anchors.get("variances", AnchorConfig.variances)),
         clip=bool(anchors.get("clip", False)),
     )
-    known = {f.name for f in fields(ModelConfig)} - {"anchors", *_PRESENTATION}
-    build = {k: (tuple(v) if k in _TUPLES else v) for k, v in data.items() if k in known}
+    build = {k: (tuple(v) if k in _TUPLES else v) for k, v in data.items() if k in BUILD_FIELDS and k != "anchors"}
     build.update({k: v for k, v in LEGACY_BUILD.items() if k not in data})
     base = MODEL_CONFIGS.get(str(data.get("name")))
     if base is not None:
         return replace(base, anchors=anchor_cfg, **build)
     name = str(build.get("name", "?"))
     return ModelConfig(anchors=anchor_cfg, display_name=str(data.get("display_name") or name), **build)
+
+
+def build_settings(cfg: ModelConfig) -> dict[str, Any]:
+    """`cfg`'s `BUILD_FIELDS`: what a fact derived from the built model, such as its parameter count, depends on."""
+    return {name: getattr(cfg, name) for name in BUILD_FIELDS}
 
 
 # Settings both references share, written once: their data/config.py (batch, size, LR schedule) and their
